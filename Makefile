@@ -1,0 +1,46 @@
+# pgdog-ev: `make run` starts a demo PostgreSQL and the proxy; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PG_BINDIR := $(firstword $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r))
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TEST_WORKERS ?= 2
+
+.PHONY: setup run test lint unit integration postgres clean
+
+setup: $(STAMP) postgres
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# PostgreSQL server binaries, psql and pgbench from Debian's packages when missing.
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null || \
+	    ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL from Debian packages"; \
+	  $(SUDO) apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql postgresql-contrib postgresql-client; \
+	fi
+
+run: setup
+	$(PY) ops/demo/demo.py --data .data
+
+test: setup
+	$(PY) -m pytest -n $(TEST_WORKERS) -q
+
+unit: setup
+	$(PY) -m pytest -n $(TEST_WORKERS) -q tests/unit
+
+integration: setup
+	$(PY) -m pytest -n $(TEST_WORKERS) -q tests/integration
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf .data .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,5 @@
+import sys
+
+from pgdog_ev.cli import main
+
+sys.exit(main())

@@ -1,0 +1,211 @@
+"""The daemon: one reactor, one listener, the directory of pools, the event log.
+
+This is the only place that touches the real world as a whole: it owns the
+clock, the OS entropy source, the listening socket, the event-log file and the
+signals (SIGHUP reloads; SIGINT and SIGTERM drain and stop).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from loop.reactor import Reactor
+from pgdog_ev import __version__
+from pgdog_ev.config import Config, ConfigError, load_config
+from pgdog_ev.eventlog.filesink import RotatingFileSink, make_header
+from pgdog_ev.proxy.client_conn import ClientConnection
+from pgdog_ev.proxy.directory import Directory
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire.errors import TOO_MANY_CONNECTIONS
+from state.client import ClientState
+from state.events import EventLog, Kind, Machine
+from state.reasons import Reason
+
+log = logging.getLogger("pgdog_ev")
+
+EVENT_FLUSH_INTERVAL = 0.2
+SHUTDOWN_POLL = 0.05
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        reload_config: Callable[[], Config] | None = None,
+        entropy: Callable[[int], bytes] = os.urandom,
+        reactor: Reactor | None = None,
+    ) -> None:
+        self.config = config
+        self.reload_config = reload_config
+        self.entropy = entropy
+        self.reactor = reactor or Reactor()
+        self.reactor.handle_exception = self._loop_exception  # type: ignore[method-assign]
+        self.sink: RotatingFileSink | None = None
+        self.events = EventLog(sink=self._open_sink(config))
+        self.directory = Directory(config, self.reactor, self.events, entropy)
+        self.listener: Any = None
+        self.stopping = False
+        self._shutdown_deadline = 0.0
+        self.exit_code = 0
+
+    # -- setup ----------------------------------------------------------------
+
+    def _open_sink(self, config: Config) -> Callable[[memoryview], None] | None:
+        g = config.general
+        if not g.event_log:
+            return None
+        header = make_header(config_digest=config.digest, code_version=__version__)
+        self.sink = RotatingFileSink(
+            g.event_log,
+            header,
+            max_bytes=g.event_log_max_bytes,
+            keep=g.event_log_keep,
+            on_error=lambda msg: log.error("event log disabled: %s", msg),
+        )
+        return self.sink
+
+    def start(self) -> None:
+        g = self.config.general
+        self.listener = self.reactor.listen(g.host, g.port, self._accept)
+        self.port = self.listener.port
+        self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, Reason.STARTUP, self.port)
+        for signum, handler in (
+            (2, self._on_stop_signal),
+            (15, self._on_stop_signal),
+            (1, self._on_reload_signal),
+        ):
+            self.reactor.add_signal_handler(signum, handler, signum)
+        self.reactor.call_later(EVENT_FLUSH_INTERVAL, self._flush_events)
+        log.info("pgdog-ev %s listening on %s:%d", __version__, g.host, self.port)
+
+    def run(self) -> int:
+        self.start()
+        try:
+            self.reactor.run_forever()
+        finally:
+            self._finish()
+        return self.exit_code
+
+    # -- clients ------------------------------------------------------------------
+
+    def _accept(self, sock: socket.socket, addr: Any) -> None:
+        now = self.reactor.now()
+        limit = self.config.general.max_client_conn
+        if self.stopping or (limit is not None and len(self.directory.clients) >= limit):
+            reason = "the proxy is shutting down" if self.stopping else "too many client connections"
+            code = "57P01" if self.stopping else TOO_MANY_CONNECTIONS
+            try:
+                sock.send(be.error_response(code, reason, severity="FATAL"))
+            except OSError:
+                pass
+            sock.close()
+            self.events.emit(now, Kind.ACCEPT, Machine.DAEMON, 0, 0, 0, Reason.TOO_MANY_CLIENTS)
+            return
+        cid = self.directory.next_client_id()
+        self.events.emit(now, Kind.ACCEPT, Machine.CLIENT, cid, 0, 0, self.port)
+        self.reactor.transport(sock, ClientConnection(self.directory, cid))
+
+    # -- signals ------------------------------------------------------------------
+
+    def _on_reload_signal(self, signum: int) -> None:
+        self.reload()
+
+    def reload(self) -> bool:
+        now = self.reactor.now()
+        if self.reload_config is None:
+            return False
+        try:
+            config = self.reload_config()
+        except ConfigError as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return False
+        self.config = config
+        self.directory.apply(config)
+        self.events.emit(now, Kind.RELOAD, Machine.DAEMON, 0, 0, 0, Reason.RELOAD)
+        log.info("configuration reloaded (%d pools)", len(self.directory.pools))
+        return True
+
+    def _on_stop_signal(self, signum: int) -> None:
+        if self.stopping:
+            log.warning("second stop signal: exiting now")
+            self._force_close()
+            self.reactor.stop()
+            return
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Stop accepting; let transactions in flight finish within shutdown_timeout."""
+        now = self.reactor.now()
+        self.stopping = True
+        self.events.emit(now, Kind.SIGNAL, Machine.DAEMON, 0, 0, 0, Reason.SHUTDOWN)
+        log.info("shutting down: waiting up to %d ms for transactions", self.config.general.shutdown_timeout)
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+        self._shutdown_deadline = now + self.config.general.shutdown_timeout / 1000.0
+        self._drain()
+
+    def _drain(self) -> None:
+        now = self.reactor.now()
+        busy = 0
+        for client in list(self.directory.clients.values()):
+            if client.state is ClientState.ACTIVE and now < self._shutdown_deadline:
+                busy += 1
+                continue
+            client.shutdown(now, "the proxy is shutting down")
+        if busy:
+            self.reactor.call_later(SHUTDOWN_POLL, self._drain)
+            return
+        self.directory.close_pools(now)
+        self.reactor.call_later(SHUTDOWN_POLL, self.reactor.stop)
+
+    def _force_close(self) -> None:
+        now = self.reactor.now()
+        for client in list(self.directory.clients.values()):
+            client.shutdown(now, "the proxy is shutting down")
+        self.directory.close_pools(now)
+
+    # -- housekeeping ----------------------------------------------------------------
+
+    def _flush_events(self) -> None:
+        self.events.flush()
+        if self.sink is not None:
+            self.sink.flush()
+        self.reactor.call_later(EVENT_FLUSH_INTERVAL, self._flush_events)
+
+    def _finish(self) -> None:
+        self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, Reason.SHUTDOWN)
+        self.events.flush()
+        if self.sink is not None:
+            self.sink.close()
+        log.info("stopped")
+
+    def _loop_exception(self, exc: BaseException, context: str) -> None:
+        log.error("internal error in %s: %r", context, exc, exc_info=exc)
+
+
+def load(config_path: str | None, users_path: str | None, urls: Sequence[str]) -> Config:
+    return load_config(config_path, users_path, urls, entropy=os.urandom, env=os.environ)
+
+
+def run(config_path: str | None, users_path: str | None, urls: Sequence[str]) -> int:
+    try:
+        config = load(config_path, users_path, urls)
+    except ConfigError as exc:
+        print(f"pgdog-ev: configuration error: {exc}", file=sys.stderr)
+        return 2
+    from pgdog_ev.logs import setup_logging
+
+    setup_logging(config.general.log_level, config.general.log_format)
+    daemon = Daemon(config, reload_config=lambda: load(config_path, users_path, urls))
+    try:
+        return daemon.run()
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1

@@ -1,0 +1,1 @@
+"""The proxy's runtime glue: state machines wired to loop transports."""

@@ -1,0 +1,124 @@
+"""A client socket bridged to its ClientSession.
+
+Besides passing bytes in and out, this owns the reading switch of the client
+socket, which two parties may want off at once: the session (while it waits for
+a server) and backpressure (while its server's outbox is over the high-water
+mark). Reading resumes only when neither does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from loop.protocol import Protocol
+from state.client import ClientSession
+
+if TYPE_CHECKING:
+    from loop.transport import SocketTransport
+    from pgdog_ev.proxy.directory import Directory
+    from pgdog_ev.proxy.server_conn import ServerConnection
+
+log = logging.getLogger("pgdog_ev.client")
+
+SESSION = 1
+BACKPRESSURE = 2
+
+
+class ClientConnection(Protocol):
+    def __init__(self, directory: Directory, cid: int) -> None:
+        self.directory = directory
+        self.cid = cid
+        self.transport: SocketTransport | None = None
+        self.session: ClientSession | None = None
+        self._pause = 0
+        self._paused_server: ServerConnection | None = None
+
+    # -- loop protocol --------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        d = self.directory
+        g = d.config.general
+        peer = transport.peername
+        self.session = ClientSession(
+            self.cid,
+            self,
+            d,
+            d.log,
+            d.scheduler,
+            d.entropy,
+            d.reactor.now(),
+            login_timeout_ms=g.client_login_timeout,
+            idle_timeout_ms=g.client_idle_timeout,
+            max_message_size=g.max_message_size,
+            peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+        )
+        d.client_opened(self.session)
+
+    def data_received(self, data: memoryview) -> None:
+        session = self.session
+        try:
+            session.on_bytes(self.directory.reactor.now(), data)  # type: ignore[union-attr]
+        except Exception:
+            log.exception("internal error on client %d; closing it", self.cid)
+            self._crash()
+
+    def eof_received(self) -> None:
+        self._lost()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    def pause_writing(self) -> None:
+        # The client reads slower than its server writes: stop reading the server.
+        session = self.session
+        server = session.server if session is not None else None
+        if server is not None:
+            conn = server.io
+            conn.pause_reading()  # type: ignore[attr-defined]
+            self._paused_server = conn  # type: ignore[assignment]
+
+    def resume_writing(self) -> None:
+        conn = self._paused_server
+        self._paused_server = None
+        if conn is not None:
+            conn.resume_reading()
+
+    def _lost(self) -> None:
+        self.resume_writing()
+        session = self.session
+        if session is not None:
+            try:
+                session.on_closed(self.directory.reactor.now())
+            except Exception:
+                log.exception("internal error closing client %d", self.cid)
+
+    def _crash(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self._lost()
+
+    # -- StreamIO for the session ---------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        transport = self.transport
+        if transport is not None:
+            transport.write(data)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_reading(self, why: int = SESSION) -> None:
+        was = self._pause
+        self._pause |= why
+        if not was and self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self, why: int = SESSION) -> None:
+        if not self._pause & why:
+            return
+        self._pause &= ~why
+        if not self._pause and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()

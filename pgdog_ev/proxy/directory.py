@@ -1,0 +1,178 @@
+"""Everything the sessions need to find each other: pools, logins, cancel keys.
+
+Built from a Config and rebuilt on reload. A pool survives a reload when its
+key (user, database, host, port, shard, role) is unchanged; its settings are
+swapped in place so pool-size and timeout changes apply to live pools, while
+pools whose key disappeared are closed once their servers come back.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pgdog_ev.auth.scram import ScramVerifier
+from pgdog_ev.config import Config
+from pgdog_ev.proxy.scheduler import ReactorScheduler
+from pgdog_ev.proxy.server_conn import ServerConnection
+from state.client import ClientSession, ClientState, Login
+from state.events import EventLog, Kind, Machine
+from state.pool import Pool, PoolKey
+from state.reasons import Reason
+from state.server import ServerSession
+
+if TYPE_CHECKING:
+    from loop.reactor import Reactor
+    from pgdog_ev.config import DatabaseEntry, UserEntry
+
+log = logging.getLogger("pgdog_ev.directory")
+
+
+class Credentials:
+    """A user's secrets in the forms each auth method needs, derived once."""
+
+    def __init__(self, user: UserEntry, entropy: Callable[[int], bytes]) -> None:
+        self.passwords: tuple[str, ...] = tuple(user.passwords)
+        self.verifier: ScramVerifier | None = None
+        self.md5_stored: str | None = None
+        hashed = user.password_hash
+        if hashed and hashed.startswith("SCRAM-SHA-256$"):
+            self.verifier = ScramVerifier.parse(hashed)
+        elif hashed and hashed.startswith("md5"):
+            self.md5_stored = hashed
+        if self.verifier is None and self.passwords:
+            # PBKDF2 is slow on purpose: pay it once per user, not per login.
+            self.verifier = ScramVerifier.from_password(self.passwords[0], entropy(16))
+
+
+class Directory:
+    """The proxy's registry of pools and clients."""
+
+    def __init__(self, config: Config, reactor: Reactor, log_: EventLog, entropy: Callable[[int], bytes]) -> None:
+        self.reactor = reactor
+        self.log = log_
+        self.entropy = entropy
+        self.scheduler = ReactorScheduler(reactor)
+        self.config = config
+        self.pools: dict[PoolKey, Pool] = {}
+        self.logins: dict[tuple[str, str], Login] = {}
+        self.clients: dict[int, ClientSession] = {}
+        self.auth_failures = 0
+        self._next_client = 1
+        self._next_server = 1
+        self._next_pool = 1
+        self._credentials: dict[tuple[str, str], tuple[tuple[str, ...], str | None, Credentials]] = {}
+        self.apply(config)
+
+    # -- building ---------------------------------------------------------------
+
+    @staticmethod
+    def _primary(hosts: list[DatabaseEntry]) -> DatabaseEntry:
+        for entry in hosts:
+            if entry.role == "primary":
+                return entry
+        return hosts[0]
+
+    def _credentials_for(self, user: UserEntry) -> Credentials:
+        key = (user.name, user.database)
+        fingerprint = (tuple(user.passwords), user.password_hash)
+        cached = self._credentials.get(key)
+        if cached is not None and cached[:2] == fingerprint:
+            return cached[2]
+        creds = Credentials(user, self.entropy)
+        self._credentials[key] = (fingerprint[0], fingerprint[1], creds)
+        return creds
+
+    def apply(self, config: Config) -> None:
+        """Install ``config``: keep matching pools, add new ones, close the rest."""
+        now = self.reactor.now()
+        self.config = config
+        auth_type = config.general.auth_type
+        wanted: dict[PoolKey, Pool] = {}
+        logins: dict[tuple[str, str], Login] = {}
+        for name in config.database_names():
+            hosts = list(config.hosts(name))
+            primary = self._primary(hosts)
+            for user in config.users_for(name):
+                settings = config.pool_settings(user, primary)
+                key = PoolKey(user.name, name, primary.host, primary.port, primary.shard, primary.role)
+                pool = self.pools.get(key)
+                if pool is None or pool.state.name == "CLOSED":
+                    pool = Pool(
+                        self._next_pool, key, settings, self, self.log, self.scheduler,
+                        config.general.max_message_size,
+                    )
+                    self._next_pool += 1
+                    pool.start(now)
+                else:
+                    pool.settings = settings
+                    pool.max_message_size = config.general.max_message_size
+                wanted[key] = pool
+                creds = self._credentials_for(user)
+                logins[(name, user.name)] = Login(
+                    pool=pool,
+                    user=user.name,
+                    database=name,
+                    auth_type=auth_type,
+                    pooler_mode=settings.pooler_mode,
+                    passwords=creds.passwords,
+                    verifier=creds.verifier,
+                    md5_stored=creds.md5_stored,
+                )
+        for key, pool in self.pools.items():
+            if key not in wanted:
+                pool.close(now, Reason.RELOAD)
+        self.pools = wanted
+        self.logins = logins
+
+    # -- the Directory interface for sessions ------------------------------------
+
+    @property
+    def auth_type(self) -> str:
+        return self.config.general.auth_type
+
+    def has_database(self, name: str) -> bool:
+        return name in self.config.database_names()
+
+    def lookup(self, database: str, user: str) -> Login | None:
+        return self.logins.get((database, user))
+
+    def next_client_id(self) -> int:
+        cid = self._next_client
+        self._next_client += 1
+        return cid
+
+    def client_opened(self, client: ClientSession) -> None:
+        self.clients[client.id] = client
+
+    def client_closed(self, client: ClientSession) -> None:
+        self.clients.pop(client.id, None)
+
+    def auth_failed(self, client: ClientSession, user: str, database: str) -> None:
+        self.auth_failures += 1
+        log.warning("authentication failed for user %r database %r from %s", user, database, client.peer)
+
+    def cancel(self, now: float, pid: int, secret: bytes) -> None:
+        """Forward a client's CancelRequest to the server running its query, if the key matches."""
+        client = self.clients.get(pid)
+        if client is None or not client.key_secret or not hmac.compare_digest(client.key_secret, secret):
+            self.log.emit(now, Kind.NOTE, Machine.CLIENT, pid, 0, 0, Reason.CANCEL_REQUEST, 1)
+            return
+        server = client.server
+        if server is not None and client.state is ClientState.ACTIVE and server.owed:
+            server.io.send_cancel(server.pid, server.secret)  # type: ignore[attr-defined]
+
+    # -- the PoolIO interface -------------------------------------------------------
+
+    def open_server(self, pool: Pool) -> ServerSession:
+        sid = self._next_server
+        self._next_server += 1
+        return ServerConnection(self, pool, sid).session
+
+    # -- shutdown -----------------------------------------------------------------
+
+    def close_pools(self, now: float) -> None:
+        for pool in self.pools.values():
+            pool.close(now, Reason.SHUTDOWN)

@@ -1,0 +1,138 @@
+"""A server socket bridged to its ServerSession."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import TYPE_CHECKING, Any
+
+from loop.protocol import Protocol
+from pgdog_ev.wire.startup import build_cancel_request
+from state.server import ServerSession
+
+if TYPE_CHECKING:
+    from loop.connector import Connector
+    from loop.transport import SocketTransport
+    from pgdog_ev.proxy.client_conn import ClientConnection
+    from pgdog_ev.proxy.directory import Directory
+    from state.pool import Pool
+
+log = logging.getLogger("pgdog_ev.server")
+
+
+def address(host: str, port: int) -> tuple[str, int]:
+    """A host starting with '/' is a unix socket directory, as in libpq."""
+    if host.startswith("/"):
+        return f"{host}/.s.PGSQL.{port}", port
+    return host, port
+
+
+class ServerConnection(Protocol):
+    def __init__(self, directory: Directory, pool: Pool, sid: int) -> None:
+        self.directory = directory
+        self.transport: SocketTransport | None = None
+        self._connector: Connector | None = None
+        self._early: list[bytes] = []
+        self._paused_client: ClientConnection | None = None
+        self.session = ServerSession(
+            sid, pool, self, directory.log, directory.scheduler, directory.entropy, directory.reactor.now()
+        )
+        host, port = address(pool.key.host, pool.key.port)
+        timeout = pool.settings.connect_timeout / 1000.0 if pool.settings.connect_timeout else None
+        self._connector = directory.reactor.connect(host, port, self._connected, timeout=timeout)
+
+    def _connected(self, sock: socket.socket | None, exc: Exception | None) -> None:
+        self._connector = None
+        now = self.directory.reactor.now()
+        session = self.session
+        if sock is None:
+            error = "connect timeout" if isinstance(exc, TimeoutError) else str(exc)
+            key = session.pool.key
+            log.warning("connect to %s:%d for %s/%s failed: %s", key.host, key.port, key.user, key.database, error)
+            session.on_connect_failed(now, error)
+            return
+        if session.state.name == "CLOSED":
+            sock.close()
+            return
+        self.directory.reactor.transport(sock, self)
+        session.on_connected(now)
+
+    # -- loop protocol --------------------------------------------------------
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def data_received(self, data: memoryview) -> None:
+        try:
+            self.session.on_bytes(self.directory.reactor.now(), data)
+        except Exception:
+            log.exception("internal error on server %d; closing it", self.session.id)
+            if self.transport is not None:
+                self.transport.abort()
+            self._lost()
+
+    def eof_received(self) -> None:
+        self._lost()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost()
+
+    def _lost(self) -> None:
+        self.resume_writing()
+        try:
+            self.session.on_closed(self.directory.reactor.now())
+        except Exception:
+            log.exception("internal error closing server %d", self.session.id)
+
+    def pause_writing(self) -> None:
+        # The server reads slower than its client writes (COPY): stop reading the client.
+        client = self.session.client
+        if client is not None:
+            conn = client.io
+            conn.pause_reading(2)  # type: ignore[call-arg]
+            self._paused_client = conn  # type: ignore[assignment]
+
+    def resume_writing(self) -> None:
+        conn = self._paused_client
+        self._paused_client = None
+        if conn is not None:
+            conn.resume_reading(2)
+
+    # -- ServerIO for the session ---------------------------------------------
+
+    def send(self, data: bytes | bytearray | memoryview) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if self._connector is not None:
+            self._connector.cancel()
+            self._connector = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def send_cancel(self, pid: int, secret: bytes) -> None:
+        key = self.session.pool.key
+        host, port = address(key.host, key.port)
+        packet = build_cancel_request(pid, secret)
+
+        def done(sock: socket.socket | None, exc: Exception | None) -> None:
+            if sock is None:
+                log.warning("cancel request to %s:%d failed: %s", key.host, key.port, exc)
+                return
+            try:
+                sock.send(packet)
+            except OSError as err:
+                log.warning("cancel request to %s:%d failed: %s", key.host, key.port, err)
+            finally:
+                sock.close()
+
+        self.directory.reactor.connect(host, port, done, timeout=5.0)

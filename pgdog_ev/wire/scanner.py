@@ -1,0 +1,196 @@
+"""Walk a typed-message byte stream without building an object per message.
+
+The proxy forwards almost every byte it reads, and looks inside only a few
+message types (ReadyForQuery, Terminate, Sync...). Like PgBouncer's sbuf, the
+scanner reads just the 5-byte headers to find boundaries, streams the bodies of
+uninteresting messages straight through as spans of the caller's buffer, and
+buffers a body only for types the caller asked to read. A large DataRow or
+CopyData therefore never sits whole in memory.
+
+Each of the 256 type bytes has an action in a table:
+
+* ``PASS``: forward (or drop, see ``forwarding``) without telling anyone;
+* ``HEADER``: call ``on_header(type, length)`` once the header is known; its
+  boolean result decides whether this message is forwarded; the body streams;
+* ``BODY``: buffer the whole body, then call ``on_message(type, body)``; the
+  callback forwards it itself (through the same sink) if it wants to, which
+  lets it change where later bytes go before they are emitted.
+
+``forwarding`` is the default for PASS messages; callbacks flip it to swallow
+whole responses (e.g. those of a query the proxy injected).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pgdog_ev.wire.errors import PROGRAM_LIMIT_EXCEEDED, ProtocolViolation
+
+PASS = 0
+HEADER = 1
+BODY = 2
+
+Sink = Callable[[memoryview], None]
+
+
+def action_table(header: bytes = b"", body: bytes = b"") -> bytearray:
+    """Build the 256-entry action table from the type bytes of each class."""
+    table = bytearray(256)
+    for t in header:
+        table[t] = HEADER
+    for t in body:
+        table[t] = BODY
+    return table
+
+
+class MessageScanner:
+    """Incremental message walker for one direction of one connection."""
+
+    __slots__ = (
+        "_body",
+        "_hdr",
+        "_remaining",
+        "_type",
+        "_want_body",
+        "forward_current",
+        "forwarding",
+        "max_len",
+        "on_header",
+        "on_message",
+        "sink",
+        "table",
+    )
+
+    def __init__(
+        self,
+        table: bytearray,
+        sink: Sink,
+        on_message: Callable[[int, memoryview], None],
+        on_header: Callable[[int, int], bool] | None = None,
+        max_len: int = 1 << 30,
+    ) -> None:
+        self.table = table
+        self.sink = sink
+        self.on_message = on_message
+        self.on_header = on_header
+        self.max_len = max_len
+        self.forwarding = True
+        # Partial header bytes carried over from the previous chunk.
+        self._hdr = bytearray()
+        # Body bytes of the current message still to come (streamed or buffered).
+        self._remaining = 0
+        self._type = 0
+        self._want_body = False
+        self._body = bytearray()
+        # Whether the message currently streaming is being forwarded.
+        self.forward_current = True
+
+    def at_boundary(self) -> bool:
+        """True when no message is partially read: a safe point to re-target."""
+        return self._remaining == 0 and not self._hdr
+
+    def feed(self, data: memoryview) -> None:
+        """Consume one chunk; emits spans to ``sink`` and calls the callbacks."""
+        n = len(data)
+        pos = 0
+        span_start = -1  # start of the pending forwarded span in ``data``
+        table = self.table
+        sink = self.sink
+        while pos < n:
+            if self._remaining:
+                take = min(self._remaining, n - pos)
+                if self._want_body:
+                    self._body += data[pos : pos + take]
+                    self._remaining -= take
+                    pos += take
+                    if self._remaining == 0:
+                        self._want_body = False
+                        body = memoryview(bytes(self._body))
+                        self._body.clear()
+                        self.on_message(self._type, body)
+                    continue
+                if self.forward_current:
+                    if span_start < 0:
+                        span_start = pos
+                elif span_start >= 0:
+                    sink(data[span_start:pos])
+                    span_start = -1
+                self._remaining -= take
+                pos += take
+                continue
+            # At a message boundary: assemble a 5-byte header.
+            if self._hdr or n - pos < 5:
+                need = 5 - len(self._hdr)
+                got = data[pos : pos + need]
+                self._hdr += got
+                if span_start >= 0:
+                    sink(data[span_start:pos])
+                    span_start = -1
+                pos += len(got)
+                if len(self._hdr) < 5:
+                    break
+                hdr = bytes(self._hdr)
+                self._hdr.clear()
+                mtype = hdr[0]
+                length = int.from_bytes(hdr[1:5], "big")
+                header_view: memoryview | None = memoryview(hdr)
+                hstart = -1
+            else:
+                mtype = data[pos]
+                length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+                header_view = None
+                hstart = pos
+                pos += 5
+            if length < 4:
+                raise ProtocolViolation(f"invalid message length {length} for message type {mtype!r}")
+            body_len = length - 4
+            if body_len > self.max_len:
+                raise ProtocolViolation(
+                    f"message of {body_len} bytes exceeds the limit of {self.max_len}",
+                    sqlstate=PROGRAM_LIMIT_EXCEEDED,
+                )
+            action = table[mtype]
+            if action == BODY:
+                if span_start >= 0:
+                    end = hstart if hstart >= 0 else pos
+                    sink(data[span_start:end])
+                    span_start = -1
+                if n - pos >= body_len:
+                    # Whole body present: no copy into the body buffer.
+                    self._type = mtype
+                    body = data[pos : pos + body_len]
+                    pos += body_len
+                    self.on_message(mtype, body)
+                else:
+                    self._type = mtype
+                    self._want_body = True
+                    self._remaining = body_len
+                    if body_len == 0:
+                        self._want_body = False
+                        self.on_message(mtype, memoryview(b""))
+                continue
+            if action == HEADER and self.on_header is not None:
+                if span_start >= 0:
+                    end = hstart if hstart >= 0 else pos
+                    sink(data[span_start:end])
+                    span_start = -1
+                forward = self.on_header(mtype, length)
+            else:
+                forward = self.forwarding
+            self.forward_current = forward
+            if forward:
+                if header_view is not None:
+                    # The header straddled chunks, so any span was flushed already.
+                    sink(header_view)
+                elif span_start < 0:
+                    span_start = hstart
+            elif span_start >= 0:
+                sink(data[span_start:hstart] if hstart >= 0 else data[span_start:pos])
+                span_start = -1
+            self._remaining = body_len
+        if span_start >= 0:
+            sink(data[span_start:pos])
+
+    def sink_message(self, mtype: int, body: memoryview) -> None:
+        """Forward a message that an ``on_message`` callback read in full."""
+        self.sink(memoryview(bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body))

@@ -1,0 +1,570 @@
+"""One client connection to the proxy, as a sans-IO machine.
+
+STARTUP reads the startup packet (refusing SSL/GSSENC until TLS exists, and
+turning CancelRequests over to the directory); AUTH runs SCRAM, MD5, cleartext
+or trust; LOGIN makes sure the settings the client asked for are acceptable to
+the server and learns the ParameterStatus values to report; then the session
+alternates between IDLE (no server), WAITING (queued at the pool) and ACTIVE
+(a server lent to it). In transaction mode the server goes back when it says
+ReadyForQuery idle with nothing owed; in session mode only when the client
+leaves. Bytes that arrive before a server is attached are held (reading is
+paused meanwhile, so the hold stays small) and sent once one is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from pgdog_ev.auth.errors import AuthFailed
+from pgdog_ev.auth.md5 import md5_check, md5_check_stored
+from pgdog_ev.auth.plain import plain_check
+from pgdog_ev.auth.scram import ScramServer, ScramVerifier, verify_plain_password
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import errors as codes
+from pgdog_ev.wire import frontend as fe
+from pgdog_ev.wire.errors import ProtocolViolation
+from pgdog_ev.wire.framing import Framer
+from pgdog_ev.wire.scanner import BODY, HEADER, MessageScanner
+from pgdog_ev.wire.startup import (
+    CancelRequest,
+    GSSENCRequest,
+    SSLRequest,
+    StartupMessage,
+    parse_options,
+    parse_startup,
+    startup_length,
+)
+from state.events import EventLog, Kind, Machine
+from state.params import session_params
+from state.reasons import Reason
+from state.registry import register_states
+from state.server import IllegalTransition, ServerSession
+
+if TYPE_CHECKING:
+    from state.interfaces import Directory, Entropy, Scheduler, StreamIO, TimerHandle
+    from state.pool import Pool
+
+
+class ClientState(IntEnum):
+    STARTUP = 1
+    AUTH = 2
+    LOGIN = 3
+    IDLE = 4
+    WAITING = 5
+    ACTIVE = 6
+    CLOSED = 7
+
+
+C = ClientState
+TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
+    C.STARTUP: frozenset({C.AUTH, C.LOGIN, C.CLOSED}),
+    C.AUTH: frozenset({C.LOGIN, C.CLOSED}),
+    C.LOGIN: frozenset({C.IDLE, C.CLOSED}),
+    C.IDLE: frozenset({C.WAITING, C.ACTIVE, C.CLOSED}),
+    C.WAITING: frozenset({C.ACTIVE, C.IDLE, C.CLOSED}),
+    C.ACTIVE: frozenset({C.IDLE, C.CLOSED}),
+    C.CLOSED: frozenset(),
+}
+register_states(Machine.CLIENT, ClientState)
+
+# Every client message but Terminate is announced by its header; Terminate is read.
+CLIENT_TABLE = bytearray([HEADER] * 256)
+CLIENT_TABLE[fe.TERMINATE] = BODY
+OWES_READY = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
+EXTENDED = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
+# Settings that cannot be wrong, so need no round trip to the server at login.
+ALWAYS_VALID = frozenset({"application_name"})
+KNOWN_SETTINGS_LIMIT = 10_000
+AUTH_MESSAGE_LIMIT = 64 * 1024
+
+
+@dataclass(slots=True)
+class Login:
+    """What the directory knows about a (database, user) a client asked for."""
+
+    pool: Pool
+    user: str
+    database: str
+    auth_type: str
+    pooler_mode: str
+    passwords: tuple[str, ...] = ()
+    verifier: ScramVerifier | None = None
+    md5_stored: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ClientSession:
+    """Protocol state of one client connection."""
+
+    def __init__(
+        self,
+        cid: int,
+        io: StreamIO,
+        directory: Directory,
+        log: EventLog,
+        timers: Scheduler,
+        entropy: Entropy,
+        now: float,
+        *,
+        login_timeout_ms: int | None,
+        idle_timeout_ms: int | None,
+        max_message_size: int,
+        peer: str = "",
+    ) -> None:
+        self.id = cid
+        self.io = io
+        self.directory = directory
+        self.log = log
+        self.timers = timers
+        self.entropy = entropy
+        self.peer = peer
+        self.state = ClientState.STARTUP
+        self.connected_at = now
+        self.last_activity = now
+        self.idle_timeout_ms = idle_timeout_ms
+        self.max_message_size = max_message_size
+        self.user = ""
+        self.database = ""
+        self.application_name = ""
+        self.params: dict[str, str] = {}
+        self.login: Login | None = None
+        self.pool: Pool | None = None
+        self.server: ServerSession | None = None
+        self.session_mode = False
+        self.key_pid = cid & 0x7FFFFFFF
+        self.key_secret = b""
+        self.wait_started = 0.0
+        self.wait_deadline = 0.0
+        self.queries = 0
+        self.transactions = 0
+        self.bytes_in = 0
+        self.errors = 0
+        self._startup_buf = bytearray()
+        self._framer: Framer | None = None
+        self._scram: ScramServer | None = None
+        self._md5_salt = b""
+        self._auth_ok = False
+        self._held = bytearray()
+        self._held_owed = 0
+        self._held_unsynced = False
+        self._timer: TimerHandle | None = None
+        self.scanner = MessageScanner(
+            CLIENT_TABLE, self._route, self._on_message, self._on_header, max_len=max_message_size
+        )
+        if login_timeout_ms:
+            self._timer = timers.arm(now + login_timeout_ms / 1000.0, self._login_expired)
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _transition(self, now: float, to: ClientState, reason: Reason, b: int = 0) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"client {self.id}: {self.state.name} -> {to.name} ({reason.name})")
+        self.log.emit(now, Kind.TRANSITION, Machine.CLIENT, self.id, self.state, to, reason, b)
+        self.state = to
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state.name,
+            "user": self.user,
+            "database": self.database,
+            "server": self.server.id if self.server else None,
+        }
+
+    def _fatal(self, now: float, code: str, message: str, reason: Reason, detail: str | None = None) -> None:
+        self.errors += 1
+        self.io.send(be.error_response(code, message, severity="FATAL", detail=detail))
+        self._close(now, reason)
+
+    # -- input ---------------------------------------------------------------
+
+    def on_bytes(self, now: float, data: memoryview) -> None:
+        self.last_activity = now
+        self.bytes_in += len(data)
+        try:
+            if self.state is ClientState.STARTUP:
+                self._startup_bytes(now, data)
+            elif self.state is ClientState.AUTH:
+                assert self._framer is not None
+                for mtype, body in self._framer.feed(data):
+                    if self.state is not ClientState.AUTH:
+                        break
+                    self._auth_message(now, mtype, body)
+            elif self.state is ClientState.LOGIN:
+                # A client may pipeline its first query behind the password.
+                self._held += data
+            elif self.state is not ClientState.CLOSED:
+                self._now = now
+                self.scanner.feed(data)
+        except ProtocolViolation as exc:
+            if self.state is not ClientState.CLOSED:
+                self._fatal(now, exc.sqlstate, str(exc), Reason.PROTOCOL_VIOLATION)
+        except AuthFailed:
+            if self.state is not ClientState.CLOSED:
+                self._auth_failed(now)
+
+    def on_closed(self, now: float) -> None:
+        """The client's socket went away."""
+        if self.state is not ClientState.CLOSED:
+            self._close(now, Reason.CLIENT_EOF)
+
+    # -- startup -------------------------------------------------------------
+
+    def _startup_bytes(self, now: float, data: memoryview) -> None:
+        buf = self._startup_buf
+        buf += data
+        while self.state is ClientState.STARTUP:
+            length = startup_length(buf)
+            if length is None or len(buf) < length:
+                return
+            packet = parse_startup(memoryview(buf)[:length])
+            rest = bytes(buf[length:])
+            buf.clear()
+            if isinstance(packet, (SSLRequest, GSSENCRequest)):
+                self.io.send(b"N")
+                self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.SSL_REFUSED)
+                buf += rest
+                continue
+            if isinstance(packet, CancelRequest):
+                self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.CANCEL_REQUEST)
+                self.directory.cancel(now, packet.pid, packet.secret)
+                self._close(now, Reason.CANCEL_REQUEST)
+                return
+            assert isinstance(packet, StartupMessage)
+            self._startup(now, packet)
+            if rest and self.state is not ClientState.CLOSED:
+                self.on_bytes(now, memoryview(rest))
+            return
+
+    def _startup(self, now: float, msg: StartupMessage) -> None:
+        self.user = msg.user
+        self.database = msg.database
+        options = parse_options(msg.params.get("options", ""))
+        self.params = session_params(msg.params, options)
+        self.application_name = self.params.get("application_name", "")
+        if msg.protocol_options or msg.version & 0xFFFF:
+            self.io.send(be.negotiate_protocol_version(0, list(msg.protocol_options)))
+        login = self.directory.lookup(self.database, self.user)
+        if login is None and not self.directory.has_database(self.database):
+            self._fatal(now, codes.INVALID_CATALOG_NAME, f'database "{self.database}" does not exist',
+                        Reason.UNKNOWN_DATABASE)
+            return
+        self.login = login
+        auth_type = self._auth_type()
+        self._framer = Framer(min(self.max_message_size, AUTH_MESSAGE_LIMIT))
+        if auth_type == "trust" and login is not None:
+            self._transition(now, ClientState.AUTH, Reason.STARTUP)
+            self._authenticated(now)
+            return
+        self._transition(now, ClientState.AUTH, Reason.STARTUP)
+        if auth_type == "scram":
+            self.io.send(be.authentication_sasl(["SCRAM-SHA-256"]))
+        elif auth_type == "md5":
+            self._md5_salt = self.entropy(4)
+            self.io.send(be.authentication_md5(self._md5_salt))
+        else:
+            self.io.send(be.authentication_cleartext())
+
+    # -- authentication ------------------------------------------------------
+
+    def _auth_message(self, now: float, mtype: int, body: bytes) -> None:
+        if mtype != fe.PASSWORD:
+            raise ProtocolViolation(f"expected a password message, got {chr(mtype)!r}")
+        login = self.login
+        auth_type = self._auth_type()
+        if auth_type == "scram":
+            self._scram_message(now, body)
+            return
+        response = fe.parse_password(body)
+        if login is None:
+            raise AuthFailed("unknown user")
+        if auth_type == "md5":
+            ok = any(md5_check(login.user, pw, self._md5_salt, response) for pw in login.passwords)
+            if not ok and login.md5_stored:
+                ok = md5_check_stored(login.md5_stored, self._md5_salt, response)
+        else:
+            ok = plain_check(login.passwords, response)
+            if not ok and login.verifier is not None and not login.passwords:
+                ok = verify_plain_password(response.decode("utf-8", "replace"), login.verifier)
+        if not ok:
+            raise AuthFailed("wrong password")
+        self._authenticated(now)
+
+    def _scram_message(self, now: float, body: bytes) -> None:
+        if self._scram is None:
+            mechanism, data = fe.parse_sasl_initial_response(body)
+            if mechanism != "SCRAM-SHA-256":
+                raise AuthFailed(f"unsupported SASL mechanism {mechanism}")
+            login = self.login
+            if login is None or login.verifier is None:
+                self._scram = ScramServer.for_unknown_user(
+                    f"{self.user}\0{self.database}".encode(), self.entropy
+                )
+            else:
+                self._scram = ScramServer(login.verifier, self.entropy)
+            self.io.send(be.authentication_sasl_continue(self._scram.client_first(data or b"", mechanism)))
+            return
+        final = self._scram.client_final(fe.parse_sasl_response(body))
+        if self.login is None:
+            raise AuthFailed("unknown user")
+        self.io.send(be.authentication_sasl_final(final))
+        self._authenticated(now)
+
+    def _auth_type(self) -> str:
+        return self.login.auth_type if self.login is not None else self.directory.auth_type
+
+    def _auth_failed(self, now: float) -> None:
+        self.directory.auth_failed(self, self.user, self.database)
+        self._fatal(now, codes.INVALID_PASSWORD, f'password authentication failed for user "{self.user}"',
+                    Reason.AUTH_FAILED)
+
+    def _authenticated(self, now: float) -> None:
+        login = self.login
+        assert login is not None
+        self._framer = None
+        self._scram = None
+        self.pool = login.pool
+        self.session_mode = login.pooler_mode == "session"
+        self.key_secret = self.entropy(4)
+        self.io.send(be.authentication_ok())
+        self._transition(now, ClientState.LOGIN, Reason.AUTH_OK)
+        if self._login_known():
+            self._finish_login(now)
+            return
+        server = self.pool.checkout(now, self)
+        if server is not None:
+            self.on_checkout(now, server)
+
+    def _login_known(self) -> bool:
+        pool = self.pool
+        assert pool is not None
+        if pool.server_params is None:
+            return False
+        known = pool.known_settings
+        return all(k in ALWAYS_VALID or (k, v) in known for k, v in self.params.items())
+
+    def on_login_checked(
+        self, now: float, server: ServerSession, reported: dict[str, str], error: dict[str, str] | None
+    ) -> None:
+        """The server answered the settings check of a logging-in client."""
+        self.server = None
+        server.release(now, session_mode=False)
+        if self.state is not ClientState.LOGIN:
+            return
+        if error is not None:
+            self._fatal(now, error.get("C", codes.INVALID_PARAMETER_VALUE), error.get("M", "invalid setting"),
+                        Reason.SERVER_ERROR, detail=error.get("D"))
+            return
+        pool = self.pool
+        assert pool is not None
+        if len(pool.known_settings) > KNOWN_SETTINGS_LIMIT:
+            pool.known_settings.clear()
+        lowered = {name.lower(): (name, value) for name, value in reported.items()}
+        for k, v in self.params.items():
+            hit = lowered.get(k)
+            pool.known_settings[(k, v)] = {hit[0]: hit[1]} if hit else {}
+        self._finish_login(now)
+
+    def _finish_login(self, now: float) -> None:
+        pool = self.pool
+        assert pool is not None and pool.server_params is not None
+        status = dict(pool.server_params)
+        by_lower = {name.lower(): name for name in status}
+        for k, v in self.params.items():
+            reported = pool.known_settings.get((k, v))
+            if reported:
+                status.update(reported)
+            elif k in by_lower:
+                status[by_lower[k]] = v
+        out = bytearray()
+        for name, value in status.items():
+            out += be.parameter_status(name, value)
+        out += be.backend_key_data(self.key_pid, self.key_secret)
+        out += be.ready_for_query(b"I")
+        self.io.send(out)
+        self._cancel_timer()
+        self._transition(now, ClientState.IDLE, Reason.LOGIN_DONE)
+        self._arm_idle_timer(now)
+        if self._held:
+            held = bytes(self._held)
+            self._held.clear()
+            self.on_bytes(now, memoryview(held))
+
+    # -- queries -------------------------------------------------------------
+
+    def _route(self, view: memoryview) -> None:
+        server = self.server
+        if server is not None:
+            server.io.send(view)
+        else:
+            self._held += view
+
+    def _on_header(self, mtype: int, length: int) -> bool:
+        server = self.server
+        if server is not None:
+            if mtype in OWES_READY:
+                server.expect_response()
+                if mtype == fe.SYNC:
+                    server.unsynced = False
+                else:
+                    self.queries += 1
+            elif mtype in EXTENDED:
+                server.unsynced = True
+            return True
+        if mtype in OWES_READY:
+            self._held_owed += 1
+            if mtype == fe.SYNC:
+                self._held_unsynced = False
+            else:
+                self.queries += 1
+        elif mtype in EXTENDED:
+            self._held_unsynced = True
+        if self.state is ClientState.IDLE:
+            self._need_server(self._now)
+        return True
+
+    def _on_message(self, mtype: int, body: memoryview) -> None:
+        # Only Terminate is read in full.
+        self._close(self._now, Reason.CLIENT_TERMINATE)
+
+    _now = 0.0
+
+    def _need_server(self, now: float) -> None:
+        pool = self.pool
+        assert pool is not None
+        self._transition(now, ClientState.WAITING, Reason.QUERY)
+        self.io.pause_reading()
+        server = pool.checkout(now, self)
+        if server is not None:
+            self.on_checkout(now, server)
+
+    def on_checkout(self, now: float, server: ServerSession) -> None:
+        """The pool lends us ``server``."""
+        if self.state is ClientState.LOGIN:
+            self.server = server
+            server.check_login(now, self)
+            return
+        if self.state is not ClientState.WAITING:
+            # We left while the grant was in flight: give it straight back.
+            server.link(now, self)
+            server.release(now, session_mode=False)
+            return
+        self.server = server
+        server.link(now, self)
+        self._transition(now, ClientState.ACTIVE, Reason.CHECKOUT, server.id)
+        for _ in range(self._held_owed):
+            server.expect_response()
+        if self._held_unsynced:
+            server.unsynced = True
+        self._held_owed = 0
+        self._held_unsynced = False
+        if self._held:
+            server.io.send(bytes(self._held))
+            self._held.clear()
+        self.io.resume_reading()
+
+    def on_checkout_failed(self, now: float, message: str, timeout: bool = False) -> None:
+        """No server could be had: an error for each request held, then idle again."""
+        if self.state is ClientState.LOGIN:
+            self._fatal(now, codes.CONNECTION_FAILURE, message, Reason.CHECKOUT_TIMEOUT)
+            return
+        if self.state is not ClientState.WAITING:
+            return
+        self.errors += 1
+        self._held.clear()
+        if not self.scanner.at_boundary():
+            # Drop the rest of the message that was being held.
+            self.scanner.forward_current = False
+        owed = max(self._held_owed, 1)
+        error = be.error_response(codes.CONNECTION_FAILURE, message)
+        ready = be.ready_for_query(b"I")
+        self.io.send((error + ready) * owed)
+        self._held_owed = 0
+        self._held_unsynced = False
+        self._transition(now, ClientState.IDLE, Reason.CHECKOUT_TIMEOUT if timeout else Reason.CONNECT_FAILED)
+        self.io.resume_reading()
+
+    def on_server_ready(self, now: float, server: ServerSession, status: bytes) -> None:
+        """Our server answered everything we sent; ``status`` is its transaction state."""
+        if status != b"I" or self.session_mode or self.state is not ClientState.ACTIVE:
+            return
+        self.transactions += 1
+        self.server = None
+        server.release(now, session_mode=False)
+        self._transition(now, ClientState.IDLE, Reason.TRANSACTION_DONE, server.id)
+        if not self.scanner.at_boundary():
+            # Part of the next request already streamed into the old server's
+            # slot; hold the rest until a server is attached again.
+            self._need_server(now)
+
+    def on_server_lost(self, now: float, server: ServerSession, query_timeout: bool = False) -> None:
+        if self.server is not server:
+            return
+        self.server = None
+        if self.state is ClientState.LOGIN:
+            self._fatal(now, codes.CONNECTION_FAILURE, f"server connection failed: {server.error}",
+                        Reason.SERVER_LOST)
+            return
+        if query_timeout:
+            self._fatal(now, codes.QUERY_CANCELED, "query_timeout: the server did not answer in time",
+                        Reason.QUERY_TIMEOUT)
+        else:
+            self._fatal(now, codes.CONNECTION_FAILURE, f"server connection lost: {server.error}",
+                        Reason.SERVER_LOST)
+
+    # -- timers --------------------------------------------------------------
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _login_expired(self, now: float) -> None:
+        self._timer = None
+        if self.state in (ClientState.STARTUP, ClientState.AUTH, ClientState.LOGIN):
+            if self.state is ClientState.LOGIN and self.pool is not None:
+                self.pool.cancel_wait(now, self)
+            self._fatal(now, codes.PROTOCOL_VIOLATION, "client_login_timeout: login did not complete in time",
+                        Reason.LOGIN_TIMEOUT)
+
+    def _arm_idle_timer(self, now: float) -> None:
+        if self.idle_timeout_ms and self._timer is None:
+            self._timer = self.timers.arm(self.last_activity + self.idle_timeout_ms / 1000.0, self._idle_check)
+
+    def _idle_check(self, now: float) -> None:
+        self._timer = None
+        if self.state is ClientState.CLOSED or not self.idle_timeout_ms:
+            return
+        limit = self.idle_timeout_ms / 1000.0
+        if self.state is ClientState.IDLE and now - self.last_activity >= limit:
+            self._fatal(now, codes.IDLE_SESSION_TIMEOUT, "client_idle_timeout: closing idle connection",
+                        Reason.CLIENT_IDLE_TIMEOUT)
+            return
+        self._arm_idle_timer(now)
+
+    # -- the end -------------------------------------------------------------
+
+    def shutdown(self, now: float, message: str) -> None:
+        """The proxy is going away: tell the client why."""
+        if self.state is not ClientState.CLOSED:
+            self._fatal(now, codes.ADMIN_SHUTDOWN, message, Reason.SHUTDOWN)
+
+    def _close(self, now: float, reason: Reason) -> None:
+        if self.state is ClientState.CLOSED:
+            return
+        was = self.state
+        self._cancel_timer()
+        self._transition(now, ClientState.CLOSED, reason)
+        server = self.server
+        self.server = None
+        if was in (ClientState.WAITING, ClientState.LOGIN) and self.pool is not None:
+            self.pool.cancel_wait(now, self)
+        if server is not None:
+            if self.scanner.at_boundary():
+                server.release(now, session_mode=self.session_mode)
+            else:
+                server.discard(now)
+        self.io.close()
+        self.directory.client_closed(self)

@@ -1,0 +1,396 @@
+"""Event records and the in-memory event log (flight recorder).
+
+Every state machine calls :meth:`EventLog.emit` on each state transition and the daemon records
+the inputs that matter for re-execution (accepts, connect results, read sizes and chunk
+boundaries, timer firings, clock readings, entropy draws).  A record is a fixed 48-byte struct
+(:data:`RECORD`) packed with ``struct.pack_into`` into a preallocated ``bytearray`` ring.
+
+This module is sans-IO: it never touches files, the clock or sockets.  Persistence goes through an
+injected ``sink`` callable that receives ``memoryview`` slices of the ring (the file writer lives
+in ``pgdog_ev.eventlog.filesink``).  A sink must consume (copy/write) the view before returning,
+because the ring memory is reused afterwards, and it must not raise: it may be called from inside
+``emit`` when the ring is full.
+
+Cost: ``emit`` is one ``pack_into`` plus a few integer operations, no per-record objects beyond
+the transient ints.  Measured with ``timeit`` (CPython 3.11, x86-64, 1e6 calls through a lambda,
+~15 ns of which is the lambda): ~0.28 µs per enabled ``emit`` with eight plain-int arguments
+(~0.32 µs amortized including flushes to a RotatingFileSink on tmpfs/disk), ~0.42 µs when
+``kind``/``machine`` are passed as IntEnum members (``__index__`` calls; hot callers can pass
+module-level ``int(...)`` constants), ~0.05 µs when the log is disabled (the bound method is
+swapped for a no-op).
+
+Digest: a running ``hashlib.sha256`` is fed every record, in order, at the moment it is flushed
+(to the sink, or, without a sink, just before the ring would overwrite it).  :meth:`EventLog.digest`
+returns that hash extended with the records not yet flushed, so it equals
+``sha256(encode(all records ever emitted)).hexdigest()`` no matter when flushes happened.  Two
+simulation runs that emitted byte-identical logs have identical digests.
+
+Value ranges: ``kind``, ``machine``, ``frm``, ``to`` are u16, ``id`` is u64, ``a``/``b`` are signed
+64-bit, ``now`` is seconds (float or int) stored as ``round(now * 1e9)`` nanoseconds.  Callers should
+pass in-range ints (IntEnum members are fine).  Out-of-range or non-integer values do not raise:
+a slow path clamps them into range (non-numbers become 0) and increments :attr:`EventLog.clamped`,
+which tests and the simulator can assert to be zero.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from enum import IntEnum
+from typing import NamedTuple
+
+__all__ = [
+    "HEADER_MAGIC",
+    "LOG_FORMAT_VERSION",
+    "RECORD",
+    "RECORD_SIZE",
+    "EventLog",
+    "Kind",
+    "LogHeader",
+    "Machine",
+    "Record",
+    "decode_records",
+    "encode_records",
+]
+
+RECORD = struct.Struct("<QqHHQHHqq")
+RECORD_SIZE = RECORD.size  # 48
+assert RECORD_SIZE == 48
+
+HEADER_MAGIC = b"PGDOGEV\x00"
+LOG_FORMAT_VERSION = 1
+_HEADER_PREFIX = struct.Struct("<I")
+
+_U16 = (0, 0xFFFF)
+_U64 = (0, 0xFFFF_FFFF_FFFF_FFFF)
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+class Machine(IntEnum):
+    DAEMON = 0
+    CLIENT = 1
+    SERVER = 2
+    POOL = 3
+    LB = 4
+    MONITOR = 5
+    TWOPC = 6
+    LISTENER = 7
+    ADMIN = 8
+
+
+class Kind(IntEnum):
+    """Record kinds.  Unknown values still decode (a Record holds plain ints)."""
+
+    TRANSITION = 1  # frm/to = state values of the machine; a = reason code; b = related id
+    ACCEPT = 2  # a = listener port
+    CONNECT = 3  # a = 0 ok / errno
+    READ = 4  # a = byte count, b = chunk index
+    TIMER = 5  # a = timer kind
+    CLOCK = 6
+    ENTROPY = 7  # a = number of bytes
+    CHECKOUT = 8  # id = pool, a = client id, b = server id
+    CHECKIN = 9
+    ENQUEUE = 10
+    DEQUEUE = 11
+    TIMEOUT = 12
+    AUTH_FAIL = 13
+    RELOAD = 14
+    SIGNAL = 15
+    CLOSE = 16
+    ERROR = 17
+    ROUTE = 18
+    BAN = 19
+    UNBAN = 20
+    ROLE = 21
+    NOTE = 22
+
+
+class Record(NamedTuple):
+    seq: int
+    now_ns: int
+    kind: int
+    machine: int
+    id: int
+    frm: int
+    to: int
+    a: int
+    b: int
+
+
+_make_record = Record._make
+
+
+def encode_records(records: Iterable[Record | tuple]) -> bytes:
+    """Pack records (or 9-tuples in field order) into their binary form."""
+    out = bytearray()
+    pack = RECORD.pack
+    for rec in records:
+        out += pack(*rec)
+    return bytes(out)
+
+
+def decode_records(data: bytes | bytearray | memoryview) -> list[Record]:
+    """Unpack a whole number of records; raises ValueError on a partial record."""
+    if len(data) % RECORD_SIZE:
+        raise ValueError(
+            f"event data length {len(data)} is not a multiple of the {RECORD_SIZE}-byte record size"
+        )
+    return list(map(_make_record, RECORD.iter_unpack(data)))
+
+
+def _fit(value: object, bounds: tuple[int, int]) -> int:
+    try:
+        v = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    lo, hi = bounds
+    return lo if v < lo else hi if v > hi else v
+
+
+class EventLog:
+    """Preallocated ring of fixed-size event records.
+
+    * ``seq``: the next sequence number (the first record has seq 0); also the count ever emitted.
+    * With a ``sink``: when the ring is full of unflushed records, ``emit`` flushes first, so nothing
+      is lost.  Call :meth:`flush` periodically (e.g. once per loop iteration) to batch writes.
+    * Without a sink: the ring keeps the last ``capacity`` records (flight recorder).
+    * ``enabled = False`` turns ``emit`` into a no-op (the bound method is swapped, so code that
+      cached ``log.emit`` before the change keeps the old behaviour: look it up at call time).
+    """
+
+    def __init__(self, capacity: int = 1 << 16, sink: Callable[[memoryview], None] | None = None) -> None:
+        if capacity < 1:
+            raise ValueError("EventLog capacity must be >= 1")
+        self.capacity = capacity
+        self.sink = sink
+        self.seq = 0
+        self.clamped = 0
+        self._cap = capacity
+        self._buf = bytearray(capacity * RECORD_SIZE)
+        self._view = memoryview(self._buf)
+        self._pack = RECORD.pack_into
+        self._flushed = 0  # seq of the first record not yet flushed (hashed / handed to sink)
+        self._next_flush = capacity  # emitting this seq would overwrite an unflushed record
+        self._hash = hashlib.sha256()
+        self._enabled = True
+
+    # -- hot path -------------------------------------------------------------------------------
+    def emit(
+        self,
+        now: float,
+        kind: int,
+        machine: int,
+        id: int,
+        frm: int = 0,
+        to: int = 0,
+        a: int = 0,
+        b: int = 0,
+    ) -> None:
+        seq = self.seq
+        if seq == self._next_flush:
+            self.flush()
+        try:
+            self._pack(
+                self._buf, (seq % self._cap) * 48, seq, round(now * 1e9), kind, machine, id, frm, to, a, b
+            )
+        except (struct.error, TypeError, ValueError, OverflowError):
+            self._emit_clamped(seq, now, kind, machine, id, frm, to, a, b)
+        self.seq = seq + 1
+
+    def _emit_clamped(self, seq, now, kind, machine, id, frm, to, a, b) -> None:
+        self.clamped += 1
+        try:
+            ns = round(now * 1e9)
+        except (TypeError, ValueError, OverflowError):
+            ns = 0
+        self._pack(
+            self._buf,
+            (seq % self._cap) * RECORD_SIZE,
+            seq,
+            _fit(ns, _I64),
+            _fit(kind, _U16),
+            _fit(machine, _U16),
+            _fit(id, _U64),
+            _fit(frm, _U16),
+            _fit(to, _U16),
+            _fit(a, _I64),
+            _fit(b, _I64),
+        )
+
+    @staticmethod
+    def _emit_disabled(
+        now: float,
+        kind: int,
+        machine: int,
+        id: int,
+        frm: int = 0,
+        to: int = 0,
+        a: int = 0,
+        b: int = 0,
+    ) -> None:
+        return None
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        self._enabled = bool(value)
+        if self._enabled:
+            self.__dict__.pop("emit", None)
+        else:
+            self.emit = self._emit_disabled  # type: ignore[method-assign]
+
+    # -- flushing -------------------------------------------------------------------------------
+    def _parts(self, start: int, end: int) -> tuple[memoryview, ...]:
+        """Views of the ring holding records [start, end) (end - start <= capacity), in order."""
+        n = end - start
+        if n <= 0:
+            return ()
+        cap = self._cap
+        s = start % cap
+        e = s + n
+        view = self._view
+        if e <= cap:
+            return (view[s * RECORD_SIZE : e * RECORD_SIZE],)
+        return (view[s * RECORD_SIZE :], view[: (e - cap) * RECORD_SIZE])
+
+    def flush(self) -> int:
+        """Hash every not-yet-flushed record and hand it to the sink (at most two views, in order).
+
+        Returns the number of records flushed (also when there is no sink: they are then only
+        added to the running digest).
+        """
+        start = self._flushed
+        end = self.seq
+        if end == start:
+            return 0
+        # Advance first so a misbehaving sink cannot make us deliver records twice.
+        self._flushed = end
+        self._next_flush = end + self._cap
+        parts = self._parts(start, end)
+        h = self._hash
+        for p in parts:
+            h.update(p)
+        sink = self.sink
+        if sink is not None:
+            for p in parts:
+                sink(p)
+        return end - start
+
+    @property
+    def pending(self) -> int:
+        """Records emitted but not yet flushed."""
+        return self.seq - self._flushed
+
+    @property
+    def retained(self) -> int:
+        """Records still held in the ring."""
+        return min(self.seq, self._cap)
+
+    # -- inspection -----------------------------------------------------------------------------
+    def _bytes(self, start: int, end: int) -> bytes:
+        return b"".join(self._parts(start, end))
+
+    def tail(self, n: int) -> list[Record]:
+        """The most recent ``n`` retained records, oldest first."""
+        n = min(n, self.retained)
+        if n <= 0:
+            return []
+        return decode_records(self._bytes(self.seq - n, self.seq))
+
+    def records(self) -> list[Record]:
+        """All retained records, oldest first."""
+        return self.tail(self._cap)
+
+    def dump(self) -> bytes:
+        """Binary encoding of all retained records (flight-recorder dump)."""
+        return self._bytes(self.seq - self.retained, self.seq)
+
+    def digest(self) -> str:
+        """sha256 hex over the encoding of every record ever emitted, in order."""
+        h = self._hash.copy()
+        for p in self._parts(self._flushed, self.seq):
+            h.update(p)
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class LogHeader:
+    """Written once at the start of each log file.
+
+    Binary form: ``HEADER_MAGIC`` (8 bytes), u32 little-endian length ``L`` of the payload, then
+    ``L`` bytes of UTF-8 JSON (sorted keys).  Records follow immediately after.
+    """
+
+    format_version: int = LOG_FORMAT_VERSION
+    code_version: str = ""
+    config_digest: str = ""
+    seed: int = 0
+    clock_epoch_ns: int = 0  # wall-clock ns corresponding to now == 0
+    monotonic_start_ns: int = 0  # value of now (in ns) when the log was started
+    pid: int = 0
+    hostname: str = ""
+
+    def encode(self) -> bytes:
+        fields = asdict(self)
+        fields["record_size"] = RECORD_SIZE
+        payload = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return HEADER_MAGIC + _HEADER_PREFIX.pack(len(payload)) + payload
+
+    @classmethod
+    def decode(cls, data: bytes | bytearray | memoryview) -> tuple[LogHeader, int]:
+        """Parse a header at the start of ``data``; returns (header, bytes consumed).
+
+        Raises ValueError with a readable message on bad magic, truncation, corrupt JSON or an
+        unsupported format version.
+        """
+        mlen = len(HEADER_MAGIC)
+        fixed = mlen + _HEADER_PREFIX.size
+        if len(data) < fixed:
+            raise ValueError(f"not a pgdog-ev event log: {len(data)} bytes is too short for a header")
+        if bytes(data[:mlen]) != HEADER_MAGIC:
+            raise ValueError("not a pgdog-ev event log: bad magic")
+        (length,) = _HEADER_PREFIX.unpack_from(data, mlen)
+        end = fixed + length
+        if len(data) < end:
+            raise ValueError(f"truncated event log header: need {length} bytes, have {len(data) - fixed}")
+        try:
+            fields = json.loads(bytes(data[fixed:end]).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"corrupt event log header: {exc}") from None
+        if not isinstance(fields, dict):
+            raise ValueError("corrupt event log header: not an object")
+        version = fields.get("format_version")
+        if version != LOG_FORMAT_VERSION:
+            raise ValueError(
+                f"unsupported event log format version {version!r} (this build reads {LOG_FORMAT_VERSION})"
+            )
+        rsize = fields.get("record_size", RECORD_SIZE)
+        if rsize != RECORD_SIZE:
+            raise ValueError(f"unsupported event record size {rsize!r} (this build reads {RECORD_SIZE})")
+        kwargs = {}
+        for name, typ in _HEADER_FIELDS.items():
+            if name not in fields:
+                raise ValueError(f"corrupt event log header: missing field {name!r}")
+            value = fields[name]
+            if not isinstance(value, typ) or isinstance(value, bool):
+                raise ValueError(f"corrupt event log header: field {name!r} has wrong type")
+            kwargs[name] = value
+        return cls(**kwargs), end
+
+
+_HEADER_FIELDS: dict[str, type] = {
+    "format_version": int,
+    "code_version": str,
+    "config_digest": str,
+    "seed": int,
+    "clock_epoch_ns": int,
+    "monotonic_start_ns": int,
+    "pid": int,
+    "hostname": str,
+}

@@ -1,0 +1,68 @@
+"""The narrow interfaces through which state machines reach the outside world.
+
+Machines never hold a socket or read a clock: time arrives as ``now``, and every
+effect (bytes out, close, a timer, a new server connection) goes through one of
+these. Production implements them over ``loop/`` transports; the simulator over
+virtual ones. Keeping them this small is what makes a machine replayable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from state.client import ClientSession
+    from state.pool import Pool
+    from state.server import ServerSession
+
+Entropy = Callable[[int], bytes]
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Scheduler(Protocol):
+    """Arms timers; the callback receives the time it fired at as ``now``."""
+
+    def arm(self, when: float, callback: Callable[..., None], *args: Any) -> TimerHandle: ...
+
+
+class StreamIO(Protocol):
+    """One byte stream (a client's or a server's socket)."""
+
+    def send(self, data: bytes | bytearray | memoryview) -> None: ...
+
+    def close(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+class ServerIO(StreamIO, Protocol):
+    def send_cancel(self, pid: int, secret: bytes) -> None:
+        """Send a CancelRequest for (pid, secret) on a new connection to the same host."""
+
+
+class PoolIO(Protocol):
+    def open_server(self, pool: Pool) -> ServerSession:
+        """Start connecting a new server for ``pool``; returns it in CONNECTING."""
+
+
+class Directory(Protocol):
+    """What a client session needs to know about the rest of the proxy."""
+
+    auth_type: str
+
+    def has_database(self, name: str) -> bool: ...
+
+    def lookup(self, database: str, user: str) -> Any:
+        """Return a ``Login`` for this (database, user), or None when unknown."""
+
+    def cancel(self, now: float, pid: int, secret: bytes) -> None: ...
+
+    def client_closed(self, client: ClientSession) -> None: ...
+
+    def auth_failed(self, client: ClientSession, user: str, database: str) -> None: ...

@@ -1,0 +1,291 @@
+"""A pool of server connections for one (user, database, host), sans-IO.
+
+Clients ask for a server; if none is idle they queue (FIFO) and a new
+connection is opened while the pool is below its size. A returned server goes
+straight to the oldest waiter, otherwise onto an idle stack (most recently used
+first, so the surplus ages out through idle_timeout). Waiters that are not
+served within checkout_timeout get an error, never a hang. The maintenance tick
+enforces min_pool_size, idle_timeout and server_lifetime.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from state.events import EventLog, Kind, Machine
+from state.reasons import Reason
+from state.registry import register_states
+from state.server import IllegalTransition, ServerSession, ServerState
+
+if TYPE_CHECKING:
+    from pgdog_ev.config import PoolSettings
+    from state.client import ClientSession
+    from state.interfaces import PoolIO, Scheduler, TimerHandle
+
+MAINTENANCE_INTERVAL = 0.333
+
+
+class PoolState(IntEnum):
+    OPEN = 1
+    PAUSED = 2
+    CLOSED = 3
+
+
+P = PoolState
+TRANSITIONS: dict[PoolState, frozenset[PoolState]] = {
+    P.OPEN: frozenset({P.PAUSED, P.CLOSED}),
+    P.PAUSED: frozenset({P.OPEN, P.CLOSED}),
+    P.CLOSED: frozenset(),
+}
+register_states(Machine.POOL, PoolState)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolKey:
+    user: str
+    database: str
+    host: str
+    port: int
+    shard: int = 0
+    role: str = "primary"
+
+
+@dataclass(slots=True)
+class PoolStats:
+    checkouts: int = 0
+    checkout_timeouts: int = 0
+    connects: int = 0
+    connect_errors: int = 0
+    server_errors: int = 0
+    out_of_sync: int = 0
+    wait_time_total: float = 0.0
+    max_wait: float = 0.0
+
+
+class Pool:
+    """Server connections for one pool key."""
+
+    def __init__(
+        self,
+        pid: int,
+        key: PoolKey,
+        settings: PoolSettings,
+        io: PoolIO,
+        log: EventLog,
+        timers: Scheduler,
+        max_message_size: int,
+    ) -> None:
+        self.id = pid
+        self.key = key
+        self.settings = settings
+        self.io = io
+        self.log = log
+        self.timers = timers
+        self.max_message_size = max_message_size
+        self.state = PoolState.OPEN
+        self.idle: list[ServerSession] = []
+        self.servers: dict[int, ServerSession] = {}
+        self.connecting = 0
+        self.waiters: deque[ClientSession] = deque()
+        self.stats = PoolStats()
+        self.last_error: str | None = None
+        # Startup ParameterStatus of this pool's servers, for clients' logins.
+        self.server_params: dict[str, str] | None = None
+        # (setting, value) pairs a server accepted, with what it reported back.
+        self.known_settings: dict[tuple[str, str], dict[str, str]] = {}
+        self._wait_timer: TimerHandle | None = None
+        self._maint_timer: TimerHandle | None = None
+
+    # -- bookkeeping ---------------------------------------------------------
+
+    def _transition(self, now: float, to: PoolState, reason: Reason) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"pool {self.id}: {self.state.name} -> {to.name}")
+        self.log.emit(now, Kind.TRANSITION, Machine.POOL, self.id, self.state, to, reason)
+        self.state = to
+
+    @property
+    def active_count(self) -> int:
+        return sum(1 for s in self.servers.values() if s.state is ServerState.ACTIVE)
+
+    @property
+    def total(self) -> int:
+        return len(self.servers)
+
+    def start(self, now: float) -> None:
+        self._maint_timer = self.timers.arm(now, self._maintenance)
+
+    # -- checkout ------------------------------------------------------------
+
+    def checkout(self, now: float, client: ClientSession) -> ServerSession | None:
+        """A server for ``client`` now, or None and the client waits."""
+        if self.state is PoolState.OPEN and self.idle and not self.waiters:
+            server = self.idle.pop()
+            self._lend(now, server, client, 0.0)
+            return server
+        client.wait_started = now
+        client.wait_deadline = now + self.settings.checkout_timeout / 1000.0
+        self.waiters.append(client)
+        self.log.emit(now, Kind.ENQUEUE, Machine.POOL, self.id, 0, 0, client.id, len(self.waiters))
+        if self._wait_timer is None:
+            self._wait_timer = self.timers.arm(client.wait_deadline, self._wait_expired)
+        if self.last_error is None:
+            # After a failed connect the maintenance tick retries, at its pace.
+            self._grow(now)
+        return None
+
+    def cancel_wait(self, now: float, client: ClientSession) -> None:
+        try:
+            self.waiters.remove(client)
+        except ValueError:
+            return
+        self.log.emit(now, Kind.DEQUEUE, Machine.POOL, self.id, 0, 0, client.id)
+
+    def _lend(self, now: float, server: ServerSession, client: ClientSession, waited: float) -> None:
+        self.stats.checkouts += 1
+        self.stats.wait_time_total += waited
+        self.stats.max_wait = max(self.stats.max_wait, waited)
+        self.log.emit(now, Kind.CHECKOUT, Machine.POOL, self.id, 0, 0, client.id, server.id)
+
+    def _grow(self, now: float) -> None:
+        """Open connections for waiters, up to the pool size."""
+        if self.state is not PoolState.OPEN:
+            return
+        while len(self.waiters) > self.connecting and self.total < self.settings.pool_size:
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        self.connecting += 1
+        self.stats.connects += 1
+        server = self.io.open_server(self)
+        self.servers[server.id] = server
+
+    def _wait_expired(self, now: float) -> None:
+        self._wait_timer = None
+        while self.waiters and self.waiters[0].wait_deadline <= now:
+            client = self.waiters.popleft()
+            self.stats.checkout_timeouts += 1
+            self.log.emit(now, Kind.TIMEOUT, Machine.POOL, self.id, 0, 0, client.id)
+            client.on_checkout_failed(now, "checkout timeout: no server connection available", timeout=True)
+        if self.waiters:
+            self._wait_timer = self.timers.arm(self.waiters[0].wait_deadline, self._wait_expired)
+
+    # -- servers coming back ---------------------------------------------------
+
+    def server_ready(self, now: float, server: ServerSession) -> None:
+        """A new connection finished logging in."""
+        self.connecting -= 1
+        self.last_error = None
+        if self.server_params is None:
+            self.server_params = dict(server.reported)
+        self.checkin(now, server)
+
+    def checkin(self, now: float, server: ServerSession) -> None:
+        """``server`` is IDLE and clean again."""
+        self.log.emit(now, Kind.CHECKIN, Machine.POOL, self.id, 0, 0, 0, server.id)
+        if self.state is PoolState.CLOSED or self._expired(now, server):
+            server.terminate(now, Reason.LIFETIME)
+            return
+        if self.state is PoolState.OPEN:
+            while self.waiters:
+                client = self.waiters.popleft()
+                self._lend(now, server, client, now - client.wait_started)
+                client.on_checkout(now, server)
+                return
+        self.idle.append(server)
+
+    def _expired(self, now: float, server: ServerSession) -> bool:
+        lifetime = self.settings.server_lifetime
+        return lifetime is not None and lifetime > 0 and now - server.created_at >= lifetime / 1000.0
+
+    def server_closed(self, now: float, server: ServerSession, was: ServerState) -> None:
+        self.servers.pop(server.id, None)
+        if server in self.idle:
+            self.idle.remove(server)
+        if was in (ServerState.CONNECTING, ServerState.STARTUP):
+            self.connecting -= 1
+            self.stats.connect_errors += 1
+            self.last_error = server.error
+            if not self.servers and self.connecting == 0:
+                # Nothing can come back to the waiters: tell them why now.
+                waiters = list(self.waiters)
+                self.waiters.clear()
+                for client in waiters:
+                    client.on_checkout_failed(now, f"could not connect to the server: {server.error}")
+            return
+        if was is ServerState.ACTIVE and server.error:
+            self.stats.server_errors += 1
+        self._grow(now)
+
+    # -- maintenance -----------------------------------------------------------
+
+    def _maintenance(self, now: float) -> None:
+        self._maint_timer = None
+        if self.state is PoolState.CLOSED:
+            return
+        idle_timeout = self.settings.idle_timeout
+        keep = self.settings.min_pool_size
+        # Oldest-used idle servers sit at the bottom of the stack.
+        for server in list(self.idle):
+            if self.total <= keep and not self._expired(now, server):
+                break
+            stale = idle_timeout and now - server.last_used >= idle_timeout / 1000.0
+            if stale or self._expired(now, server):
+                self.idle.remove(server)
+                server.terminate(now, Reason.IDLE_TIMEOUT if stale else Reason.LIFETIME)
+        if self.state is PoolState.OPEN:
+            self._grow(now)
+            floor = min(keep, self.settings.pool_size)
+            if self.last_error is None:
+                while self.total < floor:
+                    self._open(now)
+            elif self.total < floor and self.connecting == 0:
+                self._open(now)  # one probe per tick while the host is failing
+        self._maint_timer = self.timers.arm(now + MAINTENANCE_INTERVAL, self._maintenance)
+
+    # -- admin ---------------------------------------------------------------
+
+    def pause(self, now: float) -> None:
+        if self.state is PoolState.OPEN:
+            self._transition(now, PoolState.PAUSED, Reason.PAUSE)
+
+    def resume(self, now: float) -> None:
+        if self.state is PoolState.PAUSED:
+            self._transition(now, PoolState.OPEN, Reason.RESUME)
+            while self.idle and self.waiters:
+                self.checkin(now, self.idle.pop())
+            self._grow(now)
+
+    def close(self, now: float, reason: Reason = Reason.POOL_CLOSED) -> None:
+        """Stop lending; idle servers go now, active ones when their client lets go."""
+        if self.state is PoolState.CLOSED:
+            return
+        self._transition(now, PoolState.CLOSED, reason)
+        for timer in (self._wait_timer, self._maint_timer):
+            if timer is not None:
+                timer.cancel()
+        waiters = list(self.waiters)
+        self.waiters.clear()
+        for client in waiters:
+            client.on_checkout_failed(now, "the pool was closed (configuration reload or shutdown)")
+        for server in list(self.idle):
+            server.terminate(now, reason)
+        self.idle.clear()
+        for server in list(self.servers.values()):
+            if server.state in (ServerState.CONNECTING, ServerState.STARTUP):
+                server.terminate(now, reason)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "user": self.key.user,
+            "database": self.key.database,
+            "state": self.state.name,
+            "idle": len(self.idle),
+            "active": self.active_count,
+            "connecting": self.connecting,
+            "waiting": len(self.waiters),
+        }

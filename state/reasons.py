@@ -1,0 +1,49 @@
+"""Why a machine changed state: the ``a`` field of a TRANSITION event.
+
+One enum for every machine keeps the timeline readable: ``reason=AUTH_FAILED``
+means the same thing whichever machine printed it.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Reason(IntEnum):
+    NONE = 0
+    STARTUP = 1
+    SSL_REFUSED = 2
+    AUTH_OK = 3
+    AUTH_FAILED = 4
+    LOGIN_DONE = 5
+    QUERY = 6
+    CHECKOUT = 7
+    CHECKOUT_TIMEOUT = 8
+    CHECKIN = 9
+    TRANSACTION_DONE = 10
+    CLIENT_TERMINATE = 11
+    CLIENT_EOF = 12
+    PROTOCOL_VIOLATION = 13
+    SERVER_LOST = 14
+    CONNECTED = 15
+    CONNECT_FAILED = 16
+    SERVER_READY = 17
+    ROLLBACK = 18
+    CLEANED = 19
+    IDLE_TIMEOUT = 20
+    LIFETIME = 21
+    LOGIN_TIMEOUT = 22
+    QUERY_TIMEOUT = 23
+    CLIENT_IDLE_TIMEOUT = 24
+    SHUTDOWN = 25
+    UNKNOWN_DATABASE = 26
+    SERVER_ERROR = 27
+    OUT_OF_SYNC = 28
+    CANCEL_REQUEST = 29
+    POOL_CLOSED = 30
+    TOO_MANY_CLIENTS = 31
+    CLEANUP_FAILED = 32
+    RELOAD = 33
+    PAUSE = 34
+    RESUME = 35
+    WAIT = 36

@@ -1,0 +1,458 @@
+"""One connection from the proxy to a PostgreSQL server, as a sans-IO machine.
+
+The machine logs in (answering cleartext, MD5 or SCRAM), then alternates
+between the pool (IDLE) and a client (ACTIVE). It keeps the protocol
+bookkeeping that decides when a server can be handed on: a FIFO with one entry
+per ReadyForQuery still owed (one per Query, Sync or FunctionCall sent), each
+entry saying who reads those responses: the client, or nobody because the proxy
+injected the request itself (settings sync, ROLLBACK, DISCARD ALL). A server is
+clean when nothing is owed, no extended-protocol message waits for a Sync, and
+the last ReadyForQuery said idle; only a clean server returns to the pool.
+Anything else is cleaned (drain, ROLLBACK) or closed, never reused blindly.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from pgdog_ev.auth.errors import AuthFailed
+from pgdog_ev.auth.md5 import md5_hash
+from pgdog_ev.auth.scram import ScramClient
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import frontend as fe
+from pgdog_ev.wire.errors import ProtocolViolation
+from pgdog_ev.wire.framing import Framer
+from pgdog_ev.wire.scanner import MessageScanner, action_table
+from pgdog_ev.wire.startup import build_startup
+from state.events import EventLog, Kind, Machine
+from state.params import sync_query
+from state.reasons import Reason
+from state.registry import register_states
+
+if TYPE_CHECKING:
+    from state.client import ClientSession
+    from state.interfaces import Entropy, Scheduler, ServerIO, TimerHandle
+    from state.pool import Pool
+
+
+class ServerState(IntEnum):
+    CONNECTING = 1
+    STARTUP = 2
+    IDLE = 3
+    ACTIVE = 4
+    CLEANING = 5
+    CLOSED = 6
+
+
+S = ServerState
+TRANSITIONS: dict[ServerState, frozenset[ServerState]] = {
+    S.CONNECTING: frozenset({S.STARTUP, S.CLOSED}),
+    S.STARTUP: frozenset({S.IDLE, S.CLOSED}),
+    S.IDLE: frozenset({S.ACTIVE, S.CLOSED}),
+    S.ACTIVE: frozenset({S.IDLE, S.CLEANING, S.CLOSED}),
+    S.CLEANING: frozenset({S.IDLE, S.CLOSED}),
+    S.CLOSED: frozenset(),
+}
+register_states(Machine.SERVER, ServerState)
+
+
+class IllegalTransition(RuntimeError):
+    """A transition missing from a machine's table: a bug, never user input."""
+
+
+# Who reads the responses up to an owed ReadyForQuery.
+TO_CLIENT = 0
+HIDDEN = 1
+LOGIN_CHECK = 2
+
+# Server messages the machine must read: ReadyForQuery, ParameterStatus,
+# ErrorResponse (bodies); CopyIn/CopyBoth responses only need their header.
+SERVER_TABLE = action_table(header=b"GW", body=b"ZSE")
+
+
+class ServerSession:
+    """Protocol state of one server connection."""
+
+    def __init__(
+        self,
+        sid: int,
+        pool: Pool,
+        io: ServerIO,
+        log: EventLog,
+        timers: Scheduler,
+        entropy: Entropy,
+        now: float,
+    ) -> None:
+        self.id = sid
+        self.pool = pool
+        self.io = io
+        self.log = log
+        self.timers = timers
+        self.entropy = entropy
+        self.state = ServerState.CONNECTING
+        self.created_at = now
+        self.last_used = now
+        self.last_active = now
+        self.pid = 0
+        self.secret = b""
+        # ParameterStatus values the server reported, by name as sent.
+        self.reported: dict[str, str] = {}
+        # Session settings the proxy applied on top of the startup defaults.
+        self.applied: dict[str, str] = {}
+        self.txn_status = b"I"
+        self.owed: deque[int] = deque()
+        self.unsynced = False
+        self.copy_in = False
+        self.client: ClientSession | None = None
+        self.error: str | None = None
+        self.transactions = 0
+        self.queries = 0
+        self._framer: Framer | None = None
+        self._scram: ScramClient | None = None
+        self._login_reported: dict[str, str] = {}
+        self._login_error: dict[str, str] | None = None
+        self._timer: TimerHandle | None = None
+        self.scanner = MessageScanner(
+            SERVER_TABLE,
+            self._to_client,
+            self._on_message,
+            self._on_header,
+            max_len=pool.max_message_size,
+        )
+
+    # -- bookkeeping --------------------------------------------------------
+
+    def _transition(self, now: float, to: ServerState, reason: Reason, b: int = 0) -> None:
+        if to not in TRANSITIONS[self.state]:
+            raise IllegalTransition(f"server {self.id}: {self.state.name} -> {to.name} ({reason.name})")
+        self.log.emit(now, Kind.TRANSITION, Machine.SERVER, self.id, self.state, to, reason, b)
+        self.state = to
+
+    @property
+    def clean(self) -> bool:
+        return not self.owed and not self.unsynced and not self.copy_in and self.txn_status == b"I"
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "state": self.state.name,
+            "pid": self.pid,
+            "client": self.client.id if self.client else None,
+            "txn": self.txn_status.decode(),
+            "owed": len(self.owed),
+        }
+
+    # -- connection establishment -------------------------------------------
+
+    def on_connected(self, now: float) -> None:
+        """TCP is up: send the startup packet."""
+        self._transition(now, ServerState.STARTUP, Reason.CONNECTED)
+        settings = self.pool.settings
+        params = {"user": settings.server_user, "database": settings.server_database}
+        params["application_name"] = "pgdog-ev"
+        if settings.statement_timeout is not None:
+            params["statement_timeout"] = str(settings.statement_timeout)
+        self._framer = Framer(self.pool.max_message_size)
+        self.io.send(build_startup(params))
+
+    def on_connect_failed(self, now: float, error: str) -> None:
+        self.error = error
+        self.log.emit(now, Kind.CONNECT, Machine.SERVER, self.id, 0, 0, 1)
+        self._close(now, Reason.CONNECT_FAILED)
+
+    def _startup_messages(self, now: float, data: memoryview) -> None:
+        assert self._framer is not None
+        for mtype, body in self._framer.feed(data):
+            if self.state is not ServerState.STARTUP:
+                return
+            if mtype == be.AUTHENTICATION:
+                self._on_auth(now, body)
+            elif mtype == be.PARAMETER_STATUS:
+                name, value = be.parse_parameter_status(body)
+                self.reported[name] = value
+            elif mtype == be.BACKEND_KEY_DATA:
+                self.pid, self.secret = be.parse_backend_key_data(body)
+            elif mtype == be.ERROR_RESPONSE:
+                fields = be.parse_error_fields(body)
+                self.error = fields.get("M", "server refused the connection")
+                self._close(now, Reason.SERVER_ERROR)
+                return
+            elif mtype == be.READY_FOR_QUERY:
+                self.txn_status = be.parse_ready_for_query(body)
+                self._framer = None
+                self.last_used = now
+                self._transition(now, ServerState.IDLE, Reason.SERVER_READY)
+                self.scanner.forwarding = False
+                self.pool.server_ready(now, self)
+                return
+            elif mtype in (be.NOTICE_RESPONSE, be.NEGOTIATE_PROTOCOL_VERSION):
+                continue
+            else:
+                raise ProtocolViolation(f"unexpected message {chr(mtype)!r} during server login")
+
+    def _on_auth(self, now: float, body: bytes) -> None:
+        code, rest = be.parse_authentication(body)
+        password = self.pool.settings.server_password
+        if code == be.AUTH_OK:
+            self._scram = None
+            return
+        if code in (be.AUTH_CLEARTEXT, be.AUTH_MD5, be.AUTH_SASL) and password is None:
+            raise AuthFailed("the server asks for a password and none is configured (server_password)")
+        assert password is not None
+        if code == be.AUTH_CLEARTEXT:
+            self.io.send(fe.password(password))
+        elif code == be.AUTH_MD5:
+            self.io.send(fe.password(md5_hash(self.pool.settings.server_user, password, bytes(rest[:4]))))
+        elif code == be.AUTH_SASL:
+            mechanisms = be.parse_sasl_mechanisms(rest)
+            if "SCRAM-SHA-256" not in mechanisms:
+                raise AuthFailed(f"server offers no supported SASL mechanism: {mechanisms}")
+            self._scram = ScramClient(password, self.entropy)
+            self.io.send(fe.sasl_initial_response("SCRAM-SHA-256", self._scram.client_first()))
+        elif code == be.AUTH_SASL_CONTINUE:
+            if self._scram is None:
+                raise ProtocolViolation("SASLContinue without SASL")
+            self.io.send(fe.sasl_response(self._scram.server_first(bytes(rest))))
+        elif code == be.AUTH_SASL_FINAL:
+            if self._scram is None:
+                raise ProtocolViolation("SASLFinal without SASL")
+            self._scram.server_final(bytes(rest))
+        else:
+            raise AuthFailed(f"unsupported authentication method {code} requested by the server")
+
+    # -- input from the socket ----------------------------------------------
+
+    def on_bytes(self, now: float, data: memoryview) -> None:
+        self.last_active = now
+        try:
+            if self.state is ServerState.STARTUP:
+                self._startup_messages(now, data)
+            elif self.state is not ServerState.CLOSED:
+                self.scanner.feed(data)
+        except (ProtocolViolation, AuthFailed) as exc:
+            self.error = str(exc)
+            reason = Reason.CONNECT_FAILED if self.state is ServerState.STARTUP else Reason.OUT_OF_SYNC
+            self._close(now, reason)
+
+    def on_closed(self, now: float) -> None:
+        """The socket closed under us."""
+        if self.state is ServerState.CLOSED:
+            return
+        if self.error is None:
+            self.error = "server closed the connection unexpectedly"
+        self._close(now, Reason.SERVER_LOST)
+
+    def _to_client(self, view: memoryview) -> None:
+        client = self.client
+        if client is not None:
+            client.io.send(view)
+
+    def _on_header(self, mtype: int, length: int) -> bool:
+        # CopyInResponse / CopyBothResponse: the server now waits for CopyData.
+        self.copy_in = True
+        return self.scanner.forwarding
+
+    def _on_message(self, mtype: int, body: memoryview) -> None:
+        if mtype == be.READY_FOR_QUERY:
+            self._on_ready(body)
+        elif mtype == be.PARAMETER_STATUS:
+            name, value = be.parse_parameter_status(body)
+            self.reported[name] = value
+            if self.owed and self.owed[0] == LOGIN_CHECK:
+                self._login_reported[name] = value
+            elif self.scanner.forwarding and self.client is not None:
+                self.scanner.sink_message(mtype, body)
+        elif mtype == be.ERROR_RESPONSE:
+            self.copy_in = False
+            if self.owed and self.owed[0] == LOGIN_CHECK:
+                self._login_error = be.parse_error_fields(body)
+            elif self.scanner.forwarding and self.client is not None:
+                self.scanner.sink_message(mtype, body)
+            elif not self.owed and self.client is None:
+                # An error nobody asked for (e.g. FATAL before a shutdown).
+                self.error = be.parse_error_fields(body).get("M", "server error")
+
+    def _on_ready(self, body: memoryview) -> None:
+        now = self.last_active
+        status = be.parse_ready_for_query(body)
+        self.txn_status = status
+        self.copy_in = False
+        if not self.owed:
+            self.error = "ReadyForQuery without a pending request"
+            self._close(now, Reason.OUT_OF_SYNC)
+            return
+        reader = self.owed.popleft()
+        if reader == TO_CLIENT:
+            if self.client is not None:
+                self.scanner.sink_message(be.READY_FOR_QUERY, body)
+            self.queries += 1
+        elif reader == LOGIN_CHECK:
+            self._finish_login_check(now)
+        self._update_forwarding()
+        if self.owed or self.unsynced:
+            return
+        if self.state is ServerState.ACTIVE:
+            if status == b"I":
+                self.transactions += 1
+            if self.client is not None:
+                self.client.on_server_ready(now, self, status)
+        elif self.state is ServerState.CLEANING:
+            self._continue_cleaning(now)
+
+    # -- being lent to a client ---------------------------------------------
+
+    def link(self, now: float, client: ClientSession) -> None:
+        """Hand this idle server to ``client``; settings are synced first."""
+        self.client = client
+        self.last_used = now
+        self._transition(now, ServerState.ACTIVE, Reason.CHECKOUT, client.id)
+        query = sync_query(self.applied, client.params)
+        if query is not None:
+            self.applied = dict(client.params)
+            self._send_hidden(query, HIDDEN)
+        self._update_forwarding()
+        if self.pool.settings.query_timeout:
+            self._arm_query_timer(now)
+
+    def check_login(self, now: float, client: ClientSession) -> None:
+        """Apply a new client's settings and report back what the server thinks of them."""
+        self.client = client
+        self.last_used = now
+        self._transition(now, ServerState.ACTIVE, Reason.CHECKOUT, client.id)
+        self._login_reported = {}
+        self._login_error = None
+        self.applied = dict(client.params)
+        params = dict(client.params)
+        query = sync_query({}, params) or "SELECT 1"
+        self._send_hidden(query, LOGIN_CHECK)
+        self.scanner.forwarding = False
+
+    def _finish_login_check(self, now: float) -> None:
+        client = self.client
+        if self._login_error is not None:
+            # Settings the server rejected must not stay on a pooled connection.
+            self.applied = {"__invalid__": ""}
+        if client is not None:
+            client.on_login_checked(now, self, self._login_reported, self._login_error)
+
+    def _update_forwarding(self) -> None:
+        """Responses go to the client unless the oldest owed request is the proxy's own."""
+        self.scanner.forwarding = self.client is not None and (not self.owed or self.owed[0] == TO_CLIENT)
+
+    def _send_hidden(self, sql: str, reader: int) -> None:
+        self.owed.append(reader)
+        self.io.send(fe.query(sql))
+
+    def expect_response(self) -> None:
+        """The client sent a Query, Sync or FunctionCall: one more ReadyForQuery owed."""
+        self.owed.append(TO_CLIENT)
+        if len(self.owed) == 1:
+            self.scanner.forwarding = True
+
+    def release(self, now: float, session_mode: bool) -> None:
+        """The client is done with us: back to the pool, through cleaning if needed."""
+        self.client = None
+        self.scanner.forwarding = False
+        self.owed = deque(HIDDEN for _ in self.owed)
+        if self.clean and not session_mode:
+            self._transition(now, ServerState.IDLE, Reason.CHECKIN)
+            self._cancel_timer()
+            self.last_used = now
+            self.pool.checkin(now, self)
+            return
+        self._transition(now, ServerState.CLEANING, Reason.CLEANED)
+        self._cleanup_session = session_mode
+        if self.owed and self.pid:
+            # A query is still running for a client that left: stop it.
+            self.io.send_cancel(self.pid, self.secret)
+        if self.copy_in:
+            self.io.send(fe.copy_fail("client disconnected during COPY"))
+        if self.unsynced:
+            self.unsynced = False
+            self.owed.append(HIDDEN)
+            self.io.send(fe.sync())
+        self._arm_cleanup_timer(now)
+        if not self.owed:
+            self._continue_cleaning(now)
+
+    def _continue_cleaning(self, now: float) -> None:
+        if self.txn_status != b"I":
+            self._send_hidden("ROLLBACK", HIDDEN)
+            self.log.emit(now, Kind.NOTE, Machine.SERVER, self.id, 0, 0, Reason.ROLLBACK)
+            return
+        if self._cleanup_session:
+            self._cleanup_session = False
+            self.applied = {}
+            self._send_hidden("DISCARD ALL", HIDDEN)
+            return
+        self._cancel_timer()
+        self.last_used = now
+        self._transition(now, ServerState.IDLE, Reason.CLEANED)
+        self.pool.checkin(now, self)
+
+    _cleanup_session = False
+
+    # -- timers ------------------------------------------------------------
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _arm_cleanup_timer(self, now: float) -> None:
+        self._cancel_timer()
+        self._timer = self.timers.arm(now + self.pool.settings.rollback_timeout / 1000.0, self._cleanup_expired)
+
+    def _cleanup_expired(self, now: float) -> None:
+        self._timer = None
+        if self.state is ServerState.CLEANING:
+            self.error = "cleanup did not finish within rollback_timeout"
+            self._close(now, Reason.CLEANUP_FAILED)
+
+    def _arm_query_timer(self, now: float) -> None:
+        self._cancel_timer()
+        timeout = self.pool.settings.query_timeout / 1000.0
+        self._timer = self.timers.arm(max(now, self.last_active) + timeout, self._query_timer)
+
+    def _query_timer(self, now: float) -> None:
+        self._timer = None
+        if self.state is not ServerState.ACTIVE:
+            return
+        timeout = self.pool.settings.query_timeout / 1000.0
+        if self.owed and now - self.last_active >= timeout:
+            self.error = "query_timeout"
+            client = self.client
+            self._close(now, Reason.QUERY_TIMEOUT)
+            if client is not None:
+                client.on_server_lost(now, self, query_timeout=True)
+            return
+        self._arm_query_timer(now)
+
+    # -- the end -----------------------------------------------------------
+
+    def discard(self, now: float) -> None:
+        """Its protocol state can no longer be trusted (a message half sent): close, never reuse."""
+        self.error = self.error or "connection left mid-message"
+        self.client = None
+        self._close(now, Reason.OUT_OF_SYNC)
+
+    def terminate(self, now: float, reason: Reason) -> None:
+        """Close politely (pool shrinking, shutdown): Terminate, then the socket."""
+        if self.state in (ServerState.IDLE, ServerState.CLEANING, ServerState.STARTUP):
+            self.io.send(fe.terminate())
+        self._close(now, reason)
+
+    def _close(self, now: float, reason: Reason) -> None:
+        if self.state is ServerState.CLOSED:
+            return
+        was = self.state
+        client = self.client
+        self.client = None
+        self._cancel_timer()
+        self._transition(now, ServerState.CLOSED, reason)
+        self.io.close()
+        self.pool.server_closed(now, self, was)
+        if client is not None and reason is not Reason.QUERY_TIMEOUT:
+            client.on_server_lost(now, self)

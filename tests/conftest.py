@@ -1,0 +1,128 @@
+"""Shared fixtures: a real PostgreSQL per xdist worker (`pg`), extra servers (`pg_factory`),
+and proxies under test (`proxy_factory`). Failing tests that used a proxy get its log tail and
+decoded event log appended to the report."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.pgserver import PgServer, PgServerError
+from tests.harness.proxy import ProxyProcess, decode_event_log
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+
+APP_USER, APP_PASSWORD = "app", "app_pw"
+MD5_USER, MD5_PASSWORD = "app_md5", "md5_pw"
+APP_DB = "app"
+
+_PROXIES = pytest.StashKey[list[ProxyProcess]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgServer]:
+    """One PostgreSQL per xdist worker: scram auth, users app/app_pw (scram) and
+    app_md5/md5_pw (md5), database `app` owned by app."""
+    server = PgServer(name=f"pg-{_worker_id()}", auth="scram-sha-256")
+    try:
+        server.start()
+        server.create_user(APP_USER, APP_PASSWORD)
+        server.create_user(MD5_USER, MD5_PASSWORD, password_encryption="md5")
+        server.create_database(APP_DB, owner=APP_USER)
+    except PgServerError as e:
+        server.cleanup()
+        pytest.fail(f"could not start PostgreSQL for tests:\n{e}", pytrace=False)
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def pg_factory() -> Iterator[Callable[..., PgServer]]:
+    """Extra, function-scoped servers: pg_factory(**PgServer kwargs) returns a started PgServer."""
+    servers: list[PgServer] = []
+
+    def make(**kwargs: Any) -> PgServer:
+        s = PgServer(**kwargs)
+        servers.append(s)
+        try:
+            s.start()
+        except PgServerError as e:
+            pytest.fail(f"could not start PostgreSQL:\n{e}", pytrace=False)
+        return s
+
+    yield make
+    for s in reversed(servers):
+        s.cleanup()
+
+
+@pytest.fixture
+def proxy_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """proxy_factory(general=..., databases=..., users=..., admin=None, env=None, start=True, argv=None)
+    returns a started ProxyProcess; all are stopped at teardown. Their directories live under
+    pytest's basetemp, so logs and event logs of failed tests can still be inspected."""
+    proxies: list[ProxyProcess] = []
+    request.node.stash[_PROXIES] = proxies
+
+    def make(
+        general: dict[str, Any] | None = None,
+        databases: list[dict[str, Any]] | None = None,
+        users: list[dict[str, Any]] | None = None,
+        admin: dict[str, Any] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        argv: list[str] | None = None,
+        start: bool = True,
+        timeout: float = 20,
+    ) -> ProxyProcess:
+        p = ProxyProcess(
+            general or {},
+            databases or [],
+            users or [],
+            admin=admin,
+            base_dir=str(tmp_path_factory.mktemp("proxy")),
+            env=env,
+            argv=argv,
+        )
+        proxies.append(p)
+        if start:
+            p.start(timeout=timeout)
+        return p
+
+    yield make
+    for p in reversed(proxies):
+        p.cleanup()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report: pytest.TestReport = yield
+    proxies = item.stash.get(_PROXIES, None)
+    if report.failed and proxies and report.when in ("call", "setup", "teardown"):
+        for i, p in enumerate(proxies):
+            label = f"proxy[{i}] {p.host}:{p.port} pid={p.pid} exit={p.returncode}"
+            report.sections.append((f"{label} log tail", p.log_tail(80)))
+            events = decode_event_log(p.event_log_path, tail=200)
+            if events:
+                body = f"{p.event_log_path}\n{_last_lines(events, 200)}"
+            else:
+                body = f"{p.event_log_path} (not decoded)"
+            report.sections.append((f"{label} event log", body))
+    return report
+
+
+def _last_lines(text: str, n: int) -> str:
+    return "\n".join(text.splitlines()[-n:])
