@@ -155,7 +155,9 @@ class Daemon:
         now = self.reactor.now()
         busy = 0
         for client in list(self.directory.clients.values()):
-            if client.state is ClientState.ACTIVE and now < self._shutdown_deadline:
+            server = client.server
+            in_flight = client.state is ClientState.ACTIVE and server is not None and not server.clean
+            if in_flight and now < self._shutdown_deadline:
                 busy += 1
                 continue
             client.shutdown(now, "the proxy is shutting down")

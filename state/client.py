@@ -448,8 +448,7 @@ class ClientSession:
             return
         if self.state is not ClientState.WAITING:
             # We left while the grant was in flight: give it straight back.
-            server.link(now, self)
-            server.release(now, session_mode=False)
+            server.pool.checkin(now, server)
             return
         self.server = server
         server.link(now, self)
@@ -490,14 +489,14 @@ class ClientSession:
         """Our server answered everything we sent; ``status`` is its transaction state."""
         if status != b"I" or self.session_mode or self.state is not ClientState.ACTIVE:
             return
+        if not self.scanner.at_boundary():
+            # Part of the client's next message already went to this server:
+            # the rest must follow it there, so keep the server.
+            return
         self.transactions += 1
         self.server = None
         server.release(now, session_mode=False)
         self._transition(now, ClientState.IDLE, Reason.TRANSACTION_DONE, server.id)
-        if not self.scanner.at_boundary():
-            # Part of the next request already streamed into the old server's
-            # slot; hold the rest until a server is attached again.
-            self._need_server(now)
 
     def on_server_lost(self, now: float, server: ServerSession, query_timeout: bool = False) -> None:
         if self.server is not server:
