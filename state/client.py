@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from pgdog_ev.auth.errors import AuthFailed
+from pgdog_ev.auth.errors import AuthFailed, AuthProtocolError
 from pgdog_ev.auth.md5 import md5_check, md5_check_stored
 from pgdog_ev.auth.plain import plain_check
 from pgdog_ev.auth.scram import ScramServer, ScramVerifier, verify_plain_password
@@ -25,7 +25,7 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.errors import ProtocolViolation
-from pgdog_ev.wire.framing import Framer
+from pgdog_ev.wire.framing import Framer, build
 from pgdog_ev.wire.scanner import BODY, HEADER, MessageScanner
 from pgdog_ev.wire.startup import (
     CancelRequest,
@@ -38,6 +38,7 @@ from pgdog_ev.wire.startup import (
 )
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
+from state.pool import PoolState
 from state.reasons import Reason
 from state.registry import register_states
 from state.server import IllegalTransition, ServerSession
@@ -187,11 +188,7 @@ class ClientSession:
             if self.state is ClientState.STARTUP:
                 self._startup_bytes(now, data)
             elif self.state is ClientState.AUTH:
-                assert self._framer is not None
-                for mtype, body in self._framer.feed(data):
-                    if self.state is not ClientState.AUTH:
-                        break
-                    self._auth_message(now, mtype, body)
+                self._auth_bytes(now, data)
             elif self.state is ClientState.LOGIN:
                 # A client may pipeline its first query behind the password.
                 self._held += data
@@ -201,6 +198,10 @@ class ClientSession:
         except ProtocolViolation as exc:
             if self.state is not ClientState.CLOSED:
                 self._fatal(now, exc.sqlstate, str(exc), Reason.PROTOCOL_VIOLATION)
+        except AuthProtocolError as exc:
+            if self.state is not ClientState.CLOSED:
+                self.directory.auth_failed(self, self.user, self.database)
+                self._fatal(now, codes.PROTOCOL_VIOLATION, str(exc), Reason.PROTOCOL_VIOLATION)
         except AuthFailed:
             if self.state is not ClientState.CLOSED:
                 self._auth_failed(now)
@@ -269,6 +270,32 @@ class ClientSession:
 
     # -- authentication ------------------------------------------------------
 
+    def _auth_bytes(self, now: float, data: memoryview) -> None:
+        framer = self._framer
+        assert framer is not None
+        messages = framer.feed(data)
+        for i, (mtype, body) in enumerate(messages):
+            if self.state is not ClientState.AUTH:
+                # Logged in mid-chunk: what the client pipelined behind its
+                # password belongs to the session that starts now.
+                rest = b"".join(build(t, b) for t, b in messages[i:]) + framer.take_pending()
+                self._framer = None
+                self._after_login_bytes(now, rest)
+                return
+            self._auth_message(now, mtype, body)
+        if self.state is not ClientState.AUTH:
+            self._framer = None
+            if framer.pending():
+                self._after_login_bytes(now, framer.take_pending())
+
+    def _after_login_bytes(self, now: float, rest: bytes) -> None:
+        if not rest or self.state is ClientState.CLOSED:
+            return
+        if self.state is ClientState.LOGIN:
+            self._held += rest
+        else:
+            self.on_bytes(now, memoryview(rest))
+
     def _auth_message(self, now: float, mtype: int, body: bytes) -> None:
         if mtype != fe.PASSWORD:
             raise ProtocolViolation(f"expected a password message, got {chr(mtype)!r}")
@@ -323,7 +350,6 @@ class ClientSession:
     def _authenticated(self, now: float) -> None:
         login = self.login
         assert login is not None
-        self._framer = None
         self._scram = None
         self.pool = login.pool
         self.session_mode = login.pooler_mode == "session"
@@ -434,6 +460,12 @@ class ClientSession:
     def _need_server(self, now: float) -> None:
         pool = self.pool
         assert pool is not None
+        if pool.state is PoolState.CLOSED:
+            # A reload replaced our pool: follow the configuration.
+            login = self.directory.lookup(self.database, self.user)
+            if login is not None:
+                self.login = login
+                self.pool = pool = login.pool
         self._transition(now, ClientState.WAITING, Reason.QUERY)
         self.io.pause_reading()
         server = pool.checkout(now, self)
@@ -476,10 +508,13 @@ class ClientSession:
         if not self.scanner.at_boundary():
             # Drop the rest of the message that was being held.
             self.scanner.forward_current = False
-        owed = max(self._held_owed, 1)
         error = be.error_response(codes.CONNECTION_FAILURE, message)
-        ready = be.ready_for_query(b"I")
-        self.io.send((error + ready) * owed)
+        if self._held_owed:
+            self.io.send((error + be.ready_for_query(b"I")) * self._held_owed)
+        else:
+            # Only unsynced extended messages: the error answers them; the
+            # client's later Sync will get its ReadyForQuery from a server.
+            self.io.send(error)
         self._held_owed = 0
         self._held_unsynced = False
         self._transition(now, ClientState.IDLE, Reason.CHECKOUT_TIMEOUT if timeout else Reason.CONNECT_FAILED)
@@ -530,7 +565,10 @@ class ClientSession:
 
     def _arm_idle_timer(self, now: float) -> None:
         if self.idle_timeout_ms and self._timer is None:
-            self._timer = self.timers.arm(self.last_activity + self.idle_timeout_ms / 1000.0, self._idle_check)
+            limit = self.idle_timeout_ms / 1000.0
+            # Never in the past: a busy (non-idle) client is checked again a full period later.
+            when = max(self.last_activity + limit, now + limit if self.state is not ClientState.IDLE else now)
+            self._timer = self.timers.arm(when, self._idle_check)
 
     def _idle_check(self, now: float) -> None:
         self._timer = None

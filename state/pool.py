@@ -122,6 +122,9 @@ class Pool:
 
     def checkout(self, now: float, client: ClientSession) -> ServerSession | None:
         """A server for ``client`` now, or None and the client waits."""
+        if self.state is PoolState.CLOSED:
+            client.on_checkout_failed(now, "the pool was closed (configuration reload or shutdown)")
+            return None
         if self.state is PoolState.OPEN and self.idle and not self.waiters:
             server = self.idle.pop()
             self._lend(now, server, client, 0.0)
@@ -267,6 +270,7 @@ class Pool:
         for timer in (self._wait_timer, self._maint_timer):
             if timer is not None:
                 timer.cancel()
+        self._wait_timer = self._maint_timer = None
         waiters = list(self.waiters)
         self.waiters.clear()
         for client in waiters:

@@ -157,9 +157,10 @@ class ServerSession:
         self._framer = Framer(self.pool.max_message_size)
         self.io.send(build_startup(params))
 
-    def on_connect_failed(self, now: float, error: str) -> None:
+    def on_connect_failed(self, now: float, error: str, errno_code: int = 0) -> None:
+        """``errno_code`` is what the timeline shows (ETIMEDOUT for a connect timeout)."""
         self.error = error
-        self.log.emit(now, Kind.CONNECT, Machine.SERVER, self.id, 0, 0, 1)
+        self.log.emit(now, Kind.CONNECT, Machine.SERVER, self.id, 0, 0, errno_code or 5)
         self._close(now, Reason.CONNECT_FAILED)
 
     def _startup_messages(self, now: float, data: memoryview) -> None:
@@ -268,6 +269,9 @@ class ServerSession:
             self.copy_in = False
             if self.owed and self.owed[0] == LOGIN_CHECK:
                 self._login_error = be.parse_error_fields(body)
+            elif self.owed and self.owed[0] == HIDDEN and self.state is ServerState.ACTIVE:
+                # A settings sync failed and was rolled back as a whole.
+                self.applied = self._applied_before
             elif self.scanner.forwarding and self.client is not None:
                 self.scanner.sink_message(mtype, body)
             elif not self.owed and self.client is None:
@@ -310,6 +314,7 @@ class ServerSession:
         self._transition(now, ServerState.ACTIVE, Reason.CHECKOUT, client.id)
         query = sync_query(self.applied, client.params)
         if query is not None:
+            self._applied_before = self.applied
             self.applied = dict(client.params)
             self._send_hidden(query, HIDDEN)
         self._update_forwarding()
@@ -323,17 +328,18 @@ class ServerSession:
         self._transition(now, ServerState.ACTIVE, Reason.CHECKOUT, client.id)
         self._login_reported = {}
         self._login_error = None
+        # Also undo what the previous client applied, exactly as link() would.
+        query = sync_query(self.applied, client.params) or "SELECT 1"
+        self._applied_before = self.applied
         self.applied = dict(client.params)
-        params = dict(client.params)
-        query = sync_query({}, params) or "SELECT 1"
         self._send_hidden(query, LOGIN_CHECK)
         self.scanner.forwarding = False
 
     def _finish_login_check(self, now: float) -> None:
         client = self.client
         if self._login_error is not None:
-            # Settings the server rejected must not stay on a pooled connection.
-            self.applied = {"__invalid__": ""}
+            # One simple query is one transaction: the failed sync changed nothing.
+            self.applied = self._applied_before
         if client is not None:
             client.on_login_checked(now, self, self._login_reported, self._login_error)
 
@@ -393,6 +399,7 @@ class ServerSession:
         self.pool.checkin(now, self)
 
     _cleanup_session = False
+    _applied_before: dict[str, str] = {}
 
     # -- timers ------------------------------------------------------------
 
@@ -414,7 +421,9 @@ class ServerSession:
     def _arm_query_timer(self, now: float) -> None:
         self._cancel_timer()
         timeout = self.pool.settings.query_timeout / 1000.0
-        self._timer = self.timers.arm(max(now, self.last_active) + timeout, self._query_timer)
+        # Between requests the server may stay silent: look again a full period later.
+        when = self.last_active + timeout if self.owed else now + timeout
+        self._timer = self.timers.arm(max(when, now), self._query_timer)
 
     def _query_timer(self, now: float) -> None:
         self._timer = None

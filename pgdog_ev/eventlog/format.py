@@ -91,6 +91,14 @@ def _details(rec: Record) -> list[str]:
     elif kind == Kind.ENTROPY:
         parts.append(f"bytes={a}")
         a = 0
+    elif kind in (Kind.NOTE, Kind.SIGNAL, Kind.RELOAD, Kind.ERROR) and a:
+        parts.append(f"reason={registry.reason_name(m, a)}")
+        a = 0
+    elif kind in (Kind.ENQUEUE, Kind.DEQUEUE, Kind.TIMEOUT):
+        parts.append(f"client={a}")
+        if b:
+            parts.append(f"waiting={b}")
+        extra_ab = False
     elif kind in (Kind.CHECKOUT, Kind.CHECKIN):
         parts += [f"client={a}", f"server={b}"]
         extra_ab = False

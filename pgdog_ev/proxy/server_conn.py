@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 from typing import TYPE_CHECKING, Any
@@ -49,7 +50,8 @@ class ServerConnection(Protocol):
             error = "connect timeout" if isinstance(exc, TimeoutError) else str(exc)
             key = session.pool.key
             log.warning("connect to %s:%d for %s/%s failed: %s", key.host, key.port, key.user, key.database, error)
-            session.on_connect_failed(now, error)
+            code = errno.ETIMEDOUT if isinstance(exc, TimeoutError) else getattr(exc, "errno", 0) or 0
+            session.on_connect_failed(now, error, code)
             return
         if session.state.name == "CLOSED":
             sock.close()

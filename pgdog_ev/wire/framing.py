@@ -43,6 +43,13 @@ class Framer:
     def pending(self) -> int:
         return len(self._buf)
 
+    def take_pending(self) -> bytes:
+        """Hand over the buffered incomplete tail, e.g. when another reader takes the stream over."""
+        out = bytes(self._buf)
+        self._buf.clear()
+        self._checked = False
+        return out
+
     def feed(self, data: Buffer) -> list[tuple[int, bytes]]:
         if self._broken:
             raise ProtocolViolation("message stream is already out of sync")
