@@ -20,7 +20,6 @@ from pgdog_ev.config import Config, ConfigError, load_config
 from pgdog_ev.eventlog.filesink import RotatingFileSink, make_header
 from pgdog_ev.proxy.client_conn import ClientConnection
 from pgdog_ev.proxy.directory import Directory
-from pgdog_ev.wire import backend as be
 from pgdog_ev.wire.errors import TOO_MANY_CONNECTIONS
 from state.client import ClientState
 from state.events import EventLog, Kind, Machine
@@ -97,19 +96,14 @@ class Daemon:
     def _accept(self, sock: socket.socket, addr: Any) -> None:
         now = self.reactor.now()
         limit = self.config.general.max_client_conn
-        if self.stopping or (limit is not None and len(self.directory.clients) >= limit):
-            reason = "the proxy is shutting down" if self.stopping else "too many client connections"
-            code = "57P01" if self.stopping else TOO_MANY_CONNECTIONS
-            try:
-                sock.send(be.error_response(code, reason, severity="FATAL"))
-            except OSError:
-                pass
-            sock.close()
-            self.events.emit(now, Kind.ACCEPT, Machine.DAEMON, 0, 0, 0, Reason.TOO_MANY_CLIENTS)
-            return
+        reject = None
+        if limit is not None and self.directory.accepted_clients() >= limit:
+            # Refused after the startup packet, so that libpq (which starts with
+            # an SSLRequest) shows the reason rather than an SSL exchange error.
+            reject = (TOO_MANY_CONNECTIONS, f"too many client connections (max_client_conn = {limit})")
         cid = self.directory.next_client_id()
         self.events.emit(now, Kind.ACCEPT, Machine.CLIENT, cid, 0, 0, self.port)
-        self.reactor.transport(sock, ClientConnection(self.directory, cid))
+        self.reactor.transport(sock, ClientConnection(self.directory, cid, reject))
 
     # -- signals ------------------------------------------------------------------
 

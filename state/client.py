@@ -78,6 +78,9 @@ EXTENDED = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 # Settings that cannot be wrong, so need no round trip to the server at login.
 ALWAYS_VALID = frozenset({"application_name"})
 KNOWN_SETTINGS_LIMIT = 10_000
+# While queued the client is still read (so a disconnect is noticed at once);
+# past this much held data reading pauses until a server is attached.
+HOLD_LIMIT = 256 * 1024
 AUTH_MESSAGE_LIMIT = 64 * 1024
 
 
@@ -113,6 +116,7 @@ class ClientSession:
         idle_timeout_ms: int | None,
         max_message_size: int,
         peer: str = "",
+        reject: tuple[str, str] | None = None,
     ) -> None:
         self.id = cid
         self.io = io
@@ -150,6 +154,10 @@ class ClientSession:
         self._held = bytearray()
         self._held_owed = 0
         self._held_unsynced = False
+        self._hold_paused = False
+        # (SQLSTATE, message) for a connection accepted only to be refused
+        # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
+        self.reject = reject
         self._timer: TimerHandle | None = None
         self.scanner = MessageScanner(
             CLIENT_TABLE, self._route, self._on_message, self._on_header, max_len=max_message_size
@@ -242,6 +250,9 @@ class ClientSession:
     def _startup(self, now: float, msg: StartupMessage) -> None:
         self.user = msg.user
         self.database = msg.database
+        if self.reject is not None:
+            self._fatal(now, self.reject[0], self.reject[1], Reason.TOO_MANY_CLIENTS)
+            return
         options = parse_options(msg.params.get("options", ""))
         self.params = session_params(msg.params, options)
         self.application_name = self.params.get("application_name", "")
@@ -424,8 +435,11 @@ class ClientSession:
         server = self.server
         if server is not None:
             server.io.send(view)
-        else:
-            self._held += view
+            return
+        self._held += view
+        if len(self._held) > HOLD_LIMIT and not self._hold_paused:
+            self._hold_paused = True
+            self.io.pause_reading()
 
     def _on_header(self, mtype: int, length: int) -> bool:
         server = self.server
@@ -467,7 +481,6 @@ class ClientSession:
                 self.login = login
                 self.pool = pool = login.pool
         self._transition(now, ClientState.WAITING, Reason.QUERY)
-        self.io.pause_reading()
         server = pool.checkout(now, self)
         if server is not None:
             self.on_checkout(now, server)
@@ -494,7 +507,7 @@ class ClientSession:
         if self._held:
             server.io.send(bytes(self._held))
             self._held.clear()
-        self.io.resume_reading()
+        self._resume_held()
 
     def on_checkout_failed(self, now: float, message: str, timeout: bool = False) -> None:
         """No server could be had: an error for each request held, then idle again."""
@@ -518,7 +531,12 @@ class ClientSession:
         self._held_owed = 0
         self._held_unsynced = False
         self._transition(now, ClientState.IDLE, Reason.CHECKOUT_TIMEOUT if timeout else Reason.CONNECT_FAILED)
-        self.io.resume_reading()
+        self._resume_held()
+
+    def _resume_held(self) -> None:
+        if self._hold_paused:
+            self._hold_paused = False
+            self.io.resume_reading()
 
     def on_server_ready(self, now: float, server: ServerSession, status: bytes) -> None:
         """Our server answered everything we sent; ``status`` is its transaction state."""

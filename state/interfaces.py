@@ -43,7 +43,8 @@ class StreamIO(Protocol):
 
 class ServerIO(StreamIO, Protocol):
     def send_cancel(self, pid: int, secret: bytes) -> None:
-        """Send a CancelRequest for (pid, secret) on a new connection to the same host."""
+        """Send a CancelRequest for (pid, secret) on a new connection to the same host;
+        call the session's ``on_cancel_done(now)`` once that connection is closed or failed."""
 
 
 class PoolIO(Protocol):

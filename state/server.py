@@ -109,6 +109,10 @@ class ServerSession:
         self.error: str | None = None
         self.transactions = 0
         self.queries = 0
+        # CancelRequests sent and not yet acknowledged by the postmaster. A
+        # server is not lent again until they are: a late cancel would hit
+        # the next client's query.
+        self.cancels_in_flight = 0
         self._framer: Framer | None = None
         self._scram: ScramClient | None = None
         self._login_reported: dict[str, str] = {}
@@ -132,7 +136,13 @@ class ServerSession:
 
     @property
     def clean(self) -> bool:
-        return not self.owed and not self.unsynced and not self.copy_in and self.txn_status == b"I"
+        return (
+            not self.owed
+            and not self.unsynced
+            and not self.copy_in
+            and self.txn_status == b"I"
+            and not self.cancels_in_flight
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -253,6 +263,9 @@ class ServerSession:
     def _on_header(self, mtype: int, length: int) -> bool:
         # CopyInResponse / CopyBothResponse: the server now waits for CopyData.
         self.copy_in = True
+        if self.state is ServerState.CLEANING:
+            # The client left before its COPY began: end it for them.
+            self.io.send(fe.copy_fail("client disconnected during COPY"))
         return self.scanner.forwarding
 
     def _on_message(self, mtype: int, body: memoryview) -> None:
@@ -295,7 +308,7 @@ class ServerSession:
         elif reader == LOGIN_CHECK:
             self._finish_login_check(now)
         self._update_forwarding()
-        if self.owed or self.unsynced:
+        if self.owed or self.unsynced or self.cancels_in_flight:
             return
         if self.state is ServerState.ACTIVE:
             if status == b"I":
@@ -370,9 +383,9 @@ class ServerSession:
             return
         self._transition(now, ServerState.CLEANING, Reason.CLEANED)
         self._cleanup_session = session_mode
-        if self.owed and self.pid:
+        if self.owed and not self.copy_in:
             # A query is still running for a client that left: stop it.
-            self.io.send_cancel(self.pid, self.secret)
+            self.send_cancel(now)
         if self.copy_in:
             self.io.send(fe.copy_fail("client disconnected during COPY"))
         if self.unsynced:
@@ -383,7 +396,27 @@ class ServerSession:
         if not self.owed:
             self._continue_cleaning(now)
 
+    def send_cancel(self, now: float) -> None:
+        """Ask the postmaster to cancel what this server is running."""
+        if not self.pid:
+            return
+        self.cancels_in_flight += 1
+        self.log.emit(now, Kind.NOTE, Machine.SERVER, self.id, 0, 0, Reason.CANCEL_REQUEST)
+        self.io.send_cancel(self.pid, self.secret)
+
+    def on_cancel_done(self, now: float) -> None:
+        """The postmaster took our CancelRequest (its connection closed)."""
+        self.cancels_in_flight -= 1
+        if self.cancels_in_flight:
+            return
+        if self.state is ServerState.CLEANING and not self.owed:
+            self._continue_cleaning(now)
+        elif self.state is ServerState.ACTIVE and self.client is not None and self.clean:
+            self.client.on_server_ready(now, self, self.txn_status)
+
     def _continue_cleaning(self, now: float) -> None:
+        if self.cancels_in_flight:
+            return  # on_cancel_done resumes
         if self.txn_status != b"I":
             self._send_hidden("ROLLBACK", HIDDEN)
             self.log.emit(now, Kind.NOTE, Machine.SERVER, self.id, 0, 0, Reason.ROLLBACK)

@@ -5,6 +5,7 @@ decoded event log appended to the report."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -107,10 +108,69 @@ def proxy_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         p.cleanup()
 
 
+@pytest.fixture(scope="module")
+def module_proxy_factory(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """Like proxy_factory, but module-scoped: for a proxy shared by the tests of one module.
+    Its log tail and event log are appended to the report of any failing test of that module."""
+    proxies: list[ProxyProcess] = []
+    request.node.stash[_PROXIES] = proxies
+
+    def make(
+        general: dict[str, Any] | None = None,
+        databases: list[dict[str, Any]] | None = None,
+        users: list[dict[str, Any]] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float = 20,
+    ) -> ProxyProcess:
+        p = ProxyProcess(
+            general or {},
+            databases or [],
+            users or [],
+            base_dir=str(tmp_path_factory.mktemp("mproxy")),
+            env=env,
+        )
+        proxies.append(p)
+        p.start(timeout=timeout)
+        return p
+
+    yield make
+    for p in reversed(proxies):
+        p.cleanup()
+
+
+@pytest.fixture(scope="session")
+def poll() -> Callable[..., Any]:
+    """poll(fn, timeout=10, interval=0.05, what=...): call fn until it returns a truthy value
+    (returned); AssertionError naming `what` and the last value/exception after the deadline."""
+
+    def _poll(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while True:
+            try:
+                value = fn()
+            except Exception as e:  # reported if the deadline passes
+                value, last = None, e
+            else:
+                last = value
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what or 'condition'} not met within {timeout}s (last: {last!r})")
+            time.sleep(interval)
+
+    return _poll
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     report: pytest.TestReport = yield
     proxies = item.stash.get(_PROXIES, None)
+    module = item.getparent(pytest.Module)
+    shared = module.stash.get(_PROXIES, None) if module is not None else None
+    if shared:
+        proxies = [*(proxies or []), *shared]
     if report.failed and proxies and report.when in ("call", "setup", "teardown"):
         for i, p in enumerate(proxies):
             label = f"proxy[{i}] {p.host}:{p.port} pid={p.pid} exit={p.returncode}"

@@ -26,9 +26,10 @@ BACKPRESSURE = 2
 
 
 class ClientConnection(Protocol):
-    def __init__(self, directory: Directory, cid: int) -> None:
+    def __init__(self, directory: Directory, cid: int, reject: tuple[str, str] | None = None) -> None:
         self.directory = directory
         self.cid = cid
+        self.reject = reject
         self.transport: SocketTransport | None = None
         self.session: ClientSession | None = None
         self._pause = 0
@@ -53,6 +54,7 @@ class ClientConnection(Protocol):
             idle_timeout_ms=g.client_idle_timeout,
             max_message_size=g.max_message_size,
             peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
+            reject=self.reject,
         )
         d.client_opened(self.session)
 

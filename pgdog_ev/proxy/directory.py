@@ -60,6 +60,7 @@ class Directory:
         self.logins: dict[tuple[str, str], Login] = {}
         self.clients: dict[int, ClientSession] = {}
         self.auth_failures = 0
+        self._accepted = 0
         self._next_client = 1
         self._next_server = 1
         self._next_pool = 1
@@ -144,11 +145,18 @@ class Directory:
         self._next_client += 1
         return cid
 
+    def accepted_clients(self) -> int:
+        """Clients counted against max_client_conn (refused ones are not)."""
+        return self._accepted
+
     def client_opened(self, client: ClientSession) -> None:
         self.clients[client.id] = client
+        if client.reject is None:
+            self._accepted += 1
 
     def client_closed(self, client: ClientSession) -> None:
-        self.clients.pop(client.id, None)
+        if self.clients.pop(client.id, None) is not None and client.reject is None:
+            self._accepted -= 1
 
     def auth_failed(self, client: ClientSession, user: str, database: str) -> None:
         self.auth_failures += 1
@@ -162,7 +170,7 @@ class Directory:
             return
         server = client.server
         if server is not None and client.state is ClientState.ACTIVE and server.owed:
-            server.io.send_cancel(server.pid, server.secret)  # type: ignore[attr-defined]
+            server.send_cancel(now)
 
     # -- the PoolIO interface -------------------------------------------------------
 

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pgdog_ev.server")
 
+CANCEL_TIMEOUT = 5.0
+
 
 def address(host: str, port: int) -> tuple[str, int]:
     """A host starting with '/' is a unix socket directory, as in libpq."""
@@ -126,15 +128,40 @@ class ServerConnection(Protocol):
         host, port = address(key.host, key.port)
         packet = build_cancel_request(pid, secret)
 
+        reactor = self.directory.reactor
+        session = self.session
+
         def done(sock: socket.socket | None, exc: Exception | None) -> None:
             if sock is None:
                 log.warning("cancel request to %s:%d failed: %s", key.host, key.port, exc)
+                session.on_cancel_done(reactor.now())
                 return
-            try:
-                sock.send(packet)
-            except OSError as err:
-                log.warning("cancel request to %s:%d failed: %s", key.host, key.port, err)
-            finally:
-                sock.close()
+            reactor.transport(sock, CancelSender(packet, session, reactor))
 
-        self.directory.reactor.connect(host, port, done, timeout=5.0)
+        reactor.connect(host, port, done, timeout=CANCEL_TIMEOUT)
+
+
+class CancelSender(Protocol):
+    """Sends one CancelRequest and waits for the postmaster to close the connection.
+
+    The close is the postmaster's only acknowledgement that it signalled the
+    backend; until then a server must not be lent to anyone else.
+    """
+
+    def __init__(self, packet: bytes, session: ServerSession, reactor: Any) -> None:
+        self.packet = packet
+        self.session = session
+        self.reactor = reactor
+        self.transport: Any = None
+        self.timer: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.write(self.packet)
+        self.timer = self.reactor.call_later(CANCEL_TIMEOUT, transport.abort)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            self.session.on_cancel_done(self.reactor.now())

@@ -356,6 +356,9 @@ def test_release_with_query_running_cancels_and_drains(world: World, pool: Pool)
     backend.send(be.row_description([be.Field("x")]))
     assert server.state is S.CLEANING
     backend.send(FakeBackend.error("57014", "canceling statement due to user request"))
+    # Drained, but the postmaster has not acknowledged the cancel: not reusable yet.
+    assert server.state is S.CLEANING and server not in pool.idle
+    server.on_cancel_done(world.now)
     assert server.state is S.IDLE and server in pool.idle
     assert rec.io.sent == b""  # the client that left gets nothing
     assert rec.ready == []
@@ -585,3 +588,16 @@ def test_after_failed_login_check_next_sync_is_valid_sql(world: World, pool: Poo
     lend(world, pool, server, 2, search_path="x")
     (sync,) = backend.take_queries()
     assert "__invalid__" not in sync
+
+
+def test_late_cancel_never_reaches_the_next_client(world: World, pool: Pool) -> None:
+    """The query ends on its own before the cancel lands: the server still waits for the ack."""
+    server, backend = new_server(world, pool)
+    lend(world, pool, server, 1)
+    client_query(server, backend, "select 1")
+    backend.take()
+    server.release(world.now, session_mode=False)
+    backend.send(FakeBackend.result())
+    assert server.state is S.CLEANING and server.cancels_in_flight == 1
+    server.on_cancel_done(world.now)
+    assert server.state is S.IDLE and server.cancels_in_flight == 0

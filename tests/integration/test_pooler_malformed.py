@@ -1,0 +1,237 @@
+"""Malformed and oversized packets on raw sockets get an ErrorResponse (08P01 / 54000) or a clean
+close, promptly, while a well-behaved psycopg client keeps working all along."""
+
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+import time
+
+import psycopg
+import pytest
+
+from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+
+PROTOCOL_3 = 196608
+REPLY_TIMEOUT = 5.0
+
+
+@pytest.fixture(scope="module")
+def proxy(pg, module_proxy_factory):
+    return module_proxy_factory(
+        general={
+            "auth_type": "trust",
+            "default_pool_size": 1,
+            "pooler_mode": "transaction",
+            "checkout_timeout": 10000,
+            "max_message_size": 1 << 20,
+        },
+        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
+        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+    )
+
+
+class Background:
+    """A psycopg client running queries in a loop until stopped."""
+
+    def __init__(self, proxy) -> None:
+        self.conn = psycopg.connect(
+            proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), autocommit=True, connect_timeout=10, prepare_threshold=None
+        )
+        self.ok = 0
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            i += 1
+            try:
+                assert self.conn.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
+                self.ok += 1
+            except BaseException as e:
+                self.errors.append(e)
+                return
+
+    def __enter__(self) -> Background:
+        self._thread.start()
+        return self
+
+    def wait_for_more(self, n: int = 3, timeout: float = 10.0) -> None:
+        start = self.ok
+        deadline = time.monotonic() + timeout
+        while self.ok < start + n:
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, "background client made no progress"
+            time.sleep(0.01)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+        self.conn.close()
+
+
+def _startup(user: str = APP_USER, database: str = APP_DB, version: int = PROTOCOL_3) -> bytes:
+    body = struct.pack(">I", version)
+    for k, v in (("user", user), ("database", database)):
+        body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return struct.pack(">I", len(body) + 4) + body
+
+
+def _open(proxy) -> socket.socket:
+    s = socket.create_connection((proxy.host, proxy.port), timeout=REPLY_TIMEOUT)
+    s.settimeout(REPLY_TIMEOUT)
+    return s
+
+
+def _read_until_close(s: socket.socket) -> tuple[list[tuple[str, bytes]], str]:
+    """All messages until the proxy closes. ("eof"|"reset"); fails on a timeout (a hang)."""
+    buf = b""
+    how = "eof"
+    deadline = time.monotonic() + REPLY_TIMEOUT
+    while True:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except TimeoutError:
+            pytest.fail(f"the proxy neither answered nor closed within {REPLY_TIMEOUT}s (got {buf[:200]!r})")
+        except ConnectionResetError:
+            how = "reset"
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return _parse(buf), how
+
+
+def _parse(buf: bytes) -> list[tuple[str, bytes]]:
+    msgs = []
+    while len(buf) >= 5:
+        t = chr(buf[0])
+        (n,) = struct.unpack(">I", buf[1:5])
+        msgs.append((t, buf[5 : 1 + n]))
+        buf = buf[1 + n :]
+    return msgs
+
+
+def _error_fields(body: bytes) -> dict[str, str]:
+    out = {}
+    for part in body.split(b"\0"):
+        if part:
+            out[chr(part[0])] = part[1:].decode("utf-8", "replace")
+    return out
+
+
+def _login(proxy) -> socket.socket:
+    """Trust login on a raw socket, up to the first ReadyForQuery."""
+    s = _open(proxy)
+    s.sendall(_startup())
+    buf = b""
+    while True:
+        chunk = s.recv(65536)
+        assert chunk, f"closed during login: {buf!r}"
+        buf += chunk
+        msgs = _parse(buf)
+        if msgs and msgs[-1][0] == "Z":
+            types = [t for t, _ in msgs]
+            assert "R" in types and "E" not in types, msgs
+            return s
+        assert not any(t == "E" for t, _ in msgs), msgs
+
+
+def _assert_refused(msgs: list[tuple[str, bytes]], how: str, codes: tuple[str, ...] = ("08P01", "54000")) -> None:
+    errors = [_error_fields(b) for t, b in msgs if t == "E"]
+    if errors:
+        assert errors[-1].get("C") in codes, errors
+        assert errors[-1].get("S") in ("FATAL", "ERROR"), errors
+    else:
+        assert how in ("eof", "reset")
+    assert not any(t == "Z" for t, _ in msgs), msgs
+
+
+def _check_alive(proxy, bg: Background) -> None:
+    assert proxy.returncode is None, proxy.log_tail()
+    bg.wait_for_more()
+    with psycopg.connect(proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), autocommit=True, connect_timeout=10) as c:
+        assert c.execute("SELECT 42").fetchone() == (42,)
+
+
+def test_garbage_and_bad_startup_packets(proxy):
+    with Background(proxy) as bg:
+        _check_alive(proxy, bg)
+        cases = [
+            ("http request", b"GET / HTTP/1.1\r\nHost: proxy\r\n\r\n"),
+            ("random bytes", os.urandom(512)),
+            ("startup claims 20000 bytes", struct.pack(">II", 20000, PROTOCOL_3) + b"user\0app\0"),
+            ("length below header", struct.pack(">I", 3) + b"\0\0\0\0\0\0"),
+            # PostgreSQL answers this one with 0A000 (feature_not_supported).
+            ("unknown protocol version", _startup(version=(9 << 16) | 0), ("0A000", "08P01")),
+            ("startup without terminator", struct.pack(">II", 16, PROTOCOL_3) + b"user\0app"),
+        ]
+        for label, data, *codes in cases:
+            s = _open(proxy)
+            try:
+                s.sendall(data)
+                msgs, how = _read_until_close(s)
+            finally:
+                s.close()
+            try:
+                _assert_refused(msgs, how, *codes)
+            except AssertionError as e:
+                raise AssertionError(f"{label}: {e}") from None
+            _check_alive(proxy, bg)
+    assert not bg.errors
+
+
+def test_oversized_and_broken_messages_after_login(proxy):
+    with Background(proxy) as bg:
+        cases = [
+            ("length 0xFFFFFFF0", b"Q" + struct.pack(">I", 0xFFFFFFF0)),
+            ("length above max_message_size", b"Q" + struct.pack(">I", (1 << 20) + 100) + b"SELECT "),
+            ("length below 4", b"Q" + struct.pack(">I", 2)),
+            ("Parse claiming 2 GiB", b"P" + struct.pack(">I", 0x7FFFFFFF) + b"\0SELECT 1"),
+        ]
+        for label, data in cases:
+            s = _login(proxy)
+            try:
+                s.sendall(data)
+                msgs, how = _read_until_close(s)
+            finally:
+                s.close()
+            try:
+                _assert_refused(msgs, how)
+            except AssertionError as e:
+                raise AssertionError(f"{label}: {e}") from None
+            _check_alive(proxy, bg)
+    assert not bg.errors
+
+
+@pytest.mark.parametrize("cut", [3, 10, 40])
+def test_truncated_message_then_close(proxy, cut):
+    """Half a query, then the client goes away: the server it may have been given is not reused in
+    a broken state (the next queries on the pool of one still work)."""
+    query = b"SELECT 'a fairly long query text to be cut somewhere in the middle'"
+    msg = b"Q" + struct.pack(">I", len(query) + 5) + query + b"\0"
+    with Background(proxy) as bg:
+        s = _login(proxy)
+        s.sendall(msg[:cut])
+        s.close()
+        _check_alive(proxy, bg)
+        # A raw client on the same proxy still gets well-formed answers.
+        s = _login(proxy)
+        try:
+            s.sendall(msg)
+            buf = b""
+            while not buf.endswith(b"Z\x00\x00\x00\x05I"):
+                chunk = s.recv(65536)
+                assert chunk, buf
+                buf += chunk
+            types = [t for t, _ in _parse(buf)]
+            assert types == ["T", "D", "C", "Z"], types
+        finally:
+            s.close()
+    assert not bg.errors
