@@ -66,7 +66,8 @@ def write_configs(data: str, port: int, pg: PgServer) -> tuple[str, str]:
         users = tomllib.load(f)
     cfg.setdefault("general", {})
     cfg["general"]["port"] = port
-    cfg["general"]["event_log"] = os.path.join(data, "pgdog-ev.evlog")
+    # Relative paths in pgdog.toml resolve against the file's own directory.
+    cfg["general"]["event_log"] = "pgdog-ev.evlog"
     for db in cfg.get("databases", []):
         db["host"] = pg.host
         db["port"] = pg.port
@@ -147,9 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "\npgdog-ev demo is running.\n"
             f'  connect:  psql "postgres://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{args.port}/{DEMO_DB}"\n'
-            f'  admin:    psql "postgres://admin:admin@127.0.0.1:{args.port}/admin"\n'
             f'  direct:   psql "postgres://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{pg.port}/{DEMO_DB}"\n'
-            f"  events:   {os.path.join(data, 'pgdog-ev.evlog')}\n"
+            f"  events:   .venv/bin/pgdog-ev events {os.path.join(data, 'pgdog-ev.evlog')}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
         )
