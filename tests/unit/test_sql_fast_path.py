@@ -1,0 +1,107 @@
+"""The prefilter: ordinary statements are classified without ever calling the parser."""
+
+from __future__ import annotations
+
+import pglast
+import pytest
+
+from pgdog_ev.sql.analysis import OTHER_ANALYSIS, Kind, QueryCache
+from pgdog_ev.sql.prefilter import first_keyword, needs_parse
+
+BIG_ROWS = ",".join(f"({i}, 'value number {i}', now(), 'x_y')" for i in range(40_000))
+PLAIN = [
+    "SELECT 1",
+    "select * from users where id = $1",
+    "  (SELECT a FROM t) UNION (SELECT b FROM u)",
+    "INSERT INTO t (a, b, c, d) VALUES " + BIG_ROWS,
+    "UPDATE t SET a = 1 WHERE b = 2",
+    "DELETE FROM t WHERE id IN (" + ",".join(str(i) for i in range(100_000)) + ")",
+    "WITH x AS (SELECT 1) SELECT * FROM x",
+    "VALUES (1), (2)",
+    "SHOW search_path",
+    "EXPLAIN SELECT 1",
+    "SELECT 1; SELECT 2;",
+    "SELECT 1;\n  ;  INSERT INTO t VALUES (1);",
+    "TRUNCATE t",
+    "CREATE TABLE t (a int)",
+    "SELECT temperature FROM readings",  # "temp" without INTO
+    "SELECT a INTO b FROM c",  # INTO without "temp"
+    "DECLARE c CURSOR FOR SELECT 1",
+    "-- SET a = 1\nSELECT 1",
+    "/* BEGIN */ SELECT 1",
+    "",
+]
+
+
+@pytest.fixture
+def no_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(sql: str) -> object:
+        raise AssertionError(f"parser called for {sql[:60]!r}")
+
+    monkeypatch.setattr(pglast, "parse_sql", explode)
+
+
+@pytest.mark.parametrize("sql", PLAIN, ids=[s[:40] for s in PLAIN])
+def test_plain_statements_never_parse(no_parser: None, sql: str) -> None:
+    cache = QueryCache()
+    assert cache.analyze(sql) is OTHER_ANALYSIS
+    assert (cache.fast_path, cache.misses, cache.hits, cache.size) == (1, 0, 0, 0)
+
+
+def test_fast_path_counter_and_shared_constant(no_parser: None) -> None:
+    cache = QueryCache()
+    for _ in range(5):
+        assert cache.analyze("SELECT 1") is OTHER_ANALYSIS
+    assert cache.fast_path == 5 and cache.parse_time_ns == 0 and cache.entries() == []
+
+
+def test_fast_path_works_with_caching_disabled(no_parser: None) -> None:
+    cache = QueryCache(0)
+    assert cache.analyze("SELECT 1") is OTHER_ANALYSIS
+    assert cache.fast_path == 1
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET a = 1",
+        "  reset all",
+        "(BEGIN",  # leading parenthesis skipped; the server reports the syntax error
+        "/* a /* nested */ */ Commit",
+        "-- c\r\nSTART TRANSACTION",
+        "-- comment ending at CR only\rSET a = 1",
+        "SELECT 1; SET a = 1",
+        "SELECT 1;/* x */LISTEN a",
+        "SELECT set_config('a', 'b', false)",
+        "SELECT PG_ADVISORY_LOCK(1)",
+        "INSERT INTO t SELECT pg_advisory_lock(1)",
+        "CREATE TEMP TABLE t (a int)",
+        "create TEMPORARY view v as select 1",
+        "SELECT 1 INTO TEMP t",
+        "SELECT 1; SELECT 1 INTO TEMP t",
+        "DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+        "do $$ begin end $$",
+        "CALL p()",
+        "COPY t FROM STDIN",
+        "LOAD 'x'",
+        "NOTIFY a",
+    ],
+)
+def test_session_candidates_need_parse(sql: str) -> None:
+    assert needs_parse(sql)
+
+
+def test_first_keyword_skips_noise() -> None:
+    assert first_keyword("  /* a /* b */ c */ -- d\n ( (Select 1") == "select"
+    assert first_keyword("SELECT 1; SET a", 9) == "set"
+    assert first_keyword("/* unterminated") == ""
+    assert first_keyword("'literal'") == ""
+    assert first_keyword("") == ""
+
+
+def test_session_statement_is_parsed_and_cached() -> None:
+    cache = QueryCache()
+    analysis = cache.analyze("SET a = 1")
+    assert analysis.statements[0].kind is Kind.SET
+    assert (cache.fast_path, cache.misses, cache.size) == (0, 1, 1)
+    assert cache.parse_time_ns > 0
