@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -75,9 +76,9 @@ class Daemon:
         self.port = self.listener.port
         self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, Reason.STARTUP, self.port)
         for signum, handler in (
-            (2, self._on_stop_signal),
-            (15, self._on_stop_signal),
-            (1, self._on_reload_signal),
+            (signal.SIGINT, self._on_stop_signal),
+            (signal.SIGTERM, self._on_stop_signal),
+            (signal.SIGHUP, self._on_reload_signal),
         ):
             self.reactor.add_signal_handler(signum, handler, signum)
         self.reactor.call_later(EVENT_FLUSH_INTERVAL, self._flush_events)

@@ -173,14 +173,6 @@ class ClientSession:
         self.log.emit(now, Kind.TRANSITION, Machine.CLIENT, self.id, self.state, to, reason, b)
         self.state = to
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "state": self.state.name,
-            "user": self.user,
-            "database": self.database,
-            "server": self.server.id if self.server else None,
-        }
 
     def _fatal(self, now: float, code: str, message: str, reason: Reason, detail: str | None = None) -> None:
         self.errors += 1
@@ -192,6 +184,10 @@ class ClientSession:
     def on_bytes(self, now: float, data: memoryview) -> None:
         self.last_activity = now
         self.bytes_in += len(data)
+        self._dispatch(now, data)
+
+    def _dispatch(self, now: float, data: memoryview) -> None:
+        """Route bytes by state; also replays bytes held during login (counted already)."""
         try:
             if self.state is ClientState.STARTUP:
                 self._startup_bytes(now, data)
@@ -244,7 +240,7 @@ class ClientSession:
             assert isinstance(packet, StartupMessage)
             self._startup(now, packet)
             if rest and self.state is not ClientState.CLOSED:
-                self.on_bytes(now, memoryview(rest))
+                self._dispatch(now, memoryview(rest))
             return
 
     def _startup(self, now: float, msg: StartupMessage) -> None:
@@ -305,7 +301,7 @@ class ClientSession:
         if self.state is ClientState.LOGIN:
             self._held += rest
         else:
-            self.on_bytes(now, memoryview(rest))
+            self._dispatch(now, memoryview(rest))
 
     def _auth_message(self, now: float, mtype: int, body: bytes) -> None:
         if mtype != fe.PASSWORD:
@@ -427,7 +423,7 @@ class ClientSession:
         if self._held:
             held = bytes(self._held)
             self._held.clear()
-            self.on_bytes(now, memoryview(held))
+            self._dispatch(now, memoryview(held))
 
     # -- queries -------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from state.events import EventLog, Kind, Machine
 from state.reasons import Reason
@@ -282,14 +282,3 @@ class Pool:
             if server.state in (ServerState.CONNECTING, ServerState.STARTUP):
                 server.terminate(now, reason)
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "user": self.key.user,
-            "database": self.key.database,
-            "state": self.state.name,
-            "idle": len(self.idle),
-            "active": self.active_count,
-            "connecting": self.connecting,
-            "waiting": len(self.waiters),
-        }

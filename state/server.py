@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pgdog_ev.auth.errors import AuthFailed
 from pgdog_ev.auth.md5 import md5_hash
@@ -101,6 +101,11 @@ class ServerSession:
         self.reported: dict[str, str] = {}
         # Session settings the proxy applied on top of the startup defaults.
         self.applied: dict[str, str] = {}
+        # What ``applied`` was before the settings query in flight, to revert
+        # to if the server rejects it (one simple query is one transaction).
+        self._applied_before: dict[str, str] = {}
+        # Session mode: end the cleanup with DISCARD ALL.
+        self._cleanup_session = False
         self.txn_status = b"I"
         self.owed: deque[int] = deque()
         self.unsynced = False
@@ -144,15 +149,6 @@ class ServerSession:
             and not self.cancels_in_flight
         )
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "state": self.state.name,
-            "pid": self.pid,
-            "client": self.client.id if self.client else None,
-            "txn": self.txn_status.decode(),
-            "owed": len(self.owed),
-        }
 
     # -- connection establishment -------------------------------------------
 
@@ -431,8 +427,6 @@ class ServerSession:
         self._transition(now, ServerState.IDLE, Reason.CLEANED)
         self.pool.checkin(now, self)
 
-    _cleanup_session = False
-    _applied_before: dict[str, str] = {}
 
     # -- timers ------------------------------------------------------------
 

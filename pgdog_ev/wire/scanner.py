@@ -155,14 +155,13 @@ class MessageScanner:
                     end = hstart if hstart >= 0 else pos
                     sink(data[span_start:end])
                     span_start = -1
+                self._type = mtype
                 if n - pos >= body_len:
                     # Whole body present: no copy into the body buffer.
-                    self._type = mtype
                     body = data[pos : pos + body_len]
                     pos += body_len
                     self.on_message(mtype, body)
                 else:
-                    self._type = mtype
                     self._want_body = True
                     self._remaining = body_len
                     if body_len == 0:
