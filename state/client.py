@@ -21,6 +21,9 @@ from pgdog_ev.auth.errors import AuthFailed, AuthProtocolError
 from pgdog_ev.auth.md5 import md5_check, md5_check_stored
 from pgdog_ev.auth.plain import plain_check
 from pgdog_ev.auth.scram import ScramServer, ScramVerifier, verify_plain_password
+from pgdog_ev.sql import Analysis, Statement, analyze
+from pgdog_ev.sql import Kind as Sql
+from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
@@ -42,10 +45,12 @@ from state.pool import PoolState
 from state.reasons import Reason
 from state.registry import register_states
 from state.server import IllegalTransition, ServerSession
+from state.settings_tracker import SettingsTracker
 
 if TYPE_CHECKING:
     from state.interfaces import Directory, Entropy, Scheduler, StreamIO, TimerHandle
     from state.pool import Pool
+    from state.prepared import GlobalStatement
 
 
 class ClientState(IntEnum):
@@ -70,9 +75,13 @@ TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
 }
 register_states(Machine.CLIENT, ClientState)
 
-# Every client message but Terminate is announced by its header; Terminate is read.
+# Session mode with a server: every message but Terminate is announced by its
+# header and streams through; Terminate is read.
 CLIENT_TABLE = bytearray([HEADER] * 256)
 CLIENT_TABLE[fe.TERMINATE] = BODY
+# Otherwise every message is read whole, except CopyData, which streams.
+MESSAGE_TABLE = bytearray([BODY] * 256)
+MESSAGE_TABLE[fe.COPY_DATA] = HEADER
 OWES_READY = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
 EXTENDED = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 # Settings that cannot be wrong, so need no round trip to the server at login.
@@ -82,6 +91,26 @@ KNOWN_SETTINGS_LIMIT = 10_000
 # past this much held data reading pauses until a server is attached.
 HOLD_LIMIT = 256 * 1024
 AUTH_MESSAGE_LIMIT = 64 * 1024
+
+# Statements whose lasting effect is a tracked session setting.
+SETTING_KINDS = frozenset({Sql.SET, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL, Sql.SET_CONFIG})
+# Statements the proxy may answer itself when the values are known good.
+LOCAL_SETTING_KINDS = frozenset({Sql.SET, Sql.SET_LOCAL, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL})
+# Session state that cannot follow a client to another server.
+PIN_KINDS = frozenset(
+    {Sql.LISTEN, Sql.TEMP_TABLE, Sql.ADVISORY_LOCK, Sql.CURSOR_WITH_HOLD, Sql.UNTRACKED_SETTING, Sql.LOAD,
+     Sql.PREPARE}
+)
+
+
+def pins(st: Statement) -> bool:
+    """Whether running ``st`` ties the client to its server for the rest of the session."""
+    kind = st.kind
+    if kind in PIN_KINDS:
+        if kind is Sql.TEMP_TABLE and "on_commit_drop" in st.flags:
+            return False
+        return not (kind is Sql.UNTRACKED_SETTING and "local" in st.flags)
+    return kind is Sql.SET_TRANSACTION and "session" in st.flags
 
 
 @dataclass(slots=True)
@@ -115,6 +144,7 @@ class ClientSession:
         login_timeout_ms: int | None,
         idle_timeout_ms: int | None,
         max_message_size: int,
+        idle_in_transaction_timeout_ms: int | None = None,
         peer: str = "",
         reject: tuple[str, str] | None = None,
     ) -> None:
@@ -129,11 +159,11 @@ class ClientSession:
         self.connected_at = now
         self.last_activity = now
         self.idle_timeout_ms = idle_timeout_ms
+        self.idle_txn_timeout_ms = idle_in_transaction_timeout_ms
         self.max_message_size = max_message_size
         self.user = ""
         self.database = ""
         self.application_name = ""
-        self.params: dict[str, str] = {}
         self.login: Login | None = None
         self.pool: Pool | None = None
         self.server: ServerSession | None = None
@@ -151,21 +181,41 @@ class ClientSession:
         self._scram: ScramServer | None = None
         self._md5_salt = b""
         self._auth_ok = False
+        # Client bytes not yet scanned: waiting for a server (or for login to end).
         self._held = bytearray()
-        self._held_owed = 0
-        self._held_unsynced = False
         self._hold_paused = False
+        self._want_server = False
+        # Replaying held messages after a failed checkout: (SQLSTATE, message).
+        self._fail: tuple[str, str] | None = None
+        # An error answered part of an extended-protocol batch: drop until Sync.
+        self._skip_to_sync = False
+        # Transaction-mode session state (see on_request_done).
+        self.settings = SettingsTracker({})
+        self.rename = False
+        self.pinned = False
+        self.statements: dict[str, GlobalStatement] = {}
+        self._unnamed: Analysis = OTHER_ANALYSIS
+        self._segment: list[Analysis] | None = None
+        # A transaction begun without a server: the texts to replay on one.
+        self._local_txn: list[str] | None = None
+        self._ready_at = now
+        self._timer_when = 0.0
         # (SQLSTATE, message) for a connection accepted only to be refused
         # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
         self.reject = reject
         self._timer: TimerHandle | None = None
         self.scanner = MessageScanner(
-            CLIENT_TABLE, self._route, self._on_message, self._on_header, max_len=max_message_size
+            MESSAGE_TABLE, self._route, self._on_message, self._on_header, max_len=max_message_size
         )
         if login_timeout_ms:
             self._timer = timers.arm(now + login_timeout_ms / 1000.0, self._login_expired)
 
     # -- bookkeeping ---------------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The session settings a server lent to this client must have."""
+        return self.settings.params
 
     def _transition(self, now: float, to: ClientState, reason: Reason, b: int = 0) -> None:
         if to not in TRANSITIONS[self.state]:
@@ -193,12 +243,11 @@ class ClientSession:
                 self._startup_bytes(now, data)
             elif self.state is ClientState.AUTH:
                 self._auth_bytes(now, data)
-            elif self.state is ClientState.LOGIN:
+            elif self.state is ClientState.LOGIN or self.state is ClientState.WAITING:
                 # A client may pipeline its first query behind the password.
-                self._held += data
+                self._hold(data)
             elif self.state is not ClientState.CLOSED:
-                self._now = now
-                self.scanner.feed(data)
+                self._feed(now, data)
         except ProtocolViolation as exc:
             if self.state is not ClientState.CLOSED:
                 self._fatal(now, exc.sqlstate, str(exc), Reason.PROTOCOL_VIOLATION)
@@ -250,7 +299,7 @@ class ClientSession:
             self._fatal(now, self.reject[0], self.reject[1], Reason.TOO_MANY_CLIENTS)
             return
         options = parse_options(msg.params.get("options", ""))
-        self.params = session_params(msg.params, options)
+        self.settings = SettingsTracker(session_params(msg.params, options))
         self.application_name = self.params.get("application_name", "")
         if msg.protocol_options or msg.version & 0xFFFF:
             self.io.send(be.negotiate_protocol_version(0, list(msg.protocol_options)))
@@ -360,6 +409,7 @@ class ClientSession:
         self._scram = None
         self.pool = login.pool
         self.session_mode = login.pooler_mode == "session"
+        self.rename = not self.session_mode and self.pool.settings.prepared_statements != "disabled"
         self.key_secret = self.entropy(4)
         self.io.send(be.authentication_ok())
         self._transition(now, ClientState.LOGIN, Reason.AUTH_OK)
@@ -423,49 +473,79 @@ class ClientSession:
         if self._held:
             held = bytes(self._held)
             self._held.clear()
+            self._resume_held()
             self._dispatch(now, memoryview(held))
 
     # -- queries -------------------------------------------------------------
+    #
+    # Messages are handled one at a time. With no server attached, a message the
+    # proxy cannot answer itself suspends the scanner: it and everything after
+    # it wait, unread, in ``_held`` until the pool lends a server, then run
+    # through the scanner again. In transaction mode every message but CopyData
+    # is read whole, so SETs, prepared statements and transaction boundaries
+    # can be tracked; in session mode, once a server is attached, only headers
+    # are read and bodies stream through.
 
     def _route(self, view: memoryview) -> None:
         server = self.server
         if server is not None:
             server.io.send(view)
-            return
-        self._held += view
+
+    def _hold(self, data: memoryview | bytes) -> None:
+        self._held += data
         if len(self._held) > HOLD_LIMIT and not self._hold_paused:
             self._hold_paused = True
             self.io.pause_reading()
 
+    def _feed(self, now: float, data: memoryview) -> None:
+        self._now = now
+        consumed = self.scanner.feed(data)
+        if consumed < len(data):
+            self._hold(data[consumed:])
+        if self._want_server:
+            self._want_server = False
+            self._need_server(now)
+
     def _on_header(self, mtype: int, length: int) -> bool:
         server = self.server
-        if server is not None:
-            if mtype in OWES_READY:
-                server.expect_response()
-                if mtype == fe.SYNC:
-                    server.unsynced = False
-                else:
-                    self.queries += 1
-            elif mtype in EXTENDED:
-                server.unsynced = True
-            return True
+        if server is None:
+            # CopyData with no COPY running: PostgreSQL ignores it too.
+            return False
         if mtype in OWES_READY:
-            self._held_owed += 1
+            server.expect_response()
             if mtype == fe.SYNC:
-                self._held_unsynced = False
+                server.unsynced = False
             else:
                 self.queries += 1
         elif mtype in EXTENDED:
-            self._held_unsynced = True
-        if self.state is ClientState.IDLE:
-            self._need_server(self._now)
+            server.unsynced = True
         return True
 
-    def _on_message(self, mtype: int, body: memoryview) -> None:
-        # Only Terminate is read in full.
-        self._close(self._now, Reason.CLIENT_TERMINATE)
-
     _now = 0.0
+
+    def _on_message(self, mtype: int, body: memoryview) -> None:
+        now = self._now
+        if mtype == fe.TERMINATE:
+            self._close(now, Reason.CLIENT_TERMINATE)
+            return
+        server = self.server
+        if server is not None:
+            self._to_server(now, server, mtype, body)
+            return
+        if self._skip_to_sync:
+            # An error answered this extended-protocol batch: skip to its Sync.
+            if mtype == fe.SYNC:
+                self._skip_to_sync = False
+                self.io.send(be.ready_for_query(self._local_status()))
+            return
+        if self._fail is not None:
+            self._fail_message(mtype)
+            return
+        if not self.session_mode and self._answer_locally(now, mtype, body):
+            return
+        self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+        self.scanner.suspend()
+        self._want_server = True
 
     def _need_server(self, now: float) -> None:
         pool = self.pool
@@ -494,49 +574,444 @@ class ClientSession:
         self.server = server
         server.link(now, self)
         self._transition(now, ClientState.ACTIVE, Reason.CHECKOUT, server.id)
-        for _ in range(self._held_owed):
-            server.expect_response()
-        if self._held_unsynced:
-            server.unsynced = True
-        self._held_owed = 0
-        self._held_unsynced = False
-        if self._held:
-            server.io.send(bytes(self._held))
-            self._held.clear()
-        self._resume_held()
+        if self._local_txn is not None:
+            # Replay the transaction the proxy began without a server.
+            server.send_hidden("; ".join(self._local_txn))
+            self._local_txn = None
+        if self.session_mode:
+            self.scanner.table = CLIENT_TABLE
+        self._replay_held(now)
 
-    def on_checkout_failed(self, now: float, message: str, timeout: bool = False) -> None:
+    def _replay_held(self, now: float) -> None:
+        held = bytes(self._held)
+        self._held.clear()
+        self._resume_held()
+        if held:
+            self._feed(now, memoryview(held))
+
+    def on_checkout_failed(self, now: float, message: str, timeout: bool = False,
+                           code: str = codes.CONNECTION_FAILURE) -> None:
         """No server could be had: an error for each request held, then idle again."""
         if self.state is ClientState.LOGIN:
-            self._fatal(now, codes.CONNECTION_FAILURE, message, Reason.CHECKOUT_TIMEOUT)
+            self._fatal(now, code, message, Reason.CHECKOUT_TIMEOUT)
             return
         if self.state is not ClientState.WAITING:
             return
         self.errors += 1
-        self._held.clear()
-        if not self.scanner.at_boundary():
-            # Drop the rest of the message that was being held.
-            self.scanner.forward_current = False
-        error = be.error_response(codes.CONNECTION_FAILURE, message)
-        if self._held_owed:
-            self.io.send((error + be.ready_for_query(b"I")) * self._held_owed)
-        else:
-            # Only unsynced extended messages: the error answers them; the
-            # client's later Sync will get its ReadyForQuery from a server.
+        reason = Reason.CANCELED if code == codes.QUERY_CANCELED else (
+            Reason.CHECKOUT_TIMEOUT if timeout else Reason.CONNECT_FAILED)
+        self._transition(now, ClientState.IDLE, reason)
+        self._fail = (code, message)
+        try:
+            self._replay_held(now)
+        finally:
+            self._fail = None
+
+    def _fail_message(self, mtype: int) -> None:
+        """Answer one held message of a request that got no server."""
+        assert self._fail is not None
+        error = be.error_response(*self._fail)
+        if mtype in (fe.QUERY, fe.FUNCTION_CALL):
+            self.io.send(error + be.ready_for_query(self._local_status()))
+        elif mtype == fe.SYNC:
+            self.io.send(be.ready_for_query(self._local_status()))
+        elif mtype in EXTENDED or mtype == fe.FLUSH:
             self.io.send(error)
-        self._held_owed = 0
-        self._held_unsynced = False
-        self._transition(now, ClientState.IDLE, Reason.CHECKOUT_TIMEOUT if timeout else Reason.CONNECT_FAILED)
-        self._resume_held()
+            self._skip_to_sync = True
+        # CopyData/CopyDone/CopyFail of a COPY that never started: dropped.
 
     def _resume_held(self) -> None:
         if self._hold_paused:
             self._hold_paused = False
             self.io.resume_reading()
 
+    def _local_status(self) -> bytes:
+        return b"T" if self._local_txn is not None else b"I"
+
+    # -- with a server -------------------------------------------------------
+
+    def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
+        msg = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+        if mtype == fe.QUERY:
+            self.queries += 1
+            analysis = self._analyze(body)
+            if analysis is OTHER_ANALYSIS:
+                server.expect_response()
+            else:
+                refusal = self._refusal(analysis)
+                if refusal is not None:
+                    server.answer(refusal)
+                    return
+                if self.rename and self._deallocate(analysis):
+                    server.answer(be.command_complete("DEALLOCATE" if analysis.statements[0].name
+                                                      else "DEALLOCATE ALL"))
+                    return
+                server.expect_response([analysis])
+            server.io.send(msg)
+        elif mtype == fe.SYNC:
+            effects = self._segment
+            self._segment = None
+            server.expect_response(effects)
+            server.unsynced = False
+            server.io.send(msg)
+        elif mtype == fe.BIND:
+            server.unsynced = True
+            if self.rename:
+                msg = self._bind(server, msg, body)
+            else:
+                self._effect(self._unnamed if not fe.statement_name_of_bind(body) else OTHER_ANALYSIS)
+            server.io.send(msg)
+        elif mtype == fe.EXECUTE:
+            server.unsynced = True
+            server.io.send(msg)
+        elif mtype == fe.PARSE:
+            server.unsynced = True
+            self._parse(server, msg, body)
+        elif mtype == fe.DESCRIBE:
+            server.unsynced = True
+            if self.rename:
+                describe = fe.parse_describe(body)
+                stmt = self.statements.get(describe.name) if describe.kind == "S" and describe.name else None
+                if stmt is not None:
+                    server.ensure_prepared(stmt)
+                    msg = fe.describe("S", stmt.name)
+            server.io.send(msg)
+        elif mtype == fe.CLOSE:
+            server.unsynced = True
+            if self.rename:
+                close = fe.parse_close(body)
+                if close.kind == "S" and close.name:
+                    # Only this client's name goes: others may share the statement.
+                    self._drop_statement(close.name)
+                    server.forward_completion(msg, close_noop=True)
+                else:
+                    server.forward_completion(msg)
+            else:
+                server.io.send(msg)
+        elif mtype == fe.FUNCTION_CALL:
+            self.queries += 1
+            server.expect_response()
+            server.io.send(msg)
+        else:
+            # Flush, CopyDone, CopyFail, and anything PostgreSQL itself should judge.
+            server.io.send(msg)
+
+    def _analyze(self, body: memoryview) -> Analysis:
+        """The statements of a Query body (decoded leniently: this only informs tracking)."""
+        sql = bytes(body[:-1]).decode("utf-8", "surrogateescape")
+        return analyze(sql)
+
+    def _effect(self, analysis: Analysis) -> None:
+        if analysis is not OTHER_ANALYSIS:
+            if self._segment is None:
+                self._segment = [analysis]
+            else:
+                self._segment.append(analysis)
+
+    def _parse(self, server: ServerSession, msg: bytes, body: memoryview) -> None:
+        parse = fe.parse_parse(body)
+        if not parse.name or not self.rename:
+            if not parse.name:
+                self._unnamed = analyze(parse.sql)
+            if self.rename:
+                server.forward_completion(msg)
+            else:
+                server.io.send(msg)
+            return
+        stmt = self.directory.statements.acquire(parse.sql, parse.param_types)
+        # Parsing a name again replaces it (PostgreSQL would say it exists).
+        self._drop_statement(parse.name)
+        self.statements[parse.name] = stmt
+        server.forward_parse(stmt)
+
+    def _bind(self, server: ServerSession, msg: bytes, body: memoryview) -> bytes:
+        name = fe.statement_name_of_bind(body)
+        if not name:
+            self._effect(self._unnamed)
+            return msg
+        stmt = self.statements.get(name)
+        if stmt is None:
+            return msg  # the server reports the unknown name
+        self._effect(stmt.analysis)
+        server.ensure_prepared(stmt)
+        raw = bytes(body)
+        portal_end = raw.index(0) + 1
+        rest = raw[raw.index(0, portal_end) + 1 :]
+        new = raw[:portal_end] + stmt.name.encode() + b"\0" + rest
+        return b"B" + (len(new) + 4).to_bytes(4, "big") + new
+
+    def _drop_statement(self, name: str) -> None:
+        stmt = self.statements.pop(name, None)
+        if stmt is not None:
+            self.directory.statements.release(stmt)
+
+    def _drop_all_statements(self) -> None:
+        for stmt in self.statements.values():
+            self.directory.statements.release(stmt)
+        self.statements.clear()
+
+    def _deallocate(self, analysis: Analysis) -> bool:
+        """A lone DEALLOCATE drops this client's names only: the proxy answers it."""
+        statements = analysis.statements
+        if len(statements) != 1 or statements[0].kind is not Sql.DEALLOCATE:
+            return False
+        name = statements[0].name
+        if name is None:
+            self._drop_all_statements()
+        elif name in self.statements:
+            self._drop_statement(name)
+        else:
+            return False  # a SQL-level statement of its own: the server decides
+        return True
+
+    def _refusal(self, analysis: Analysis) -> bytes | None:
+        """With session_state = "refuse", session state the proxy cannot carry is an error."""
+        pool = self.pool
+        if pool is None or pool.settings.session_state != "refuse":
+            return None
+        for st in analysis.statements:
+            if pins(st):
+                self.errors += 1
+                self.log.emit(self._now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.REFUSED, st.kind)
+                return be.error_response(
+                    codes.FEATURE_NOT_SUPPORTED,
+                    f"{st.kind.name} is not supported in transaction mode",
+                    hint='Use pooler_mode = "session", or session_state = "pin" to keep this client on one server.',
+                )
+        return None
+
+    def on_request_done(
+        self, now: float, server: ServerSession, analyses: list[Analysis], before: bytes, status: bytes,
+        failed: bool,
+    ) -> None:
+        """The server answered a request whose statements affect the session."""
+        tracker = self.settings
+        if failed:
+            # Statements sharing a request with a failed one are taken as not run.
+            if status == b"I":
+                tracker.rollback()
+            return
+        in_txn = before != b"I"
+        aborted = before == b"E"
+        single = len(analyses) == 1 and len(analyses[0].statements) == 1
+        for analysis in analyses:
+            for st in analysis.statements:
+                kind = st.kind
+                if kind in SETTING_KINDS:
+                    name = st.name.lower() if st.name else None
+                    if kind is Sql.RESET_ALL:
+                        name, value = None, None
+                    else:
+                        value = None if "default" in st.flags or kind in (Sql.RESET, Sql.SET_DEFAULT) else st.value
+                    if kind is Sql.SET_CONFIG and "local" in st.flags:
+                        continue
+                    tracker.change(name, value, in_txn)
+                    if not in_txn:
+                        self._server_applied(server, [(name, value)])
+                    if single and kind is Sql.SET and name is not None and value is not None:
+                        self._learn_setting(server, name, value)
+                elif kind is Sql.BEGIN:
+                    in_txn = True
+                elif kind is Sql.COMMIT:
+                    if aborted:
+                        tracker.rollback()
+                    else:
+                        self._server_applied(server, tracker.commit())
+                    in_txn = aborted = "chain" in st.flags
+                elif kind is Sql.ROLLBACK or kind is Sql.PREPARE_TRANSACTION:
+                    tracker.rollback()
+                    in_txn = "chain" in st.flags
+                    aborted = False
+                elif kind is Sql.SAVEPOINT and in_txn:
+                    tracker.savepoint(st.name or "")
+                elif kind is Sql.RELEASE and in_txn:
+                    tracker.release(st.name or "")
+                elif kind is Sql.ROLLBACK_TO and in_txn:
+                    tracker.rollback_to(st.name or "")
+                    aborted = False
+                elif kind is Sql.DISCARD_ALL:
+                    tracker.reset_all()
+                    server.applied = {}
+                    server.forget_prepared()
+                    self._drop_all_statements()
+                elif kind is Sql.DEALLOCATE and st.name is None:
+                    server.forget_prepared()
+                elif pins(st):
+                    self._pin(now, kind)
+        if status == b"I" and tracker.txn:
+            # The transaction ended in a way the text did not show (e.g. an
+            # implicit COMMIT of a multi-statement query): take the server's word.
+            self._server_applied(server, tracker.commit())
+
+    def _server_applied(self, server: ServerSession, changes: list[tuple[str | None, str | None]]) -> None:
+        """The server itself ran these changes: its settings moved with the client's."""
+        applied = server.applied
+        for name, value in changes:
+            if name is None:
+                applied.clear()
+            elif value is None:
+                applied.pop(name, None)
+            else:
+                applied[name] = value
+
+    def _learn_setting(self, server: ServerSession, name: str, value: str) -> None:
+        """A SET the server accepted can later be answered without one, with the
+        ParameterStatus the server sent for it (if the setting is reported at all)."""
+        pool = self.pool
+        assert pool is not None
+        reported = server.last_reported
+        if not reported and pool.reported_name(name) is not None:
+            return  # unchanged, so not reported this time: we cannot tell what it reports
+        if len(pool.known_settings) > KNOWN_SETTINGS_LIMIT:
+            pool.known_settings.clear()
+        pool.known_settings[(name, value)] = dict(reported)
+
+    def _pin(self, now: float, kind: int) -> None:
+        if not self.pinned:
+            self.pinned = True
+            self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.PINNED, kind)
+
+    # -- answers without a server --------------------------------------------
+
+    def _answer_locally(self, now: float, mtype: int, body: memoryview) -> bool:
+        """Transaction mode, no server: answer what needs none. False = needs a server."""
+        if mtype == fe.QUERY:
+            analysis = self._analyze(body)
+            if analysis is OTHER_ANALYSIS or analysis.error is not None:
+                return False
+            refusal = self._refusal(analysis)
+            if refusal is not None:
+                self.io.send(refusal + be.ready_for_query(self._local_status()))
+                return True
+            out = self._local_query(analysis, bytes(body[:-1]).decode("utf-8", "surrogateescape"))
+            if out is None:
+                return False
+            self.queries += 1
+            self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.LOCAL_ANSWER)
+            self.io.send(out + be.ready_for_query(self._local_status()))
+            return True
+        if mtype == fe.SYNC:
+            self.io.send(be.ready_for_query(self._local_status()))
+            return True
+        if mtype == fe.FLUSH:
+            return True
+        if mtype == fe.CLOSE and self.rename:
+            close = fe.parse_close(body)
+            if close.kind == "S" and close.name:
+                self._drop_statement(close.name)
+            # With no server there is no portal or unnamed statement to close.
+            self.io.send(be.close_complete())
+            return True
+        return False
+
+    def _local_query(self, analysis: Analysis, sql: str) -> bytes | None:
+        statements = analysis.statements
+        first = statements[0]
+        if len(statements) == 1:
+            if first.kind is Sql.BEGIN and self._local_txn is None:
+                self._local_txn = [sql]
+                return be.command_complete("BEGIN")
+            if first.kind in (Sql.COMMIT, Sql.ROLLBACK) and "chain" not in first.flags:
+                return self._local_end(first.kind is Sql.COMMIT)
+            if first.kind is Sql.DEALLOCATE and self.rename and self._deallocate(analysis):
+                return be.command_complete("DEALLOCATE" if first.name else "DEALLOCATE ALL")
+        if not all(st.kind in LOCAL_SETTING_KINDS for st in statements):
+            return None
+        pool = self.pool
+        assert pool is not None
+        # Every change must be one a server already accepted: the proxy cannot
+        # judge a value, and an error must come from PostgreSQL.
+        for st in statements:
+            if st.kind in (Sql.SET, Sql.SET_LOCAL) and st.value is not None:
+                if (st.name.lower(), st.value) not in pool.known_settings:  # type: ignore[union-attr]
+                    return None
+            elif st.kind is not Sql.RESET_ALL:
+                name = (st.name or "").lower()
+                target = self.settings.startup.get(name)
+                if target is not None:
+                    if (name, target) not in pool.known_settings:
+                        return None
+                elif pool.reported_name(name) is None and name not in self.settings.effective():
+                    return None
+        in_txn = self._local_txn is not None
+        out = bytearray()
+        for st in statements:
+            if st.kind is Sql.SET_LOCAL:
+                if not in_txn:
+                    out += be.notice_response(codes.NO_ACTIVE_SQL_TRANSACTION,
+                                              "SET LOCAL can only be used in transaction blocks", severity="WARNING")
+                out += be.command_complete("SET")
+                continue
+            if st.kind is Sql.RESET_ALL:
+                changed = set(self.settings.effective()) | set(self.settings.startup)
+                self.settings.change(None, None, in_txn)
+            else:
+                name = (st.name or "").lower()
+                value = st.value if st.kind is Sql.SET else None
+                self.settings.change(name, value, in_txn)
+                changed = {name}
+            out += self._parameter_status(changed)
+            out += be.command_complete("RESET" if st.kind in (Sql.RESET, Sql.RESET_ALL) else "SET")
+        if in_txn:
+            assert self._local_txn is not None
+            self._local_txn.append(sql)
+        return bytes(out)
+
+    def _local_end(self, commit: bool) -> bytes:
+        if self._local_txn is None:
+            warning = be.notice_response(codes.NO_ACTIVE_SQL_TRANSACTION, "there is no transaction in progress",
+                                         severity="WARNING")
+            return warning + be.command_complete("COMMIT" if commit else "ROLLBACK")
+        self._local_txn = None
+        if commit:
+            self.settings.commit()
+            return be.command_complete("COMMIT")
+        undone = self.settings.rollback()
+        names = {name for name, _ in undone if name is not None}
+        if any(name is None for name, _ in undone):
+            names |= set(self.settings.params) | set(self.settings.startup)
+        return self._parameter_status(names) + be.command_complete("ROLLBACK")
+
+    def _parameter_status(self, names: set[str]) -> bytes:
+        """ParameterStatus for the reported ones among ``names``, at their current values."""
+        pool = self.pool
+        assert pool is not None and pool.server_params is not None
+        current = self.settings.effective()
+        out = bytearray()
+        for name in sorted(names):
+            reported_name = pool.reported_name(name)
+            if reported_name is None:
+                continue
+            value = current.get(name)
+            if value is None:
+                out += be.parameter_status(reported_name, pool.server_params.get(reported_name, ""))
+                continue
+            for rname, rvalue in pool.known_settings.get((name, value), {}).items():
+                out += be.parameter_status(rname, rvalue)
+        return bytes(out)
+
+    # -- cancel --------------------------------------------------------------
+
+    def cancel_request(self, now: float) -> None:
+        """A CancelRequest carrying this client's key arrived."""
+        if self.state is ClientState.WAITING:
+            pool = self.pool
+            if pool is not None:
+                pool.cancel_wait(now, self)
+            self.on_checkout_failed(now, "canceling statement due to user request", code=codes.QUERY_CANCELED)
+            return
+        server = self.server
+        if server is not None and self.state is ClientState.ACTIVE and server.owed:
+            server.send_cancel(now)
+
     def on_server_ready(self, now: float, server: ServerSession, status: bytes) -> None:
         """Our server answered everything we sent; ``status`` is its transaction state."""
-        if status != b"I" or self.session_mode or self.state is not ClientState.ACTIVE:
+        self._ready_at = now
+        if status != b"I":
+            if self.idle_txn_timeout_ms:
+                self._arm_idle_timer(now)
+            return
+        if self.session_mode or self.pinned or self.state is not ClientState.ACTIVE:
             return
         if not self.scanner.at_boundary():
             # Part of the client's next message already went to this server:
@@ -577,19 +1052,57 @@ class ClientSession:
             self._fatal(now, codes.PROTOCOL_VIOLATION, "client_login_timeout: login did not complete in time",
                         Reason.LOGIN_TIMEOUT)
 
+    def _idle_since(self) -> float:
+        return max(self.last_activity, self._ready_at)
+
+    def _in_idle_transaction(self) -> bool:
+        """Inside a transaction and waiting for the client, not for a server."""
+        if self.state is ClientState.IDLE:
+            return self._local_txn is not None
+        server = self.server
+        return (
+            self.state is ClientState.ACTIVE and server is not None and not server.owed
+            and server.txn_status != b"I" and not self._held
+        )
+
+    def _idle_deadline(self, now: float) -> float | None:
+        idle, txn = self.idle_timeout_ms, self.idle_txn_timeout_ms
+        if not idle and not txn:
+            return None
+        if txn and self._in_idle_transaction():
+            return self._idle_since() + txn / 1000.0
+        if idle and self.state is ClientState.IDLE:
+            return self.last_activity + idle / 1000.0
+        if self.state in (ClientState.ACTIVE, ClientState.WAITING):
+            # Busy: look again a full period later.
+            return now + min(x for x in (idle, txn) if x) / 1000.0
+        return None
+
     def _arm_idle_timer(self, now: float) -> None:
-        if self.idle_timeout_ms and self._timer is None:
-            limit = self.idle_timeout_ms / 1000.0
-            # Never in the past: a busy (non-idle) client is checked again a full period later.
-            when = max(self.last_activity + limit, now + limit if self.state is not ClientState.IDLE else now)
-            self._timer = self.timers.arm(when, self._idle_check)
+        when = self._idle_deadline(now)
+        if when is None:
+            return
+        when = max(when, now)
+        if self._timer is not None:
+            if self._timer_when <= when:
+                return
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = self.timers.arm(when, self._idle_check)
 
     def _idle_check(self, now: float) -> None:
         self._timer = None
-        if self.state is ClientState.CLOSED or not self.idle_timeout_ms:
+        if self.state is ClientState.CLOSED:
             return
-        limit = self.idle_timeout_ms / 1000.0
-        if self.state is ClientState.IDLE and now - self.last_activity >= limit:
+        txn = self.idle_txn_timeout_ms
+        if txn and self._in_idle_transaction() and now - self._idle_since() >= txn / 1000.0:
+            self._fatal(now, codes.IDLE_IN_TRANSACTION_TIMEOUT,
+                        "terminating connection due to client_idle_in_transaction_timeout",
+                        Reason.IDLE_IN_TRANSACTION_TIMEOUT)
+            return
+        idle = self.idle_timeout_ms
+        if (idle and self.state is ClientState.IDLE and self._local_txn is None
+                and now - self.last_activity >= idle / 1000.0):
             self._fatal(now, codes.IDLE_SESSION_TIMEOUT, "client_idle_timeout: closing idle connection",
                         Reason.CLIENT_IDLE_TIMEOUT)
             return
@@ -614,8 +1127,9 @@ class ClientSession:
             self.pool.cancel_wait(now, self)
         if server is not None:
             if self.scanner.at_boundary():
-                server.release(now, session_mode=self.session_mode)
+                server.release(now, session_mode=self.session_mode or self.pinned)
             else:
                 server.discard(now)
+        self._drop_all_statements()
         self.io.close()
         self.directory.client_closed(self)

@@ -56,6 +56,8 @@ class Directory(Protocol):
     """What a client session needs to know about the rest of the proxy."""
 
     auth_type: str
+    # The proxy-wide PreparedRegistry of renamed statements.
+    statements: Any
 
     def has_database(self, name: str) -> bool: ...
 

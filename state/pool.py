@@ -96,6 +96,8 @@ class Pool:
         self.server_params: dict[str, str] | None = None
         # (setting, value) pairs a server accepted, with what it reported back.
         self.known_settings: dict[tuple[str, str], dict[str, str]] = {}
+        # Lower-case name -> name as reported, for the settings servers report.
+        self._reported_names: dict[str, str] = {}
         self._wait_timer: TimerHandle | None = None
         self._maint_timer: TimerHandle | None = None
 
@@ -184,7 +186,12 @@ class Pool:
         self.last_error = None
         if self.server_params is None:
             self.server_params = dict(server.reported)
+            self._reported_names = {name.lower(): name for name in server.reported}
         self.checkin(now, server)
+
+    def reported_name(self, name: str) -> str | None:
+        """How servers spell ``name`` in ParameterStatus, or None if they never report it."""
+        return self._reported_names.get(name)
 
     def checkin(self, now: float, server: ServerSession) -> None:
         """``server`` is IDLE and clean again."""

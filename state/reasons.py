@@ -47,3 +47,8 @@ class Reason(IntEnum):
     PAUSE = 34
     RESUME = 35
     WAIT = 36
+    PINNED = 37
+    LOCAL_ANSWER = 38
+    IDLE_IN_TRANSACTION_TIMEOUT = 39
+    CANCELED = 40
+    REFUSED = 41

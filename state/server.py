@@ -13,9 +13,9 @@ Anything else is cleaned (drain, ROLLBACK) or closed, never reused blindly.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pgdog_ev.auth.errors import AuthFailed
 from pgdog_ev.auth.md5 import md5_hash
@@ -28,6 +28,7 @@ from pgdog_ev.wire.scanner import MessageScanner, action_table
 from pgdog_ev.wire.startup import build_startup
 from state.events import EventLog, Kind, Machine
 from state.params import sync_query
+from state.prepared import NOOP_CLOSE, GlobalStatement
 from state.reasons import Reason
 from state.registry import register_states
 
@@ -62,14 +63,28 @@ class IllegalTransition(RuntimeError):
     """A transition missing from a machine's table: a bug, never user input."""
 
 
-# Who reads the responses up to an owed ReadyForQuery.
+# Who reads the responses up to an owed ReadyForQuery. An owed entry may also
+# be a list of analyses (the client's request, whose session effects apply once
+# it succeeds) or bytes (an answer the proxy made itself, sent to the client
+# when every request before it has been answered, followed by ReadyForQuery).
 TO_CLIENT = 0
 HIDDEN = 1
 LOGIN_CHECK = 2
+NOT_FOR_CLIENT = (HIDDEN, LOGIN_CHECK)
+
+# What to do with the next ParseComplete/CloseComplete (prepared statements).
+EXPECT_FORWARD = 0  # the client's own Parse or Close
+EXPECT_SWALLOW = 1  # a Parse the proxy injected
+EXPECT_AS_PARSE = 2  # a no-op Close standing in for a ParseComplete
+
+PARSE_COMPLETE_MSG = be.parse_complete()
 
 # Server messages the machine must read: ReadyForQuery, ParameterStatus,
-# ErrorResponse (bodies); CopyIn/CopyBoth responses only need their header.
-SERVER_TABLE = action_table(header=b"GW", body=b"ZSE")
+# ErrorResponse (bodies); CopyIn/CopyBoth responses, ParseComplete and
+# CloseComplete only need their header.
+SERVER_TABLE = action_table(header=b"GW13", body=b"ZSE")
+PARSE_COMPLETE = ord("1")
+CLOSE_COMPLETE = ord("3")
 
 
 class ServerSession:
@@ -107,7 +122,19 @@ class ServerSession:
         # Session mode: end the cleanup with DISCARD ALL.
         self._cleanup_session = False
         self.txn_status = b"I"
-        self.owed: deque[int] = deque()
+        self.owed: deque[Any] = deque()
+        # ReadyForQuery messages owed so far / received so far: they number the
+        # Sync-delimited segments that prepared-statement expectations belong to.
+        self._rfq_sent = 0
+        self._rfq_seen = 0
+        # (EXPECT_*, statement name, segment) per ParseComplete/CloseComplete to come.
+        self._expect: deque[tuple[int, str, int]] = deque()
+        # Global prepared statements this server holds, least recently used first.
+        self.prepared: OrderedDict[str, GlobalStatement] = OrderedDict()
+        self.prepared_evictions = 0
+        # Whether the client request being answered failed, and what it reported.
+        self._failed = False
+        self.last_reported: dict[str, str] = {}
         self.unsynced = False
         self.copy_in = False
         self.client: ClientSession | None = None
@@ -257,12 +284,36 @@ class ServerSession:
             client.io.send(view)
 
     def _on_header(self, mtype: int, length: int) -> bool:
+        if mtype in (PARSE_COMPLETE, CLOSE_COMPLETE):
+            return self._on_completion()
         # CopyInResponse / CopyBothResponse: the server now waits for CopyData.
         self.copy_in = True
         if self.state is ServerState.CLEANING:
             # The client left before its COPY began: end it for them.
             self.io.send(fe.copy_fail("client disconnected during COPY"))
         return self.scanner.forwarding
+
+    def _on_completion(self) -> bool:
+        expect = self._expect
+        if not expect or expect[0][2] != self._rfq_seen:
+            return self.scanner.forwarding
+        kind = expect.popleft()[0]
+        if kind == EXPECT_SWALLOW:
+            return False
+        if kind == EXPECT_AS_PARSE:
+            if self.scanner.forwarding and self.client is not None:
+                self.client.io.send(PARSE_COMPLETE_MSG)
+            return False
+        return self.scanner.forwarding
+
+    def _drop_expectations(self, before: int) -> None:
+        """Expectations of segments numbered below ``before`` will never be met (an
+        error skipped their messages): statements they would have prepared are not there."""
+        expect = self._expect
+        while expect and expect[0][2] < before:
+            _kind, name, _ = expect.popleft()
+            if name:
+                self.prepared.pop(name, None)
 
     def _on_message(self, mtype: int, body: memoryview) -> None:
         if mtype == be.READY_FOR_QUERY:
@@ -273,15 +324,20 @@ class ServerSession:
             if self.owed and self.owed[0] == LOGIN_CHECK:
                 self._login_reported[name] = value
             elif self.scanner.forwarding and self.client is not None:
+                self.last_reported[name] = value
                 self.scanner.sink_message(mtype, body)
         elif mtype == be.ERROR_RESPONSE:
             self.copy_in = False
+            if self._expect:
+                # The server now skips everything up to the next Sync.
+                self._drop_expectations(self._rfq_seen + 1)
             if self.owed and self.owed[0] == LOGIN_CHECK:
                 self._login_error = be.parse_error_fields(body)
             elif self.owed and self.owed[0] == HIDDEN and self.state is ServerState.ACTIVE:
                 # A settings sync failed and was rolled back as a whole.
                 self.applied = self._applied_before
             elif self.scanner.forwarding and self.client is not None:
+                self._failed = True
                 self.scanner.sink_message(mtype, body)
             elif not self.owed and self.client is None:
                 # An error nobody asked for (e.g. FATAL before a shutdown).
@@ -290,19 +346,36 @@ class ServerSession:
     def _on_ready(self, body: memoryview) -> None:
         now = self.last_active
         status = be.parse_ready_for_query(body)
+        before = self.txn_status
         self.txn_status = status
         self.copy_in = False
-        if not self.owed:
+        owed = self.owed
+        while owed and type(owed[0]) is bytes:
+            owed.popleft()  # answers for a client that left
+        if not owed:
             self.error = "ReadyForQuery without a pending request"
             self._close(now, Reason.OUT_OF_SYNC)
             return
-        reader = self.owed.popleft()
-        if reader == TO_CLIENT:
-            if self.client is not None:
+        self._rfq_seen += 1
+        if self._expect:
+            self._drop_expectations(self._rfq_seen)
+        reader = owed.popleft()
+        client = self.client
+        if reader == TO_CLIENT or type(reader) is list:
+            if client is not None:
+                if reader != TO_CLIENT:
+                    client.on_request_done(now, self, reader, before, status, self._failed)
                 self.scanner.sink_message(be.READY_FOR_QUERY, body)
             self.queries += 1
         elif reader == LOGIN_CHECK:
             self._finish_login_check(now)
+        self._failed = False
+        if self.last_reported:
+            self.last_reported = {}
+        while owed and type(owed[0]) is bytes:
+            answer = owed.popleft()
+            if client is not None and self.client is client:
+                client.io.send(answer + be.ready_for_query(status))
         self._update_forwarding()
         if self.owed or self.unsynced or self.cancels_in_flight:
             return
@@ -354,24 +427,97 @@ class ServerSession:
 
     def _update_forwarding(self) -> None:
         """Responses go to the client unless the oldest owed request is the proxy's own."""
-        self.scanner.forwarding = self.client is not None and (not self.owed or self.owed[0] == TO_CLIENT)
+        self.scanner.forwarding = self.client is not None and (
+            not self.owed or self.owed[0] not in NOT_FOR_CLIENT
+        )
 
     def _send_hidden(self, sql: str, reader: int) -> None:
         self.owed.append(reader)
+        self._rfq_sent += 1
         self.io.send(fe.query(sql))
 
-    def expect_response(self) -> None:
-        """The client sent a Query, Sync or FunctionCall: one more ReadyForQuery owed."""
-        self.owed.append(TO_CLIENT)
+    def send_hidden(self, sql: str) -> None:
+        """A query of the proxy's own on behalf of the linked client; its responses are dropped."""
+        self._send_hidden(sql, HIDDEN)
+        self._update_forwarding()
+
+    def expect_response(self, effects: list[Any] | None = None) -> None:
+        """The client sent a Query, Sync or FunctionCall: one more ReadyForQuery owed.
+
+        ``effects`` (analyses of what the request runs) come back to the client
+        through ``on_request_done`` once the server has answered."""
+        self.owed.append(TO_CLIENT if effects is None else effects)
+        self._rfq_sent += 1
         if len(self.owed) == 1:
             self.scanner.forwarding = True
+
+    def answer(self, payload: bytes) -> None:
+        """Send the client ``payload`` + ReadyForQuery in its turn, after every answer owed before it."""
+        client = self.client
+        if not self.owed:
+            if client is not None:
+                client.io.send(payload + be.ready_for_query(self.txn_status))
+        else:
+            self.owed.append(payload)
+
+    # -- prepared statements -------------------------------------------------
+
+    def _expecting(self, kind: int, name: str = "") -> None:
+        self._expect.append((kind, name, self._rfq_sent))
+
+    def ensure_prepared(self, stmt: GlobalStatement) -> None:
+        """Make sure ``stmt`` exists here before a Bind/Describe that uses it."""
+        name = stmt.name
+        if name in self.prepared:
+            self.prepared.move_to_end(name)
+            return
+        self.prepared[name] = stmt
+        self._expecting(EXPECT_SWALLOW, name)
+        self.io.send(stmt.parse)
+
+    def forward_parse(self, stmt: GlobalStatement) -> None:
+        """The client parsed ``stmt``: prepare it here, or just acknowledge it if it exists."""
+        name = stmt.name
+        if name in self.prepared:
+            self.prepared.move_to_end(name)
+            self._expecting(EXPECT_AS_PARSE)
+            self.io.send(NOOP_CLOSE)
+            return
+        self.prepared[name] = stmt
+        self._expecting(EXPECT_FORWARD, name)
+        self.io.send(stmt.parse)
+
+    def forward_completion(self, data: bytes | memoryview, *, close_noop: bool = False) -> None:
+        """Send a client Parse/Close whose ParseComplete/CloseComplete the client reads."""
+        self._expecting(EXPECT_FORWARD)
+        self.io.send(NOOP_CLOSE if close_noop else data)
+
+    def forget_prepared(self) -> None:
+        """DISCARD ALL / DEALLOCATE ALL ran here: every statement is gone."""
+        self.prepared.clear()
+
+    def _evict_prepared(self) -> bool:
+        """Over prepared_statements_limit: Close the least recently used (at check-in)."""
+        limit = self.pool.settings.prepared_statements_limit
+        if limit is None or len(self.prepared) <= limit:
+            return False
+        out = bytearray()
+        while len(self.prepared) > limit:
+            name, _ = self.prepared.popitem(last=False)
+            out += fe.close("S", name)
+            self.prepared_evictions += 1
+        out += fe.sync()
+        self.owed.append(HIDDEN)
+        self._rfq_sent += 1
+        self.io.send(out)
+        return True
 
     def release(self, now: float, session_mode: bool) -> None:
         """The client is done with us: back to the pool, through cleaning if needed."""
         self.client = None
         self.scanner.forwarding = False
-        self.owed = deque(HIDDEN for _ in self.owed)
-        if self.clean and not session_mode:
+        self.owed = deque(HIDDEN for entry in self.owed if type(entry) is not bytes)
+        if self.clean and not session_mode and not self._over_limit():
             self._transition(now, ServerState.IDLE, Reason.CHECKIN)
             self._cancel_timer()
             self.last_used = now
@@ -387,10 +533,15 @@ class ServerSession:
         if self.unsynced:
             self.unsynced = False
             self.owed.append(HIDDEN)
+            self._rfq_sent += 1
             self.io.send(fe.sync())
         self._arm_cleanup_timer(now)
         if not self.owed:
             self._continue_cleaning(now)
+
+    def _over_limit(self) -> bool:
+        limit = self.pool.settings.prepared_statements_limit
+        return limit is not None and len(self.prepared) > limit
 
     def send_cancel(self, now: float) -> None:
         """Ask the postmaster to cancel what this server is running."""
@@ -420,7 +571,10 @@ class ServerSession:
         if self._cleanup_session:
             self._cleanup_session = False
             self.applied = {}
+            self.prepared.clear()
             self._send_hidden("DISCARD ALL", HIDDEN)
+            return
+        if self._evict_prepared():
             return
         self._cancel_timer()
         self.last_used = now

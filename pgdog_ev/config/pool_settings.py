@@ -39,6 +39,9 @@ class PoolSettings:
     server_user: str
     server_password: str | None
     server_database: str
+    prepared_statements: str = "extended"
+    prepared_statements_limit: int | None = None
+    session_state: str = "pin"
 
 
 T = TypeVar("T")
@@ -93,4 +96,7 @@ def resolve_pool_settings(general: General, user: UserEntry, db: DatabaseEntry) 
         server_user=db.user or user.server_user or user.name,
         server_password=_first(db.password, user.server_password, user.password),
         server_database=db.database_name,
+        prepared_statements=general.prepared_statements,
+        prepared_statements_limit=general.prepared_statements_limit,
+        session_state=general.session_state,
     )

@@ -385,6 +385,14 @@ GENERAL_KEYS: tuple[KeySpec, ...] = (
         False,
         "pgdog-ev: also record payload bytes in the in-memory flight recorder (privacy: off).",
     ),
+    _spec(
+        "session_state",
+        _choice("pin", "refuse"),
+        "pin",
+        "pgdog-ev: transaction mode, when a client creates session state the proxy cannot carry to"
+        " another server (LISTEN, temp tables, session advisory locks, WITH HOLD cursors): pin the"
+        " client to its server for the session, or refuse the statement with 0A000.",
+    ),
 )
 
 #: Other spellings PgDog accepts for a [general] key, mapped to the canonical name.

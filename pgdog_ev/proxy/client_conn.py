@@ -52,6 +52,7 @@ class ClientConnection(Protocol):
             d.reactor.now(),
             login_timeout_ms=g.client_login_timeout,
             idle_timeout_ms=g.client_idle_timeout,
+            idle_in_transaction_timeout_ms=g.client_idle_in_transaction_timeout,
             max_message_size=g.max_message_size,
             peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
             reject=self.reject,

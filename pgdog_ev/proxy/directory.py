@@ -17,9 +17,10 @@ from pgdog_ev.auth.scram import ScramVerifier
 from pgdog_ev.config import Config
 from pgdog_ev.proxy.scheduler import ReactorScheduler
 from pgdog_ev.proxy.server_conn import ServerConnection
-from state.client import ClientSession, ClientState, Login
+from state.client import ClientSession, Login
 from state.events import EventLog, Kind, Machine
 from state.pool import Pool, PoolKey
+from state.prepared import PreparedRegistry
 from state.reasons import Reason
 from state.server import ServerSession
 
@@ -59,6 +60,7 @@ class Directory:
         self.pools: dict[PoolKey, Pool] = {}
         self.logins: dict[tuple[str, str], Login] = {}
         self.clients: dict[int, ClientSession] = {}
+        self.statements = PreparedRegistry()
         self.auth_failures = 0
         self._accepted = 0
         self._next_client = 1
@@ -168,9 +170,7 @@ class Directory:
         if client is None or not client.key_secret or not hmac.compare_digest(client.key_secret, secret):
             self.log.emit(now, Kind.NOTE, Machine.CLIENT, pid, 0, 0, Reason.CANCEL_REQUEST, 1)
             return
-        server = client.server
-        if server is not None and client.state is ClientState.ACTIVE and server.owed:
-            server.send_cancel(now)
+        client.cancel_request(now)
 
     # -- the PoolIO interface -------------------------------------------------------
 

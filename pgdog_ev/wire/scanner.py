@@ -18,6 +18,10 @@ Each of the 256 type bytes has an action in a table:
 
 ``forwarding`` is the default for PASS messages; callbacks flip it to swallow
 whole responses (e.g. those of a query the proxy injected).
+
+An ``on_message`` callback may call ``suspend()``: ``feed`` then returns right
+after that message with the number of bytes it consumed, so the caller can keep
+the rest unread until it is ready for it (a client waiting for a server).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class MessageScanner:
         "_body",
         "_hdr",
         "_remaining",
+        "_suspended",
         "_type",
         "_want_body",
         "forward_current",
@@ -84,13 +89,20 @@ class MessageScanner:
         self._body = bytearray()
         # Whether the message currently streaming is being forwarded.
         self.forward_current = True
+        self._suspended = False
+
+    def suspend(self) -> None:
+        """Called from ``on_message``: stop this ``feed`` after the current message."""
+        self._suspended = True
 
     def at_boundary(self) -> bool:
         """True when no message is partially read: a safe point to re-target."""
         return self._remaining == 0 and not self._hdr
 
-    def feed(self, data: memoryview) -> None:
-        """Consume one chunk; emits spans to ``sink`` and calls the callbacks."""
+    def feed(self, data: memoryview) -> int:
+        """Consume one chunk; emits spans to ``sink`` and calls the callbacks.
+
+        Returns how many bytes were consumed: all of them unless a callback suspended."""
         n = len(data)
         pos = 0
         span_start = -1  # start of the pending forwarded span in ``data``
@@ -108,6 +120,9 @@ class MessageScanner:
                         body = memoryview(bytes(self._body))
                         self._body.clear()
                         self.on_message(self._type, body)
+                        if self._suspended:
+                            self._suspended = False
+                            return pos
                     continue
                 if self.forward_current:
                     if span_start < 0:
@@ -167,6 +182,9 @@ class MessageScanner:
                     if body_len == 0:
                         self._want_body = False
                         self.on_message(mtype, memoryview(b""))
+                if self._suspended:
+                    self._suspended = False
+                    return pos
                 continue
             if action == HEADER and self.on_header is not None:
                 if span_start >= 0:
@@ -189,6 +207,7 @@ class MessageScanner:
             self._remaining = body_len
         if span_start >= 0:
             sink(data[span_start:pos])
+        return n
 
     def sink_message(self, mtype: int, body: memoryview) -> None:
         """Forward a message that an ``on_message`` callback read in full."""

@@ -127,7 +127,7 @@ def test_unanswered_query_then_leave_does_not_cancel_next_client(proxy, poll):
         # (the test stops at the first hit).
         for i in range(12):
             leaver = _login(proxy)
-            leaver.sendall(_q("BEGIN"))
+            leaver.sendall(_q("BEGIN; SELECT 1"))
             _recv_until(leaver, b"Z\x00\x00\x00\x05T")  # the only server is pinned to the leaver
             victim.pgconn.send_query(b"SELECT pg_sleep(0.2), 2")
             while victim.pgconn.flush():

@@ -24,6 +24,7 @@ from pgdog_ev.wire.startup import StartupMessage, build_startup, parse_startup, 
 from state.client import ClientSession, Login
 from state.events import EventLog, Kind, Machine, Record
 from state.pool import Pool, PoolKey
+from state.prepared import PreparedRegistry
 from state.server import ServerSession
 
 # Fewer PBKDF2 rounds than PostgreSQL's 4096 keep SCRAM tests fast; the exchange is the same.
@@ -240,6 +241,7 @@ class FakeDirectory:
         self.closed_clients: list[int] = []
         self.auth_failures = 0
         self.auth_failed_for: list[tuple[str, str]] = []
+        self.statements = PreparedRegistry()
 
     def add(self, login: Login) -> Login:
         self.logins[(login.database, login.user)] = login

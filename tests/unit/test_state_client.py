@@ -304,7 +304,7 @@ def test_transaction_keeps_the_server_until_idle() -> None:
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
-    driver.send(fe.query("begin"))
+    driver.send(fe.query("begin; select 1"))
     backend.send(FakeBackend.done("BEGIN", b"T"))
     assert client.state is C.ACTIVE and client.server is server
     driver.send(fe.query("select 1"))
@@ -313,7 +313,7 @@ def test_transaction_keeps_the_server_until_idle() -> None:
     driver.send(fe.query("rollback"))
     backend.send(FakeBackend.done("ROLLBACK", b"I"))
     assert client.state is C.IDLE and server in r.pool.idle
-    assert queries(backend.take()) == ["begin", "select 1", "rollback"]
+    assert queries(backend.take()) == ["begin; select 1", "select 1", "rollback"]
     assert ready_statuses(driver.take()) == [b"T", b"E", b"I"]
     assert client.transactions == 1
 
@@ -340,7 +340,7 @@ def test_next_query_waits_while_the_server_is_elsewhere() -> None:
     b, db = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
-    da.send(fe.query("begin"))
+    da.send(fe.query("begin; select 1"))
     backend.send(FakeBackend.done("BEGIN", b"T"))
     q1, q2 = fe.query("select 'b1'"), fe.query("select 'b2'")
     db.send(q1[:3])  # header still incomplete: nothing to route yet
@@ -367,25 +367,24 @@ def test_checkout_timeout_while_waiting_answers_each_owed_request() -> None:
     _a, da = ready_client(r)
     b, db = ready_client(r)
     backend = r.backend(only_server(r))
-    da.send(fe.query("begin"))
+    da.send(fe.query("begin; select 1"))
     backend.send(FakeBackend.done("BEGIN", b"T"))
     t0 = r.world.now
     db.send(fe.query("select 1") + fe.query("select 2") + fe.query("select 3")[:8])
     assert b.state is C.WAITING
     r.world.advance(t0 + 1.0)
     msgs = db.take()
-    assert types(msgs) == "EZEZEZ"
+    assert types(msgs) == "EZEZ"
     assert all(f["C"] == "08006" and "checkout timeout" in f["M"] for f in error_fields(msgs))
     assert b.state is C.IDLE and not b.io.paused  # type: ignore[attr-defined]
     assert [x.a for x in r.world.transitions(Machine.CLIENT, b.id)][-1] == Reason.CHECKOUT_TIMEOUT
-    # The rest of the half-read third query is dropped; the next query is served normally.
+    # The third query was still arriving: once whole it is a new request, served normally.
     db.send(fe.query("select 3")[8:])
-    assert b.state is C.IDLE
+    assert b.state is C.WAITING
     da.send(fe.query("commit"))
     backend.send(FakeBackend.done("COMMIT"))
-    backend.take()
-    db.send(fe.query("select 4"))
-    assert queries(backend.take()) == ["select 4"]
+    assert b.state is C.ACTIVE
+    assert queries(backend.take())[-2:] == ["commit", "select 3"]
     backend.send(FakeBackend.result())
     assert ready_statuses(db.take()) == [b"I"]
     client_transitions(r.world)
@@ -398,7 +397,7 @@ def test_partial_next_message_keeps_the_server_until_it_is_complete() -> None:
     server = only_server(r)
     backend = r.backend(server)
     db.send(fe.query("select 'b1'"))
-    da.send(fe.query("begin"))
+    da.send(fe.query("begin; select 1"))
     assert a.state is C.WAITING
     # b's next query is pipelined but only 3 header bytes were read when b1's answer arrives.
     q2 = fe.query("select 'b2'")
@@ -420,7 +419,7 @@ def test_client_eof_mid_transaction_rolls_back_and_pools_server() -> None:
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
-    driver.send(fe.query("begin"))
+    driver.send(fe.query("begin; select 1"))
     backend.send(FakeBackend.done("BEGIN", b"T"))
     backend.take()
     client.on_closed(r.now)
@@ -433,14 +432,29 @@ def test_client_eof_mid_transaction_rolls_back_and_pools_server() -> None:
     client_transitions(r.world)
 
 
-def test_client_eof_mid_message_closes_the_server() -> None:
+def test_half_received_message_is_never_forwarded_in_transaction_mode() -> None:
     r = rig()
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
     q = fe.query("select 'a long query text'")
     driver.send(q[:12])
-    assert backend.stream.take_raw() == q[:12]  # half a message already forwarded
+    assert backend.stream.take_raw() == b"" and client.state is C.IDLE
+    client.on_closed(r.now)
+    assert server.state is S.IDLE and server in r.pool.idle
+
+
+def test_client_eof_mid_message_closes_the_server() -> None:
+    r = rig("session")
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    driver.send(fe.query("select 1"))
+    backend.send(FakeBackend.result())
+    backend.take()
+    q = fe.query("select 'a long query text'")
+    driver.send(q[:12])
+    assert backend.stream.take_raw() == q[:12]  # session mode streams: half a message already forwarded
     client.on_closed(r.now)
     assert server.state is S.CLOSED and server.io.closed  # type: ignore[attr-defined]
     assert server not in r.pool.idle and server.id not in r.pool.servers
@@ -456,7 +470,7 @@ def test_client_eof_while_waiting_leaves_the_queue() -> None:
     a, da = ready_client(r)
     b, db = ready_client(r)
     backend = r.backend(only_server(r))
-    da.send(fe.query("begin"))
+    da.send(fe.query("begin; select 1"))
     db.send(fe.query("select 1"))
     assert list(r.pool.waiters) == [b]
     b.on_closed(r.now)
@@ -479,7 +493,7 @@ def test_terminate_inside_transaction_cleans_server() -> None:
     _client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
-    driver.send(fe.query("begin"))
+    driver.send(fe.query("begin; select 1"))
     backend.send(FakeBackend.done("BEGIN", b"T"))
     backend.take()
     driver.send(fe.terminate())
@@ -578,7 +592,7 @@ def test_client_idle_timeout() -> None:
 def test_idle_timeout_does_not_spin_while_in_transaction() -> None:
     r = rig()
     client, driver, _ = r.connect(idle_timeout_ms=1000)
-    driver.send(fe.query("begin"))
+    driver.send(fe.query("begin; select 1"))
     r.backend(only_server(r)).send(FakeBackend.done("BEGIN", b"T"))
     assert client.state is C.ACTIVE
     r.world.advance(1.5)
@@ -657,7 +671,7 @@ def scripted_scenario() -> tuple[str, int, bytes]:
     _b, db, _ = r.connect(method="scram", application_name="b")
     server = only_server(r)
     backend = r.backend(server)
-    da.send(fe.query("begin"))
+    da.send(fe.query("begin; select 1"))
     backend.answer_settings()
     db.send(fe.query("select 1"))
     r.world.advance(0.4)

@@ -1,0 +1,81 @@
+"""Proxy-global names for prepared statements, so clients can share servers.
+
+In transaction mode a client's next Bind may land on a server that never saw
+its Parse. Statements are therefore renamed: every distinct (query text,
+parameter types) gets one global name, the same for every client, and a server
+that lacks it gets the Parse injected just before it is needed. Clients that
+prepare the same text share one server-side statement, which also bounds the
+number of statements per server.
+
+Statements no client maps any more stay known (a client that closes and
+re-prepares the same text keeps hitting the same server-side statement) until
+the registry grows past ``limit``; then unreferenced ones are forgotten. A server
+still holding a forgotten one drops it through its own LRU limit or when it
+closes, and the text prepared again gets a fresh name: names are never reused,
+so a server can never mistake one statement for another.
+"""
+
+from __future__ import annotations
+
+from pgdog_ev.sql import Analysis, analyze
+from pgdog_ev.wire import frontend as fe
+
+PREFIX = "__pgdog_ev_"
+# Closing a statement that does not exist is not an error: this Close's
+# CloseComplete stands in for a ParseComplete or CloseComplete the proxy answers
+# itself, at exactly the right place in the server's response stream.
+NOOP_CLOSE = fe.close("S", PREFIX + "noop")
+
+
+class GlobalStatement:
+    __slots__ = ("analysis", "key", "name", "parse", "refs", "sql", "types")
+
+    def __init__(self, name: str, sql: str, types: tuple[int, ...]) -> None:
+        self.name = name
+        self.sql = sql
+        self.types = types
+        self.key = (sql, types)
+        # The Parse to inject on a server that lacks the statement.
+        self.parse = fe.parse(name, sql, types)
+        self.analysis: Analysis = analyze(sql)
+        self.refs = 0
+
+
+class PreparedRegistry:
+    """All statements clients have prepared, by text and parameter types."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
+        self._by_key: dict[tuple[str, tuple[int, ...]], GlobalStatement] = {}
+        self._next = 1
+        self.parses = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def acquire(self, sql: str, types: tuple[int, ...]) -> GlobalStatement:
+        """The shared statement for this text; the caller now holds one reference."""
+        key = (sql, types)
+        stmt = self._by_key.get(key)
+        if stmt is None:
+            stmt = GlobalStatement(f"{PREFIX}{self._next}", sql, types)
+            self._next += 1
+            self._by_key[key] = stmt
+            self.parses += 1
+            if len(self._by_key) > self.limit:
+                self._forget_unused()
+        else:
+            self.hits += 1
+        stmt.refs += 1
+        return stmt
+
+    def release(self, stmt: GlobalStatement) -> None:
+        stmt.refs -= 1
+
+    def _forget_unused(self) -> None:
+        for key in [k for k, s in self._by_key.items() if s.refs <= 0]:
+            del self._by_key[key]
+
+    def statements(self) -> list[GlobalStatement]:
+        return list(self._by_key.values())
