@@ -718,11 +718,19 @@ class ClientSession:
             else:
                 server.io.send(msg)
             return
+        existing = self.statements.get(parse.name)
+        if existing is not None:
+            # PostgreSQL refuses a name in use: parsing the global name where it
+            # exists makes the server say so, in its place in the pipeline.
+            server.ensure_prepared(existing)
+            server.forward_completion(existing.parse)
+            return
+        server.forward_parse(self._register(parse))
+
+    def _register(self, parse: fe.Parse) -> GlobalStatement:
         stmt = self.directory.statements.acquire(parse.sql, parse.param_types)
-        # Parsing a name again replaces it (PostgreSQL would say it exists).
-        self._drop_statement(parse.name)
         self.statements[parse.name] = stmt
-        server.forward_parse(stmt)
+        return stmt
 
     def _bind(self, server: ServerSession, msg: bytes, body: memoryview) -> bytes:
         name = fe.statement_name_of_bind(body)
@@ -894,6 +902,21 @@ class ClientSession:
             self.io.send(be.ready_for_query(self._local_status()))
             return True
         if mtype == fe.FLUSH:
+            return True
+        if mtype == fe.PARSE and self.rename:
+            parse = fe.parse_parse(body)
+            if not parse.name:
+                return False
+            if parse.name in self.statements:
+                self.errors += 1
+                self.io.send(be.error_response(codes.DUPLICATE_PREPARED_STATEMENT,
+                                               f'prepared statement "{parse.name}" already exists'))
+                self._skip_to_sync = True
+                return True
+            # Prepared lazily, on the server the first Bind or Describe lands on:
+            # a client preparing outside a transaction holds no server for it.
+            self._register(parse)
+            self.io.send(be.parse_complete())
             return True
         if mtype == fe.CLOSE and self.rename:
             close = fe.parse_close(body)

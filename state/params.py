@@ -37,6 +37,9 @@ def session_params(startup: dict[str, str], options: dict[str, str]) -> dict[str
             if key in NOT_SYNCED or key.startswith("_pq_.") or key.startswith("pgdog."):
                 continue
             out[key] = value
+    # Servers log in as application_name "pgdog-ev" (visible in pg_stat_activity);
+    # a client that set none must still see PostgreSQL's default, the empty string.
+    out.setdefault("application_name", "")
     return out
 
 
