@@ -1,0 +1,474 @@
+"""COPY through a transaction-mode pool: FROM STDIN / TO STDOUT in text, CSV and binary with
+checksums, CopyFail, clients that vanish in the middle of COPY FROM STDIN, and the proxy's memory
+staying bounded while a few hundred MB stream through it."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.proxy import REPO_ROOT, _child_env
+
+ROWS = 100_000
+ROLLBACK_MS = 3000
+MB = 1024 * 1024
+BIG_COPY_MB = 300
+RSS_SLACK = 64 * MB
+STALL_ROWS = 50_000
+
+
+def _general(**extra) -> dict:
+    return {
+        "auth_type": "trust",
+        "default_pool_size": 1,
+        "pooler_mode": "transaction",
+        "checkout_timeout": 15000,
+        "rollback_timeout": ROLLBACK_MS,
+        **extra,
+    }
+
+
+def _databases(pg) -> list[dict]:
+    return [{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}]
+
+
+def _users() -> list[dict]:
+    return [{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}]
+
+
+@pytest.fixture(scope="module")
+def proxy(pg, module_proxy_factory):
+    return module_proxy_factory(general=_general(), databases=_databases(pg), users=_users())
+
+
+def _connect(proxy, autocommit: bool = True) -> psycopg.Connection:
+    return psycopg.connect(
+        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, autocommit=autocommit, prepare_threshold=None
+    )
+
+
+def _direct(pg) -> psycopg.Connection:
+    return psycopg.connect(pg.dsn(APP_USER, APP_DB, APP_PASSWORD), connect_timeout=10, autocommit=True)
+
+
+def _table(pg, prefix: str, columns: str = "id int, s text, n int", unlogged: bool = False) -> str:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    kind = "UNLOGGED TABLE" if unlogged else "TABLE"
+    pg.psql(f"CREATE {kind} {name} ({columns}); GRANT ALL ON {name} TO {APP_USER}", db=APP_DB)
+    return name
+
+
+# --------------------------------------------------------------------------- raw protocol helpers
+
+
+def _msg(t: bytes, body: bytes) -> bytes:
+    return t + struct.pack(">I", len(body) + 4) + body
+
+
+def _q(sql: str) -> bytes:
+    return _msg(b"Q", sql.encode() + b"\0")
+
+
+class _Raw:
+    """A raw protocol client (the proxies here use auth_type trust)."""
+
+    def __init__(self, proxy, timeout: float = 15) -> None:
+        self.sock = socket.create_connection((proxy.host, proxy.port), timeout=timeout)
+        self.buf = b""
+        body = struct.pack(">I", 196608) + f"user\0{APP_USER}\0database\0{APP_DB}\0\0".encode()
+        self.sock.sendall(struct.pack(">I", len(body) + 4) + body)
+        msgs = self.until(b"Z")
+        assert msgs[-1] == (b"Z", b"I"), msgs
+
+    def read(self) -> tuple[bytes, bytes] | None:
+        while True:
+            if len(self.buf) >= 5:
+                (length,) = struct.unpack(">I", self.buf[1:5])
+                if len(self.buf) >= length + 1:
+                    t, body = self.buf[:1], self.buf[5 : length + 1]
+                    self.buf = self.buf[length + 1 :]
+                    return t, body
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            self.buf += chunk
+
+    def until(self, mtype: bytes) -> list[tuple[bytes, bytes]]:
+        out = []
+        while True:
+            m = self.read()
+            assert m is not None, f"connection closed before {mtype!r}; got {out!r}"
+            out.append(m)
+            if m[0] == mtype:
+                return out
+
+    def reset_close(self) -> None:
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
+
+def _error_fields(body: bytes) -> dict[str, str]:
+    out = {}
+    for part in body.split(b"\0"):
+        if part:
+            out[chr(part[0])] = part[1:].decode(errors="replace")
+    return out
+
+
+# --------------------------------------------------------------------------- data
+
+_SPECIAL = [
+    "plain",
+    "tab\there",
+    "new\nline",
+    "back\\slash",
+    'quote"d',
+    "comma,sep",
+    "cr\rret",
+    "ünïcødé ✓ 雪",
+    "\\N",
+    "NULL",
+    " lead and trail ",
+]
+
+
+def _row(i: int) -> tuple[int, str, int]:
+    return i, f"{_SPECIAL[i % len(_SPECIAL)]} #{i} {'y' * (i % 37)}", (i * 7919) % 1000003 - 500000
+
+
+def _rows() -> Iterator[tuple[int, str, int]]:
+    return (_row(i) for i in range(1, ROWS + 1))
+
+
+def _local_md5() -> str:
+    h = hashlib.md5()
+    for k, (i, s, n) in enumerate(_rows()):
+        h.update(f"{chr(10) if k else ''}{i}|{s}|{n}".encode())
+    return h.hexdigest()
+
+
+_SERVER_MD5 = "SELECT count(*), md5(string_agg(id::text || '|' || s || '|' || n::text, E'\\n' ORDER BY id)) FROM {}"
+
+
+def _text_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _text_chunks(size: int = 256 * 1024) -> Iterator[bytes]:
+    buf = io.StringIO()
+    for i, s, n in _rows():
+        buf.write(f"{i}\t{_text_escape(s)}\t{n}\n")
+        if buf.tell() >= size:
+            yield buf.getvalue().encode()
+            buf = io.StringIO()
+    yield buf.getvalue().encode()
+
+
+def _csv_chunks(size: int = 256 * 1024) -> Iterator[bytes]:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    for row in _rows():
+        w.writerow(row)
+        if buf.tell() >= size:
+            yield buf.getvalue().encode()
+            buf = io.StringIO()
+            w = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_NONNUMERIC)
+    yield buf.getvalue().encode()
+
+
+def _copy_out(conn: psycopg.Connection, sql: str) -> tuple[str, int, int]:
+    """sha256 and size of everything COPY ... TO STDOUT sends, and the rowcount it reports."""
+    h, size = hashlib.sha256(), 0
+    cur = conn.cursor()
+    with cur.copy(sql) as copy:
+        for data in copy:
+            h.update(data)
+            size += len(data)
+    return h.hexdigest(), size, cur.rowcount
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("fmt", ["text", "csv", "binary"])
+def test_copy_round_trip(pg, proxy, fmt):
+    table = _table(pg, f"copy_{fmt}")
+    copy_in = f"COPY {table} (id, s, n) FROM STDIN (FORMAT {fmt})"
+    copy_out = f"COPY (SELECT id, s, n FROM {table} ORDER BY id) TO STDOUT (FORMAT {fmt})"
+    sent = hashlib.sha256()
+    with _connect(proxy) as conn:
+        cur = conn.cursor()
+        with cur.copy(copy_in) as copy:
+            if fmt == "text":
+                for chunk in _text_chunks():
+                    sent.update(chunk)
+                    copy.write(chunk)
+            elif fmt == "csv":
+                for chunk in _csv_chunks():
+                    copy.write(chunk)
+            else:
+                copy.set_types(["int4", "text", "int4"])
+                for row in _rows():
+                    copy.write_row(row)
+        assert cur.rowcount == ROWS, "CommandComplete 'COPY n' did not come through"
+        # What arrived in the table is exactly what was written.
+        assert conn.execute(_SERVER_MD5.format(table)).fetchone() == (ROWS, _local_md5())
+        via_proxy = _copy_out(conn, copy_out)
+    with _direct(pg) as direct:
+        assert direct.execute(_SERVER_MD5.format(table)).fetchone() == (ROWS, _local_md5())
+        straight = _copy_out(direct, copy_out)
+    # COPY TO STDOUT through the proxy is byte for byte what PostgreSQL sends.
+    assert via_proxy[2] == ROWS
+    assert via_proxy[1] > 3 * MB
+    assert via_proxy == straight
+    if fmt == "text":
+        assert via_proxy[0] == sent.hexdigest(), "text COPY read back differs from what was written"
+
+
+def test_copy_in_and_out_inside_a_transaction_then_rollback(pg, proxy):
+    table = _table(pg, "copy_txn")
+    with _connect(proxy, autocommit=False) as conn:
+        cur = conn.cursor()
+        sent = hashlib.sha256()
+        with cur.copy(f"COPY {table} (id, s, n) FROM STDIN") as copy:
+            for chunk in _text_chunks():
+                sent.update(chunk)
+                copy.write(chunk)
+        digest, _size, count = _copy_out(conn, f"COPY (SELECT id, s, n FROM {table} ORDER BY id) TO STDOUT")
+        assert (digest, count) == (sent.hexdigest(), ROWS)
+        assert conn.execute(_SERVER_MD5.format(table)).fetchone() == (ROWS, _local_md5())
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+        conn.rollback()
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+    assert pg.psql(f"SELECT count(*) FROM {table}", db=APP_DB) == "0"
+
+
+# --------------------------------------------------------------------------- CopyFail
+
+
+@pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "in_transaction"])
+def test_copy_fail_from_client_keeps_server(pg, proxy, autocommit):
+    table = _table(pg, "copyfail")
+    pg.psql(f"INSERT INTO {table} VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)", db=APP_DB)
+    a = _connect(proxy, autocommit=autocommit)
+    try:
+        (pid,) = a.execute("SELECT pg_backend_pid()").fetchone()
+        if not autocommit:
+            a.execute(f"INSERT INTO {table} VALUES (4, 'd', 4)")
+        with pytest.raises(RuntimeError, match="client gave up"), a.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+            for i in range(10, 5000):
+                copy.write_row((i, f"row {i}", i))
+            raise RuntimeError("client gave up")
+        if autocommit:
+            assert a.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        else:
+            assert a.info.transaction_status == psycopg.pq.TransactionStatus.INERROR
+            with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+                a.execute("SELECT 1")
+            a.rollback()
+        # The same client carries on, on the same server, and nothing of the COPY stayed.
+        assert a.execute(f"SELECT pg_backend_pid(), count(*) FROM {table}").fetchone() == (pid, 3)
+        if not autocommit:
+            a.commit()
+        # Pool of one: another client gets that server right away, clean.
+        with _connect(proxy) as b:
+            assert b.execute(f"SELECT pg_backend_pid(), count(*) FROM {table}").fetchone() == (pid, 3)
+            assert b.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    finally:
+        a.close()
+    assert pg.psql(f"SELECT count(*) FROM {table}", db=APP_DB) == "3"
+
+
+def test_copy_fail_raw_gets_query_canceled(pg, proxy):
+    table = _table(pg, "copyfailraw")
+    raw = _Raw(proxy)
+    try:
+        raw.sock.sendall(_q(f"COPY {table} (id) FROM STDIN"))
+        assert raw.until(b"G")[-1][0] == b"G"
+        raw.sock.sendall(b"".join(_msg(b"d", f"{i}\n".encode()) for i in range(100)))
+        raw.sock.sendall(_msg(b"f", b"raw client changed its mind\0"))
+        msgs = raw.until(b"Z")
+        errors = [_error_fields(body) for t, body in msgs if t == b"E"]
+        assert len(errors) == 1, msgs
+        assert errors[0]["C"] == "57014", errors
+        assert "raw client changed its mind" in errors[0]["M"], errors
+        assert msgs[-1] == (b"Z", b"I")
+        # The same connection runs the next query normally.
+        raw.sock.sendall(_q(f"SELECT count(*) FROM {table}"))
+        msgs = raw.until(b"Z")
+        rows = [body for t, body in msgs if t == b"D"]
+        assert rows and rows[0].endswith(b"0"), msgs
+        assert msgs[-1] == (b"Z", b"I")
+    finally:
+        raw.sock.close()
+    with _connect(proxy) as b:
+        assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+
+
+# --------------------------------------------------------------------------- clients that vanish
+
+
+_COPY_FOREVER = r"""
+import sys, psycopg
+conn = psycopg.connect(sys.argv[1], autocommit=True, prepare_threshold=None)
+block = b"".join(b"%d\tvanishing client row\t%d\n" % (i, i) for i in range(20000))
+with conn.cursor().copy(f"COPY {sys.argv[2]} (id, s, n) FROM STDIN") as copy:
+    copy.write(block)
+    print("copying", flush=True)
+    while True:
+        copy.write(block)
+"""
+
+
+def _copy_running(pg, table: str) -> bool:
+    n = pg.psql(
+        f"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY {table} %'",
+        db=APP_DB,
+    )
+    return n == "1"
+
+
+def test_killed_client_mid_copy_in_does_not_poison_server(pg, proxy, poll):
+    table = _table(pg, "copykill")
+    child = subprocess.Popen(
+        [sys.executable, "-c", _COPY_FOREVER, proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), table],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=_child_env(None),
+    )
+    try:
+        line: list[bytes] = []
+        reader = threading.Thread(target=lambda: line.append(child.stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout=20)
+        assert line == [b"copying\n"], f"child did not start copying: {line!r} {child.poll()!r}"
+        poll(lambda: _copy_running(pg, table), what="COPY active on the server")
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+        child.stdout.close()
+        child.stderr.close()
+    t0 = time.monotonic()
+    with _connect(proxy) as b:
+        assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        with b.cursor().copy(f"COPY {table} (id, s, n) FROM STDIN") as copy:
+            copy.write_row((1, "after", 1))
+        assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
+    assert time.monotonic() - t0 < ROLLBACK_MS / 1000 + 5
+    poll(lambda: not _copy_running(pg, table), what="abandoned COPY gone from the server")
+
+
+@pytest.mark.parametrize("half_message", [False, True], ids=["between_messages", "half_message"])
+def test_raw_client_reset_mid_copy_in(pg, proxy, poll, half_message):
+    table = _table(pg, "copyreset")
+    raw = _Raw(proxy)
+    raw.sock.sendall(_q(f"COPY {table} (id, s, n) FROM STDIN"))
+    assert raw.until(b"G")[-1][0] == b"G"
+    payload = b"".join(b"%d\treset\t%d\n" % (i, i) for i in range(5000))
+    raw.sock.sendall(_msg(b"d", payload) * 20)
+    if half_message:
+        # A CopyData header announcing 1 MB of which only a few bytes ever arrive.
+        raw.sock.sendall(b"d" + struct.pack(">I", MB + 4) + b"1\thalf\t1\n")
+    poll(lambda: _copy_running(pg, table), what="COPY active on the server")
+    raw.reset_close()
+    t0 = time.monotonic()
+    with _connect(proxy) as b:
+        assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        assert b.execute("SELECT 41 + 1").fetchone() == (42,)
+    assert time.monotonic() - t0 < ROLLBACK_MS / 1000 + 5
+    poll(lambda: not _copy_running(pg, table), what="abandoned COPY gone from the server")
+
+
+# --------------------------------------------------------------------------- bounded memory
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+class RssSampler:
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid, self.interval = pid, interval
+        self.peak = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, _rss(self.pid))
+                self.samples += 1
+            except OSError:
+                return
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def test_large_copy_in_keeps_proxy_memory_bounded(pg, proxy_factory):
+    table = _table(pg, "copybig", columns="id bigserial, s text", unlogged=True)
+    # The server stalls now and then (every STALL_ROWS rows), so the client gets ahead of it: a
+    # proxy that keeps reading from the client without waiting for the server to take the data
+    # would buffer hundreds of MB.
+    pg.psql(
+        f"CREATE FUNCTION {table}_stall() RETURNS trigger LANGUAGE plpgsql AS $$\n"
+        f"BEGIN IF NEW.id % {STALL_ROWS} = 0 THEN PERFORM pg_sleep(0.25); END IF; RETURN NEW; END $$;\n"
+        f"GRANT USAGE ON SEQUENCE {table}_id_seq TO {APP_USER};\n"
+        f"CREATE TRIGGER stall BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_stall();",
+        db=APP_DB,
+    )
+    p = proxy_factory(general=_general(), databases=_databases(pg), users=_users())
+    row = b"z" * 1023 + b"\n"
+    block = row * 1024  # 1 MiB, written over and over: the test never holds the whole stream
+    with _connect(p) as conn:
+        # Warm up: login, a query and a small COPY, so the baseline includes the steady state.
+        with conn.cursor().copy(f"COPY {table} (s) FROM STDIN") as copy:
+            copy.write(block)
+        conn.execute(f"TRUNCATE {table}")
+        baseline = _rss(p.pid)
+        t0 = time.monotonic()
+        cur = conn.cursor()
+        with RssSampler(p.pid) as sampler, cur.copy(f"COPY {table} (s) FROM STDIN") as copy:
+            for _ in range(BIG_COPY_MB):
+                copy.write(block)
+        elapsed = time.monotonic() - t0
+        assert cur.rowcount == BIG_COPY_MB * 1024
+        assert conn.execute(f"SELECT count(*), sum(length(s)) FROM {table}").fetchone() == (
+            BIG_COPY_MB * 1024,
+            BIG_COPY_MB * 1024 * 1023,
+        )
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"DROP FUNCTION {table}_stall()")
+    assert sampler.samples > 10
+    growth = sampler.peak - baseline
+    assert growth < RSS_SLACK, (
+        f"proxy RSS grew by {growth / MB:.1f} MB (baseline {baseline / MB:.1f} MB, peak {sampler.peak / MB:.1f} MB)"
+        f" while {BIG_COPY_MB} MB went through COPY FROM STDIN in {elapsed:.1f}s"
+    )
+    assert p.returncode is None, "the proxy died during the COPY"
