@@ -21,8 +21,7 @@ from pgdog_ev.auth.errors import AuthFailed, AuthProtocolError
 from pgdog_ev.auth.md5 import md5_check, md5_check_stored
 from pgdog_ev.auth.plain import plain_check
 from pgdog_ev.auth.scram import ScramServer, ScramVerifier, verify_plain_password
-from pgdog_ev.sql import Analysis, Statement, analyze
-from pgdog_ev.sql import Kind as Sql
+from pgdog_ev.sql import Analysis
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
@@ -39,6 +38,9 @@ from pgdog_ev.wire.startup import (
     parse_startup,
     startup_length,
 )
+from state.client_effects import KNOWN_SETTINGS_LIMIT, SessionEffects
+from state.client_local import LocalAnswers
+from state.client_routing import MessageRouting
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
 from state.pool import PoolState
@@ -86,32 +88,10 @@ OWES_READY = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
 EXTENDED = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 # Settings that cannot be wrong, so need no round trip to the server at login.
 ALWAYS_VALID = frozenset({"application_name"})
-KNOWN_SETTINGS_LIMIT = 10_000
 # While queued the client is still read (so a disconnect is noticed at once);
 # past this much held data reading pauses until a server is attached.
 HOLD_LIMIT = 256 * 1024
 AUTH_MESSAGE_LIMIT = 64 * 1024
-
-# Statements whose lasting effect is a tracked session setting.
-SETTING_KINDS = frozenset({Sql.SET, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL, Sql.SET_CONFIG})
-# Statements the proxy may answer itself when the values are known good.
-LOCAL_SETTING_KINDS = frozenset({Sql.SET, Sql.SET_LOCAL, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL})
-# Session state that cannot follow a client to another server.
-PIN_KINDS = frozenset(
-    {Sql.LISTEN, Sql.TEMP_TABLE, Sql.ADVISORY_LOCK, Sql.CURSOR_WITH_HOLD, Sql.UNTRACKED_SETTING, Sql.LOAD,
-     Sql.PREPARE}
-)
-
-
-def pins(st: Statement) -> bool:
-    """Whether running ``st`` ties the client to its server for the rest of the session."""
-    kind = st.kind
-    if kind in PIN_KINDS:
-        if kind is Sql.TEMP_TABLE and "on_commit_drop" in st.flags:
-            return False
-        return not (kind is Sql.UNTRACKED_SETTING and "local" in st.flags)
-    return kind is Sql.SET_TRANSACTION and "session" in st.flags
-
 
 @dataclass(slots=True)
 class Login:
@@ -128,7 +108,7 @@ class Login:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class ClientSession:
+class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
     """Protocol state of one client connection."""
 
     def __init__(
@@ -200,6 +180,8 @@ class ClientSession:
         self._local_txn: list[str] | None = None
         self._ready_at = now
         self._timer_when = 0.0
+        # The ParameterStatus values this client was last sent.
+        self.told: dict[str, str] = {}
         # (SQLSTATE, message) for a connection accepted only to be refused
         # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
         self.reject = reject
@@ -216,6 +198,12 @@ class ClientSession:
     def params(self) -> dict[str, str]:
         """The session settings a server lent to this client must have."""
         return self.settings.params
+
+    def report(self, name: str, value: str) -> None:
+        """Send a ParameterStatus unless the client already has this value."""
+        if self.told.get(name) != value:
+            self.told[name] = value
+            self.io.send(be.parameter_status(name, value))
 
     def _transition(self, now: float, to: ClientState, reason: Reason, b: int = 0) -> None:
         if to not in TRANSITIONS[self.state]:
@@ -464,6 +452,7 @@ class ClientSession:
         out = bytearray()
         for name, value in status.items():
             out += be.parameter_status(name, value)
+        self.told = status
         out += be.backend_key_data(self.key_pid, self.key_secret)
         out += be.ready_for_query(b"I")
         self.io.send(out)
@@ -627,391 +616,6 @@ class ClientSession:
 
     def _local_status(self) -> bytes:
         return b"T" if self._local_txn is not None else b"I"
-
-    # -- with a server -------------------------------------------------------
-
-    def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
-        msg = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
-        if mtype == fe.QUERY:
-            self.queries += 1
-            analysis = self._analyze(body)
-            if analysis is OTHER_ANALYSIS:
-                server.expect_response()
-            else:
-                refusal = self._refusal(analysis)
-                if refusal is not None:
-                    server.answer(refusal)
-                    return
-                if self.rename and self._deallocate(analysis):
-                    server.answer(be.command_complete("DEALLOCATE" if analysis.statements[0].name
-                                                      else "DEALLOCATE ALL"))
-                    return
-                server.expect_response([analysis])
-            server.io.send(msg)
-        elif mtype == fe.SYNC:
-            effects = self._segment
-            self._segment = None
-            server.expect_response(effects)
-            server.unsynced = False
-            server.io.send(msg)
-        elif mtype == fe.BIND:
-            server.unsynced = True
-            if self.rename:
-                msg = self._bind(server, msg, body)
-            else:
-                self._effect(self._unnamed if not fe.statement_name_of_bind(body) else OTHER_ANALYSIS)
-            server.io.send(msg)
-        elif mtype == fe.EXECUTE:
-            server.unsynced = True
-            server.io.send(msg)
-        elif mtype == fe.PARSE:
-            server.unsynced = True
-            self._parse(server, msg, body)
-        elif mtype == fe.DESCRIBE:
-            server.unsynced = True
-            if self.rename:
-                describe = fe.parse_describe(body)
-                stmt = self.statements.get(describe.name) if describe.kind == "S" and describe.name else None
-                if stmt is not None:
-                    server.ensure_prepared(stmt)
-                    msg = fe.describe("S", stmt.name)
-            server.io.send(msg)
-        elif mtype == fe.CLOSE:
-            server.unsynced = True
-            if self.rename:
-                close = fe.parse_close(body)
-                if close.kind == "S" and close.name:
-                    # Only this client's name goes: others may share the statement.
-                    self._drop_statement(close.name)
-                    server.forward_completion(msg, close_noop=True)
-                else:
-                    server.forward_completion(msg)
-            else:
-                server.io.send(msg)
-        elif mtype == fe.FUNCTION_CALL:
-            self.queries += 1
-            server.expect_response()
-            server.io.send(msg)
-        else:
-            # Flush, CopyDone, CopyFail, and anything PostgreSQL itself should judge.
-            server.io.send(msg)
-
-    def _analyze(self, body: memoryview) -> Analysis:
-        """The statements of a Query body (decoded leniently: this only informs tracking)."""
-        sql = bytes(body[:-1]).decode("utf-8", "surrogateescape")
-        return analyze(sql)
-
-    def _effect(self, analysis: Analysis) -> None:
-        if analysis is not OTHER_ANALYSIS:
-            if self._segment is None:
-                self._segment = [analysis]
-            else:
-                self._segment.append(analysis)
-
-    def _parse(self, server: ServerSession, msg: bytes, body: memoryview) -> None:
-        parse = fe.parse_parse(body)
-        if not parse.name or not self.rename:
-            if not parse.name:
-                self._unnamed = analyze(parse.sql)
-            if self.rename:
-                server.forward_completion(msg)
-            else:
-                server.io.send(msg)
-            return
-        existing = self.statements.get(parse.name)
-        if existing is not None:
-            # PostgreSQL refuses a name in use: parsing the global name where it
-            # exists makes the server say so, in its place in the pipeline.
-            server.ensure_prepared(existing)
-            server.forward_completion(existing.parse)
-            return
-        server.forward_parse(self._register(parse))
-
-    def _register(self, parse: fe.Parse) -> GlobalStatement:
-        stmt = self.directory.statements.acquire(parse.sql, parse.param_types)
-        self.statements[parse.name] = stmt
-        return stmt
-
-    def _bind(self, server: ServerSession, msg: bytes, body: memoryview) -> bytes:
-        name = fe.statement_name_of_bind(body)
-        if not name:
-            self._effect(self._unnamed)
-            return msg
-        stmt = self.statements.get(name)
-        if stmt is None:
-            return msg  # the server reports the unknown name
-        self._effect(stmt.analysis)
-        server.ensure_prepared(stmt)
-        raw = bytes(body)
-        portal_end = raw.index(0) + 1
-        rest = raw[raw.index(0, portal_end) + 1 :]
-        new = raw[:portal_end] + stmt.name.encode() + b"\0" + rest
-        return b"B" + (len(new) + 4).to_bytes(4, "big") + new
-
-    def _drop_statement(self, name: str) -> None:
-        stmt = self.statements.pop(name, None)
-        if stmt is not None:
-            self.directory.statements.release(stmt)
-
-    def _drop_all_statements(self) -> None:
-        for stmt in self.statements.values():
-            self.directory.statements.release(stmt)
-        self.statements.clear()
-
-    def _deallocate(self, analysis: Analysis) -> bool:
-        """A lone DEALLOCATE drops this client's names only: the proxy answers it."""
-        statements = analysis.statements
-        if len(statements) != 1 or statements[0].kind is not Sql.DEALLOCATE:
-            return False
-        name = statements[0].name
-        if name is None:
-            self._drop_all_statements()
-        elif name in self.statements:
-            self._drop_statement(name)
-        else:
-            return False  # a SQL-level statement of its own: the server decides
-        return True
-
-    def _refusal(self, analysis: Analysis) -> bytes | None:
-        """With session_state = "refuse", session state the proxy cannot carry is an error."""
-        pool = self.pool
-        if pool is None or pool.settings.session_state != "refuse":
-            return None
-        for st in analysis.statements:
-            if pins(st):
-                self.errors += 1
-                self.log.emit(self._now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.REFUSED, st.kind)
-                return be.error_response(
-                    codes.FEATURE_NOT_SUPPORTED,
-                    f"{st.kind.name} is not supported in transaction mode",
-                    hint='Use pooler_mode = "session", or session_state = "pin" to keep this client on one server.',
-                )
-        return None
-
-    def on_request_done(
-        self, now: float, server: ServerSession, analyses: list[Analysis], before: bytes, status: bytes,
-        failed: bool,
-    ) -> None:
-        """The server answered a request whose statements affect the session."""
-        tracker = self.settings
-        if failed:
-            # Statements sharing a request with a failed one are taken as not run.
-            if status == b"I":
-                tracker.rollback()
-            return
-        in_txn = before != b"I"
-        aborted = before == b"E"
-        single = len(analyses) == 1 and len(analyses[0].statements) == 1
-        for analysis in analyses:
-            for st in analysis.statements:
-                kind = st.kind
-                if kind in SETTING_KINDS:
-                    name = st.name.lower() if st.name else None
-                    if kind is Sql.RESET_ALL:
-                        name, value = None, None
-                    else:
-                        value = None if "default" in st.flags or kind in (Sql.RESET, Sql.SET_DEFAULT) else st.value
-                    if kind is Sql.SET_CONFIG and "local" in st.flags:
-                        continue
-                    tracker.change(name, value, in_txn)
-                    if not in_txn:
-                        self._server_applied(server, [(name, value)])
-                    if single and kind is Sql.SET and name is not None and value is not None:
-                        self._learn_setting(server, name, value)
-                elif kind is Sql.BEGIN:
-                    in_txn = True
-                elif kind is Sql.COMMIT:
-                    if aborted:
-                        tracker.rollback()
-                    else:
-                        self._server_applied(server, tracker.commit())
-                    in_txn = aborted = "chain" in st.flags
-                elif kind is Sql.ROLLBACK or kind is Sql.PREPARE_TRANSACTION:
-                    tracker.rollback()
-                    in_txn = "chain" in st.flags
-                    aborted = False
-                elif kind is Sql.SAVEPOINT and in_txn:
-                    tracker.savepoint(st.name or "")
-                elif kind is Sql.RELEASE and in_txn:
-                    tracker.release(st.name or "")
-                elif kind is Sql.ROLLBACK_TO and in_txn:
-                    tracker.rollback_to(st.name or "")
-                    aborted = False
-                elif kind is Sql.DISCARD_ALL:
-                    tracker.reset_all()
-                    server.applied = {}
-                    server.forget_prepared()
-                    self._drop_all_statements()
-                elif kind is Sql.DEALLOCATE and st.name is None:
-                    server.forget_prepared()
-                elif pins(st):
-                    self._pin(now, kind)
-        if status == b"I" and tracker.txn:
-            # The transaction ended in a way the text did not show (e.g. an
-            # implicit COMMIT of a multi-statement query): take the server's word.
-            self._server_applied(server, tracker.commit())
-
-    def _server_applied(self, server: ServerSession, changes: list[tuple[str | None, str | None]]) -> None:
-        """The server itself ran these changes: its settings moved with the client's."""
-        applied = server.applied
-        for name, value in changes:
-            if name is None:
-                applied.clear()
-            elif value is None:
-                applied.pop(name, None)
-            else:
-                applied[name] = value
-
-    def _learn_setting(self, server: ServerSession, name: str, value: str) -> None:
-        """A SET the server accepted can later be answered without one, with the
-        ParameterStatus the server sent for it (if the setting is reported at all)."""
-        pool = self.pool
-        assert pool is not None
-        reported = server.last_reported
-        if not reported and pool.reported_name(name) is not None:
-            return  # unchanged, so not reported this time: we cannot tell what it reports
-        if len(pool.known_settings) > KNOWN_SETTINGS_LIMIT:
-            pool.known_settings.clear()
-        pool.known_settings[(name, value)] = dict(reported)
-
-    def _pin(self, now: float, kind: int) -> None:
-        if not self.pinned:
-            self.pinned = True
-            self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.PINNED, kind)
-
-    # -- answers without a server --------------------------------------------
-
-    def _answer_locally(self, now: float, mtype: int, body: memoryview) -> bool:
-        """Transaction mode, no server: answer what needs none. False = needs a server."""
-        if mtype == fe.QUERY:
-            analysis = self._analyze(body)
-            if analysis is OTHER_ANALYSIS or analysis.error is not None:
-                return False
-            refusal = self._refusal(analysis)
-            if refusal is not None:
-                self.io.send(refusal + be.ready_for_query(self._local_status()))
-                return True
-            out = self._local_query(analysis, bytes(body[:-1]).decode("utf-8", "surrogateescape"))
-            if out is None:
-                return False
-            self.queries += 1
-            self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.LOCAL_ANSWER)
-            self.io.send(out + be.ready_for_query(self._local_status()))
-            return True
-        if mtype == fe.SYNC:
-            self.io.send(be.ready_for_query(self._local_status()))
-            return True
-        if mtype == fe.FLUSH:
-            return True
-        if mtype == fe.PARSE and self.rename:
-            parse = fe.parse_parse(body)
-            if not parse.name:
-                return False
-            if parse.name in self.statements:
-                self.errors += 1
-                self.io.send(be.error_response(codes.DUPLICATE_PREPARED_STATEMENT,
-                                               f'prepared statement "{parse.name}" already exists'))
-                self._skip_to_sync = True
-                return True
-            # Prepared lazily, on the server the first Bind or Describe lands on:
-            # a client preparing outside a transaction holds no server for it.
-            self._register(parse)
-            self.io.send(be.parse_complete())
-            return True
-        if mtype == fe.CLOSE and self.rename:
-            close = fe.parse_close(body)
-            if close.kind == "S" and close.name:
-                self._drop_statement(close.name)
-            # With no server there is no portal or unnamed statement to close.
-            self.io.send(be.close_complete())
-            return True
-        return False
-
-    def _local_query(self, analysis: Analysis, sql: str) -> bytes | None:
-        statements = analysis.statements
-        first = statements[0]
-        if len(statements) == 1:
-            if first.kind is Sql.BEGIN and self._local_txn is None:
-                self._local_txn = [sql]
-                return be.command_complete("BEGIN")
-            if first.kind in (Sql.COMMIT, Sql.ROLLBACK) and "chain" not in first.flags:
-                return self._local_end(first.kind is Sql.COMMIT)
-            if first.kind is Sql.DEALLOCATE and self.rename and self._deallocate(analysis):
-                return be.command_complete("DEALLOCATE" if first.name else "DEALLOCATE ALL")
-        if not all(st.kind in LOCAL_SETTING_KINDS for st in statements):
-            return None
-        pool = self.pool
-        assert pool is not None
-        # Every change must be one a server already accepted: the proxy cannot
-        # judge a value, and an error must come from PostgreSQL.
-        for st in statements:
-            if st.kind in (Sql.SET, Sql.SET_LOCAL) and st.value is not None:
-                if (st.name.lower(), st.value) not in pool.known_settings:  # type: ignore[union-attr]
-                    return None
-            elif st.kind is not Sql.RESET_ALL:
-                name = (st.name or "").lower()
-                target = self.settings.startup.get(name)
-                if target is not None:
-                    if (name, target) not in pool.known_settings:
-                        return None
-                elif pool.reported_name(name) is None and name not in self.settings.effective():
-                    return None
-        in_txn = self._local_txn is not None
-        out = bytearray()
-        for st in statements:
-            if st.kind is Sql.SET_LOCAL:
-                if not in_txn:
-                    out += be.notice_response(codes.NO_ACTIVE_SQL_TRANSACTION,
-                                              "SET LOCAL can only be used in transaction blocks", severity="WARNING")
-                out += be.command_complete("SET")
-                continue
-            if st.kind is Sql.RESET_ALL:
-                changed = set(self.settings.effective()) | set(self.settings.startup)
-                self.settings.change(None, None, in_txn)
-            else:
-                name = (st.name or "").lower()
-                value = st.value if st.kind is Sql.SET else None
-                self.settings.change(name, value, in_txn)
-                changed = {name}
-            out += self._parameter_status(changed)
-            out += be.command_complete("RESET" if st.kind in (Sql.RESET, Sql.RESET_ALL) else "SET")
-        if in_txn:
-            assert self._local_txn is not None
-            self._local_txn.append(sql)
-        return bytes(out)
-
-    def _local_end(self, commit: bool) -> bytes:
-        if self._local_txn is None:
-            warning = be.notice_response(codes.NO_ACTIVE_SQL_TRANSACTION, "there is no transaction in progress",
-                                         severity="WARNING")
-            return warning + be.command_complete("COMMIT" if commit else "ROLLBACK")
-        self._local_txn = None
-        if commit:
-            self.settings.commit()
-            return be.command_complete("COMMIT")
-        undone = self.settings.rollback()
-        names = {name for name, _ in undone if name is not None}
-        if any(name is None for name, _ in undone):
-            names |= set(self.settings.params) | set(self.settings.startup)
-        return self._parameter_status(names) + be.command_complete("ROLLBACK")
-
-    def _parameter_status(self, names: set[str]) -> bytes:
-        """ParameterStatus for the reported ones among ``names``, at their current values."""
-        pool = self.pool
-        assert pool is not None and pool.server_params is not None
-        current = self.settings.effective()
-        out = bytearray()
-        for name in sorted(names):
-            reported_name = pool.reported_name(name)
-            if reported_name is None:
-                continue
-            value = current.get(name)
-            if value is None:
-                out += be.parameter_status(reported_name, pool.server_params.get(reported_name, ""))
-                continue
-            for rname, rvalue in pool.known_settings.get((name, value), {}).items():
-                out += be.parameter_status(rname, rvalue)
-        return bytes(out)
 
     # -- cancel --------------------------------------------------------------
 

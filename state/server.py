@@ -325,7 +325,12 @@ class ServerSession:
                 self._login_reported[name] = value
             elif self.scanner.forwarding and self.client is not None:
                 self.last_reported[name] = value
+                self.client.told[name] = value
                 self.scanner.sink_message(mtype, body)
+            elif self.client is not None and self.state is ServerState.ACTIVE:
+                # Moved by the proxy's own settings sync: the client hears of it
+                # only if that changes what it was last told.
+                self.client.report(name, value)
         elif mtype == be.ERROR_RESPONSE:
             self.copy_in = False
             if self._expect:

@@ -608,6 +608,11 @@ class Recorder:
     ready: list[tuple[float, int, bytes]] = field(default_factory=list)
     lost: list[tuple[float, int, bool]] = field(default_factory=list)
     login_checks: list[tuple[dict[str, str], dict[str, str] | None]] = field(default_factory=list)
+    told: dict[str, str] = field(default_factory=dict)
+    reported: list[tuple[str, str]] = field(default_factory=list)
+
+    def report(self, name: str, value: str) -> None:
+        self.reported.append((name, value))
 
     def on_checkout(self, now: float, server: ServerSession) -> None:
         self.granted.append((now, server))

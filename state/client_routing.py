@@ -1,0 +1,209 @@
+"""Client messages on their way to the server it holds, in transaction mode.
+
+Each message is read whole so that the proxy can keep its books: statements
+that change session state are remembered until the server says whether they
+ran (see client_effects.py), and named prepared statements are renamed to
+their proxy-global names, with a Parse injected where the server lacks one
+(see prepared.py). Anything not understood is forwarded as is, for PostgreSQL
+to judge.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pgdog_ev.sql import Analysis, analyze
+from pgdog_ev.sql import Kind as Sql
+from pgdog_ev.sql.analysis import OTHER_ANALYSIS
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import errors as codes
+from pgdog_ev.wire import frontend as fe
+from state.client_effects import pins
+from state.events import EventLog, Kind, Machine
+from state.reasons import Reason
+
+if TYPE_CHECKING:
+    from state.interfaces import Directory, StreamIO
+    from state.pool import Pool
+    from state.prepared import GlobalStatement
+    from state.server import ServerSession
+    from state.settings_tracker import SettingsTracker
+
+
+class MessageRouting:
+    # Provided by ClientSession.
+    id: int
+    io: StreamIO
+    log: EventLog
+    directory: Directory
+    pool: Pool | None
+    settings: SettingsTracker
+    statements: dict[str, GlobalStatement]
+    rename: bool
+    pinned: bool
+    errors: int
+    queries: int
+    _now: float
+    _unnamed: Analysis
+    _segment: list[Analysis] | None
+    _local_txn: list[str] | None
+    _skip_to_sync: bool
+    told: dict[str, str]
+
+    def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
+        msg = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+        if mtype == fe.QUERY:
+            self.queries += 1
+            analysis = self._analyze(body)
+            if analysis is OTHER_ANALYSIS:
+                server.expect_response()
+            else:
+                refusal = self._refusal(analysis)
+                if refusal is not None:
+                    server.answer(refusal)
+                    return
+                if self.rename and self._deallocate(analysis):
+                    server.answer(be.command_complete("DEALLOCATE" if analysis.statements[0].name
+                                                      else "DEALLOCATE ALL"))
+                    return
+                server.expect_response([analysis])
+            server.io.send(msg)
+        elif mtype == fe.SYNC:
+            effects = self._segment
+            self._segment = None
+            server.expect_response(effects)
+            server.unsynced = False
+            server.io.send(msg)
+        elif mtype == fe.BIND:
+            server.unsynced = True
+            if self.rename:
+                msg = self._bind(server, msg, body)
+            else:
+                self._effect(self._unnamed if not fe.statement_name_of_bind(body) else OTHER_ANALYSIS)
+            server.io.send(msg)
+        elif mtype == fe.EXECUTE:
+            server.unsynced = True
+            server.io.send(msg)
+        elif mtype == fe.PARSE:
+            server.unsynced = True
+            self._parse(server, msg, body)
+        elif mtype == fe.DESCRIBE:
+            server.unsynced = True
+            if self.rename:
+                describe = fe.parse_describe(body)
+                stmt = self.statements.get(describe.name) if describe.kind == "S" and describe.name else None
+                if stmt is not None:
+                    server.ensure_prepared(stmt)
+                    msg = fe.describe("S", stmt.name)
+            server.io.send(msg)
+        elif mtype == fe.CLOSE:
+            server.unsynced = True
+            if self.rename:
+                close = fe.parse_close(body)
+                if close.kind == "S" and close.name:
+                    # Only this client's name goes: others may share the statement.
+                    self._drop_statement(close.name)
+                    server.forward_completion(msg, close_noop=True)
+                else:
+                    server.forward_completion(msg)
+            else:
+                server.io.send(msg)
+        elif mtype == fe.FUNCTION_CALL:
+            self.queries += 1
+            server.expect_response()
+            server.io.send(msg)
+        else:
+            # Flush, CopyDone, CopyFail, and anything PostgreSQL itself should judge.
+            server.io.send(msg)
+
+    def _analyze(self, body: memoryview) -> Analysis:
+        """The statements of a Query body (decoded leniently: this only informs tracking)."""
+        sql = bytes(body[:-1]).decode("utf-8", "surrogateescape")
+        return analyze(sql)
+
+    def _effect(self, analysis: Analysis) -> None:
+        if analysis is not OTHER_ANALYSIS:
+            if self._segment is None:
+                self._segment = [analysis]
+            else:
+                self._segment.append(analysis)
+
+    def _parse(self, server: ServerSession, msg: bytes, body: memoryview) -> None:
+        parse = fe.parse_parse(body)
+        if not parse.name or not self.rename:
+            if not parse.name:
+                self._unnamed = analyze(parse.sql)
+            if self.rename:
+                server.forward_completion(msg)
+            else:
+                server.io.send(msg)
+            return
+        existing = self.statements.get(parse.name)
+        if existing is not None:
+            # PostgreSQL refuses a name in use: parsing the global name where it
+            # exists makes the server say so, in its place in the pipeline.
+            server.ensure_prepared(existing)
+            server.forward_completion(existing.parse)
+            return
+        server.forward_parse(self._register(parse))
+
+    def _register(self, parse: fe.Parse) -> GlobalStatement:
+        stmt = self.directory.statements.acquire(parse.sql, parse.param_types)
+        self.statements[parse.name] = stmt
+        return stmt
+
+    def _bind(self, server: ServerSession, msg: bytes, body: memoryview) -> bytes:
+        name = fe.statement_name_of_bind(body)
+        if not name:
+            self._effect(self._unnamed)
+            return msg
+        stmt = self.statements.get(name)
+        if stmt is None:
+            return msg  # the server reports the unknown name
+        self._effect(stmt.analysis)
+        server.ensure_prepared(stmt)
+        raw = bytes(body)
+        portal_end = raw.index(0) + 1
+        rest = raw[raw.index(0, portal_end) + 1 :]
+        new = raw[:portal_end] + stmt.name.encode() + b"\0" + rest
+        return b"B" + (len(new) + 4).to_bytes(4, "big") + new
+
+    def _drop_statement(self, name: str) -> None:
+        stmt = self.statements.pop(name, None)
+        if stmt is not None:
+            self.directory.statements.release(stmt)
+
+    def _drop_all_statements(self) -> None:
+        for stmt in self.statements.values():
+            self.directory.statements.release(stmt)
+        self.statements.clear()
+
+    def _deallocate(self, analysis: Analysis) -> bool:
+        """A lone DEALLOCATE drops this client's names only: the proxy answers it."""
+        statements = analysis.statements
+        if len(statements) != 1 or statements[0].kind is not Sql.DEALLOCATE:
+            return False
+        name = statements[0].name
+        if name is None:
+            self._drop_all_statements()
+        elif name in self.statements:
+            self._drop_statement(name)
+        else:
+            return False  # a SQL-level statement of its own: the server decides
+        return True
+
+    def _refusal(self, analysis: Analysis) -> bytes | None:
+        """With session_state = "refuse", session state the proxy cannot carry is an error."""
+        pool = self.pool
+        if pool is None or pool.settings.session_state != "refuse":
+            return None
+        for st in analysis.statements:
+            if pins(st):
+                self.errors += 1
+                self.log.emit(self._now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.REFUSED, st.kind)
+                return be.error_response(
+                    codes.FEATURE_NOT_SUPPORTED,
+                    f"{st.kind.name} is not supported in transaction mode",
+                    hint='Use pooler_mode = "session", or session_state = "pin" to keep this client on one server.',
+                )
+        return None
