@@ -10,6 +10,7 @@ needs a server.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pgdog_ev.sql import Analysis
@@ -50,6 +51,8 @@ class LocalAnswers:
     _local_txn: list[str] | None
     _skip_to_sync: bool
     told: dict[str, str]
+    _register: Callable[[fe.Parse], GlobalStatement]
+    _drop_statement: Callable[[str], None]
 
     def _answer_locally(self, now: float, mtype: int, body: memoryview) -> bool:
         """Transaction mode, no server: answer what needs none. False = needs a server."""
@@ -85,7 +88,15 @@ class LocalAnswers:
                 return True
             # Prepared lazily, on the server the first Bind or Describe lands on:
             # a client preparing outside a transaction holds no server for it.
-            self._register(parse)
+            stmt = self._register(parse)
+            if stmt.error is not None:
+                self._drop_statement(parse.name)
+                self.errors += 1
+                message, position = stmt.error
+                fields = {"P": str(position)} if position else None
+                self.io.send(be.error_response(codes.SYNTAX_ERROR, message, fields=fields))
+                self._skip_to_sync = True
+                return True
             self.io.send(be.parse_complete())
             return True
         if mtype == fe.CLOSE and self.rename:

@@ -17,6 +17,10 @@ so a server can never mistake one statement for another.
 
 from __future__ import annotations
 
+import json
+
+import pglast.parser
+
 from pgdog_ev.sql import Analysis, analyze
 from pgdog_ev.wire import frontend as fe
 
@@ -27,8 +31,26 @@ PREFIX = "__pgdog_ev_"
 NOOP_CLOSE = fe.close("S", PREFIX + "noop")
 
 
+def syntax_error(sql: str) -> tuple[str, int] | None:
+    """(message, 1-based position) if PostgreSQL's parser would reject ``sql`` at Parse.
+
+    The proxy answers a client's Parse itself, so it reports what the server's parser
+    would (the same parser, libpg_query); errors found later in analysis (an unknown table)
+    still come from the server, at the statement's first Bind or Describe."""
+    try:
+        tree = json.loads(pglast.parser.parse_sql_json(sql))
+    except pglast.parser.ParseError as exc:
+        message, location = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        return str(message), int(location) + 1
+    except (RecursionError, ValueError):
+        return None  # let the server judge
+    if len(tree.get("stmts", ())) > 1:
+        return "cannot insert multiple commands into a prepared statement", 0
+    return None
+
+
 class GlobalStatement:
-    __slots__ = ("analysis", "key", "name", "parse", "refs", "sql", "types")
+    __slots__ = ("analysis", "error", "key", "name", "parse", "refs", "sql", "types")
 
     def __init__(self, name: str, sql: str, types: tuple[int, ...]) -> None:
         self.name = name
@@ -38,6 +60,7 @@ class GlobalStatement:
         # The Parse to inject on a server that lacks the statement.
         self.parse = fe.parse(name, sql, types)
         self.analysis: Analysis = analyze(sql)
+        self.error = syntax_error(sql)
         self.refs = 0
 
 
