@@ -10,20 +10,16 @@ not tell) pinned to its server for the rest of the session.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pgdog_ev.sql import Analysis, Statement
 from pgdog_ev.sql import Kind as Sql
-from state.events import EventLog, Kind, Machine
+from state.client_fields import ClientFields
+from state.events import Kind, Machine
 from state.reasons import Reason
 
 if TYPE_CHECKING:
-    from state.interfaces import Directory, StreamIO
-    from state.pool import Pool
-    from state.prepared import GlobalStatement
     from state.server import ServerSession
-    from state.settings_tracker import SettingsTracker
 
 KNOWN_SETTINGS_LIMIT = 10_000
 # Statements whose lasting effect is a tracked session setting.
@@ -65,26 +61,7 @@ def characteristics(st: Statement) -> list[tuple[str, str]]:
 
 
 
-class SessionEffects:
-    _parameter_status: Callable[[set[str]], bytes]
-    # Provided by ClientSession.
-    id: int
-    io: StreamIO
-    log: EventLog
-    directory: Directory
-    pool: Pool | None
-    settings: SettingsTracker
-    statements: dict[str, GlobalStatement]
-    rename: bool
-    pinned: bool
-    errors: int
-    queries: int
-    _now: float
-    _unnamed: Analysis
-    _segment: list[Analysis] | None
-    _local_txn: list[str] | None
-    _skip_to_sync: bool
-    told: dict[str, str]
+class SessionEffects(ClientFields):
 
     def on_request_done(
         self, now: float, server: ServerSession, analyses: list[Analysis], before: bytes, status: bytes,

@@ -10,7 +10,6 @@ needs a server.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pgdog_ev.sql import Analysis
@@ -19,40 +18,18 @@ from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
-from state.events import EventLog, Kind, Machine
+from state.client_fields import ClientFields
+from state.events import Kind, Machine
 from state.reasons import Reason
 
 if TYPE_CHECKING:
-    from state.interfaces import Directory, StreamIO
-    from state.pool import Pool
-    from state.prepared import GlobalStatement
-    from state.settings_tracker import SettingsTracker
+    pass
 
 # Statements the proxy may answer itself when the values are known good.
 LOCAL_SETTING_KINDS = frozenset({Sql.SET, Sql.SET_LOCAL, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL})
 
 
-class LocalAnswers:
-    # Provided by ClientSession.
-    id: int
-    io: StreamIO
-    log: EventLog
-    directory: Directory
-    pool: Pool | None
-    settings: SettingsTracker
-    statements: dict[str, GlobalStatement]
-    rename: bool
-    pinned: bool
-    errors: int
-    queries: int
-    _now: float
-    _unnamed: Analysis
-    _segment: list[Analysis] | None
-    _local_txn: list[str] | None
-    _skip_to_sync: bool
-    told: dict[str, str]
-    _register: Callable[[fe.Parse], GlobalStatement]
-    _drop_statement: Callable[[str], None]
+class LocalAnswers(ClientFields):
 
     def _answer_locally(self, now: float, mtype: int, body: memoryview) -> bool:
         """Transaction mode, no server: answer what needs none. False = needs a server."""
@@ -70,6 +47,8 @@ class LocalAnswers:
             self.queries += 1
             self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.LOCAL_ANSWER)
             self.io.send(out + be.ready_for_query(self._local_status()))
+            if self._local_txn is not None:
+                self._arm_idle_timer(now)  # client_idle_in_transaction_timeout applies
             return True
         if mtype == fe.SYNC:
             self.io.send(be.ready_for_query(self._local_status()))

@@ -19,36 +19,16 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
 from state.client_effects import pins
-from state.events import EventLog, Kind, Machine
+from state.client_fields import ClientFields
+from state.events import Kind, Machine
 from state.reasons import Reason
 
 if TYPE_CHECKING:
-    from state.interfaces import Directory, StreamIO
-    from state.pool import Pool
     from state.prepared import GlobalStatement
     from state.server import ServerSession
-    from state.settings_tracker import SettingsTracker
 
 
-class MessageRouting:
-    # Provided by ClientSession.
-    id: int
-    io: StreamIO
-    log: EventLog
-    directory: Directory
-    pool: Pool | None
-    settings: SettingsTracker
-    statements: dict[str, GlobalStatement]
-    rename: bool
-    pinned: bool
-    errors: int
-    queries: int
-    _now: float
-    _unnamed: Analysis
-    _segment: list[Analysis] | None
-    _local_txn: list[str] | None
-    _skip_to_sync: bool
-    told: dict[str, str]
+class MessageRouting(ClientFields):
 
     def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
         msg = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body

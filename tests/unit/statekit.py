@@ -21,7 +21,8 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.framing import Framer
 from pgdog_ev.wire.startup import StartupMessage, build_startup, parse_startup, startup_length
-from state.client import ClientSession, Login
+from state.client import TRANSITIONS as CLIENT_TRANSITIONS
+from state.client import ClientSession, ClientState, Login
 from state.events import EventLog, Kind, Machine, Record
 from state.pool import Pool, PoolKey
 from state.prepared import PreparedRegistry
@@ -367,7 +368,7 @@ class World:
         return self.directory.add(login)
 
     def new_client(
-        self, *, login_timeout_ms: int | None = None, idle_timeout_ms: int | None = None
+        self, *, login_timeout_ms: int | None = None, idle_timeout_ms: int | None = None, **kw: Any
     ) -> ClientSession:
         cid = self._next_client
         self._next_client += 1
@@ -382,6 +383,7 @@ class World:
             login_timeout_ms=login_timeout_ms,
             idle_timeout_ms=idle_timeout_ms,
             max_message_size=1 << 20,
+            **kw,
         )
 
     # event log
@@ -680,10 +682,15 @@ class ProxyRig:
         reported: dict[str, str] | None = None,
         login_timeout_ms: int | None = None,
         idle_timeout_ms: int | None = None,
+        idle_in_transaction_timeout_ms: int | None = None,
         **params: str,
     ) -> tuple[ClientSession, FrontendDriver, list[tuple[str, bytes]]]:
         """Start a client and log it in; returns the messages it received after authenticating."""
-        client = self.world.new_client(login_timeout_ms=login_timeout_ms, idle_timeout_ms=idle_timeout_ms)
+        client = self.world.new_client(
+            login_timeout_ms=login_timeout_ms,
+            idle_timeout_ms=idle_timeout_ms,
+            idle_in_transaction_timeout_ms=idle_in_transaction_timeout_ms,
+        )
         driver = FrontendDriver(self.world, client)
         driver.startup(user, database, **params)
         msgs = driver.authenticate(method, password, user=user)
@@ -692,3 +699,30 @@ class ProxyRig:
             self.answer_login_checks(reported)
             msgs += driver.take()
         return client, driver, msgs
+
+
+def rig(mode: str = "transaction", auth: str = "trust", **settings: Any) -> ProxyRig:
+    """One pool in ``mode`` with the app/app login."""
+    r = ProxyRig(pooler_mode=mode, **settings)
+    r.world.add_login(r.pool, auth_type=auth)
+    return r
+
+
+def only_server(r: ProxyRig) -> ServerSession:
+    (server,) = r.world.pool_io.opened
+    return server
+
+
+def ready_client(
+    r: ProxyRig, *, idle_in_transaction_timeout_ms: int | None = None, **params: str
+) -> tuple[ClientSession, FrontendDriver]:
+    """A logged-in, idle client with its login messages already taken."""
+    client, driver, msgs = r.connect(idle_in_transaction_timeout_ms=idle_in_transaction_timeout_ms, **params)
+    assert client.state.name == "IDLE", msgs
+    driver.take()
+    return client, driver
+
+
+def client_transitions(world: World) -> None:
+    """Every client transition in the log is one the client's table allows."""
+    check_transitions(world, Machine.CLIENT, CLIENT_TRANSITIONS, ClientState.STARTUP)

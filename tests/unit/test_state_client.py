@@ -8,23 +8,26 @@ from pgdog_ev.auth.md5 import md5_stored
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.startup import build_cancel_request, build_ssl_request, build_startup
-from state.client import TRANSITIONS, ClientSession, ClientState
+from state.client import ClientState
 from state.events import Machine
 from state.reasons import Reason
-from state.server import ServerSession, ServerState
+from state.server import ServerState
 from tests.unit.statekit import (
     DEFAULT_SERVER_PARAMS,
     FakeBackend,
     FrontendDriver,
     ProxyRig,
-    World,
     check_transitions,
+    client_transitions,
     error_fields,
     feed,
+    only_server,
     parameter_statuses,
     parse_key_data,
     queries,
+    ready_client,
     ready_statuses,
+    rig,
     types,
 )
 
@@ -33,25 +36,12 @@ S = ServerState
 AUTH = ("trust", "cleartext", "md5", "scram")
 
 
-def rig(mode: str = "transaction", auth: str = "trust", **settings) -> ProxyRig:
-    r = ProxyRig(pooler_mode=mode, **settings)
-    r.world.add_login(r.pool, auth_type=auth)
-    return r
 
 
-def client_transitions(world: World) -> None:
-    check_transitions(world, Machine.CLIENT, TRANSITIONS, C.STARTUP)
 
 
-def only_server(r: ProxyRig) -> ServerSession:
-    (server,) = r.world.pool_io.opened
-    return server
 
 
-def ready_client(r: ProxyRig, **params: str) -> tuple[ClientSession, FrontendDriver]:
-    client, driver, msgs = r.connect(**params)
-    assert client.state is C.IDLE, msgs
-    return client, driver
 
 
 # -- startup and authentication --------------------------------------------------------------
