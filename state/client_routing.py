@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from state.server import ServerSession
 
 
+MEMO_LIMIT = 4096
+
+
 class MessageRouting(ClientFields):
+    _memo_text = b"\xff"  # never a Query text (those end before a NUL and are UTF-8)
+    _memo: Analysis = OTHER_ANALYSIS
+
 
     def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
         msg = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
@@ -97,9 +103,18 @@ class MessageRouting(ClientFields):
             server.io.send(msg)
 
     def _analyze(self, body: memoryview) -> Analysis:
-        """The statements of a Query body (decoded leniently: this only informs tracking)."""
-        sql = bytes(body[:-1]).decode("utf-8", "surrogateescape")
-        return analyze(sql)
+        """The statements of a Query body (decoded leniently: this only informs tracking).
+
+        The last short text is remembered: a query that waited for a server is looked at
+        twice (can the proxy answer it? then, on the server), and clients repeat texts."""
+        raw = bytes(body[:-1])
+        if raw == self._memo_text:
+            return self._memo
+        analysis = analyze(raw.decode("utf-8", "surrogateescape"))
+        if len(raw) <= MEMO_LIMIT:
+            self._memo_text = raw
+            self._memo = analysis
+        return analysis
 
     def _effect(self, analysis: Analysis) -> None:
         if analysis is not OTHER_ANALYSIS:
