@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import select
 import socket
-import struct
-import subprocess
-import sys
 import time
 import uuid
 
 import psycopg
 import pytest
 
-from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
-from tests.harness.proxy import REPO_ROOT, _child_env
+from tests.conftest import APP_DB, APP_USER
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
+from tests.harness.events import events_text
+from tests.harness.rawclient import READY_IDLE, message, query, recv_until, reset_close, trust_login
 
 ROLLBACK_MS = 1500
 
@@ -31,71 +31,35 @@ def proxy(pg, module_proxy_factory):
             "checkout_timeout": 15000,
             "rollback_timeout": ROLLBACK_MS,
         },
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-
-
-def _msg(t: bytes, body: bytes) -> bytes:
-    return t + struct.pack(">I", len(body) + 4) + body
-
-
-def _q(sql: str) -> bytes:
-    return _msg(b"Q", sql.encode() + b"\0")
-
-
-def _recv_until(s: socket.socket, marker: bytes) -> bytes:
-    buf = b""
-    while marker not in buf:
-        chunk = s.recv(65536)
-        assert chunk, f"closed early: {buf!r}"
-        buf += chunk
-    return buf
 
 
 def _login(proxy) -> socket.socket:
-    s = socket.create_connection((proxy.host, proxy.port), timeout=10)
-    body = struct.pack(">I", 196608) + f"user\0{APP_USER}\0database\0{APP_DB}\0\0".encode()
-    s.sendall(struct.pack(">I", len(body) + 4) + body)
-    _recv_until(s, b"Z\x00\x00\x00\x05I")
-    return s
-
-
-def _reset_close(s: socket.socket) -> None:
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+    return trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
 
 
 def _events(proxy) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "pgdog_ev", "events", proxy.event_log_path, "--kind", "enqueue"],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT, env=_child_env(None), stdin=subprocess.DEVNULL,
-    )
-    return res.stdout if res.returncode == 0 else ""
-
-
-def _connect(proxy) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), autocommit=True, connect_timeout=10, prepare_threshold=None
-    )
+    return events_text(proxy, "--kind", "enqueue")
 
 
 def _table(proxy) -> str:
     name = f"abandon_{uuid.uuid4().hex[:8]}"
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         c.execute(f"CREATE TABLE {name} (id int)")
     return name
 
 
 def test_answered_request_then_leave_is_harmless(proxy):
     """Control: the client waits for its answer before leaving; nothing to cancel."""
-    victim = _connect(proxy)
+    victim = connect(proxy)
     try:
         for _ in range(3):
             s = _login(proxy)
-            s.sendall(_q("SELECT 1"))
-            _recv_until(s, b"Z\x00\x00\x00\x05I")
-            _reset_close(s)
+            s.sendall(query("SELECT 1"))
+            recv_until(s, READY_IDLE)
+            reset_close(s)
             assert victim.execute("SELECT pg_sleep(0.2), 1").fetchone() == ("", 1)
     finally:
         victim.close()
@@ -119,7 +83,7 @@ def _results(conn: psycopg.Connection, timeout: float = 10) -> list:
 
 
 def test_unanswered_query_then_leave_does_not_cancel_next_client(proxy, poll):
-    victim = _connect(proxy)
+    victim = connect(proxy)
     cid = victim.info.backend_pid  # the proxy's client id
     try:
         # Whether the late cancel lands while the victim's query runs is a race the test cannot
@@ -127,15 +91,15 @@ def test_unanswered_query_then_leave_does_not_cancel_next_client(proxy, poll):
         # (the test stops at the first hit).
         for i in range(12):
             leaver = _login(proxy)
-            leaver.sendall(_q("BEGIN; SELECT 1"))
-            _recv_until(leaver, b"Z\x00\x00\x00\x05T")  # the only server is pinned to the leaver
+            leaver.sendall(query("BEGIN; SELECT 1"))
+            recv_until(leaver, b"Z\x00\x00\x00\x05T")  # the only server is pinned to the leaver
             victim.pgconn.send_query(b"SELECT pg_sleep(0.2), 2")
             while victim.pgconn.flush():
                 pass
             poll(lambda i=i: _events(proxy).count(f"ENQUEUE client={cid} ") > i, what="victim queued")
             # A quick COMMIT (and a Sync: two answers owed), and the leaver is gone before they arrive.
-            leaver.sendall(_q("COMMIT") + _msg(b"S", b""))
-            _reset_close(leaver)
+            leaver.sendall(query("COMMIT") + message(b"S", b""))
+            reset_close(leaver)
             results = _results(victim)
             errors = [r.error_message for r in results if r.status == psycopg.pq.ExecStatus.FATAL_ERROR]
             assert not errors, errors
@@ -146,20 +110,20 @@ def test_unanswered_query_then_leave_does_not_cancel_next_client(proxy, poll):
 
 def test_copy_abandoned_after_copy_response(proxy, poll):
     table = _table(proxy)
-    victim = _connect(proxy)
+    victim = connect(proxy)
     cid = victim.info.backend_pid
     try:
         (pid,) = victim.execute("SELECT pg_backend_pid()").fetchone()
         for i in range(10):  # a race, as above
             leaver = _login(proxy)
-            leaver.sendall(_q(f"COPY {table} FROM STDIN"))
-            _recv_until(leaver, b"G")  # CopyInResponse: the server is in COPY for the leaver
+            leaver.sendall(query(f"COPY {table} FROM STDIN"))
+            recv_until(leaver, b"G")  # CopyInResponse: the server is in COPY for the leaver
             victim.pgconn.send_query(f"SELECT pg_backend_pid(), count(*), pg_sleep(0.2) FROM {table}".encode())
             while victim.pgconn.flush():
                 pass
             poll(lambda i=i: _events(proxy).count(f"ENQUEUE client={cid} ") > i, what="victim queued")
-            leaver.sendall(_msg(b"d", b"1\n2\n"))
-            _reset_close(leaver)  # gone mid-COPY
+            leaver.sendall(message(b"d", b"1\n2\n"))
+            reset_close(leaver)  # gone mid-COPY
             results = _results(victim)
             errors = [r.error_message for r in results if r.status == psycopg.pq.ExecStatus.FATAL_ERROR]
             assert not errors, errors
@@ -171,16 +135,16 @@ def test_copy_abandoned_after_copy_response(proxy, poll):
 
 def test_copy_abandoned_before_copy_response(proxy):
     table = _table(proxy)
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         (pid,) = c.execute("SELECT pg_backend_pid()").fetchone()
     for _ in range(2):
         s = _login(proxy)
         # The proxy's cancel (sent when the client leaves) lands during the sleep, so the COPY
         # starts only after the client is gone and nothing can end it but a CopyFail.
-        s.sendall(_q("SELECT pg_sleep(0.3)") + _q(f"COPY {table} FROM STDIN") + _msg(b"d", b"1\n"))
-        _reset_close(s)
+        s.sendall(query("SELECT pg_sleep(0.3)") + query(f"COPY {table} FROM STDIN") + message(b"d", b"1\n"))
+        reset_close(s)
         t0 = time.monotonic()
-        with _connect(proxy) as c:
+        with connect(proxy) as c:
             got = c.execute(f"SELECT pg_backend_pid(), count(*) FROM {table}").fetchone()
         waited = time.monotonic() - t0
         assert got[1] == 0

@@ -10,6 +10,8 @@ import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
 
 CHECKOUT_MS = 500
 
@@ -18,14 +20,8 @@ CHECKOUT_MS = 500
 def proxy(pg, module_proxy_factory):
     return module_proxy_factory(
         general={"default_pool_size": 1, "pooler_mode": "transaction", "checkout_timeout": CHECKOUT_MS},
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
-    )
-
-
-def _connect(proxy, autocommit: bool = True) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, autocommit=autocommit, prepare_threshold=None
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
 
 
@@ -41,10 +37,10 @@ def _expect_checkout_timeout(conn: psycopg.Connection, sql: str = "SELECT 1") ->
 
 def test_checkout_timeout_error_then_usable(proxy):
     table = f"cko_{uuid.uuid4().hex[:8]}"
-    with _connect(proxy) as setup:  # also teaches the pool this kind of login: no server needed later
+    with connect(proxy) as setup:  # also teaches the pool this kind of login: no server needed later
         setup.execute(f"CREATE TABLE {table} (id int)")
-    a = _connect(proxy, autocommit=False)
-    b = _connect(proxy)
+    a = connect(proxy, autocommit=False)
+    b = connect(proxy)
     try:
         a.execute(f"INSERT INTO {table} VALUES (1)")  # holds the only server
         _expect_checkout_timeout(b)
@@ -69,8 +65,8 @@ def test_checkout_timeout_error_then_usable(proxy):
 
 def test_checkout_timeout_in_explicit_transaction(proxy):
     """The waiting client was itself starting a transaction: it gets the error and can retry."""
-    a = _connect(proxy, autocommit=False)
-    b = _connect(proxy, autocommit=False)
+    a = connect(proxy, autocommit=False)
+    b = connect(proxy, autocommit=False)
     try:
         a.execute("SELECT 1")  # BEGIN + SELECT: server held
         _expect_checkout_timeout(b)
@@ -86,7 +82,7 @@ def test_checkout_timeout_in_explicit_transaction(proxy):
 def test_login_while_pool_busy_with_new_parameters(proxy):
     """A login whose settings the pool has not seen needs a server to check them: with none free,
     it fails with the checkout timeout instead of hanging; once free, the same login works."""
-    a = _connect(proxy, autocommit=False)
+    a = connect(proxy, autocommit=False)
     try:
         a.execute("SELECT 1")
         tz = "Pacific/Auckland"

@@ -8,16 +8,16 @@ import re
 import select
 import socket
 import struct
-import subprocess
-import sys
 import time
 import uuid
 
 import psycopg
 import pytest
 
-from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
-from tests.harness.proxy import REPO_ROOT, _child_env
+from tests.conftest import APP_DB
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
+from tests.harness.events import events_text
 
 IDLE = psycopg.pq.TransactionStatus.IDLE
 
@@ -26,14 +26,8 @@ IDLE = psycopg.pq.TransactionStatus.IDLE
 def proxy(pg, module_proxy_factory):
     return module_proxy_factory(
         general={"default_pool_size": 1, "pooler_mode": "transaction", "checkout_timeout": 15000},
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
-    )
-
-
-def _connect(proxy, autocommit: bool = True) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, autocommit=autocommit, prepare_threshold=None
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
 
 
@@ -58,7 +52,7 @@ def _vanish(conn: psycopg.Connection, how: str) -> None:
 
 def _table(proxy, prefix: str) -> str:
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         c.execute(f"CREATE TABLE {name} (id int)")
     return name
 
@@ -66,13 +60,13 @@ def _table(proxy, prefix: str) -> str:
 @pytest.mark.parametrize("how", ["fin", "rst"])
 def test_abandoned_transaction_rolled_back(pg, proxy, how):
     table = _table(proxy, f"aband_{how}")
-    a = _connect(proxy, autocommit=False)
+    a = connect(proxy, autocommit=False)
     try:
         a.execute(f"INSERT INTO {table} VALUES (1)")
         (pid,) = a.execute("SELECT pg_backend_pid()").fetchone()
         assert a.info.transaction_status == psycopg.pq.TransactionStatus.INTRANS
         _vanish(a, how)
-        with _connect(proxy) as b:
+        with connect(proxy) as b:
             t0 = time.monotonic()
             assert b.execute("SELECT pg_backend_pid()").fetchone() == (pid,)
             assert time.monotonic() - t0 < 5
@@ -92,7 +86,7 @@ def test_abandoned_transaction_rolled_back(pg, proxy, how):
 def test_client_killed_mid_query_server_cancelled_and_reused(pg, proxy, poll, in_transaction):
     table = _table(proxy, "midq")
     mark = f"midq_{uuid.uuid4().hex[:8]}"
-    a = _connect(proxy, autocommit=not in_transaction)
+    a = connect(proxy, autocommit=not in_transaction)
     try:
         if in_transaction:
             a.execute(f"INSERT INTO {table} VALUES (1)")
@@ -103,7 +97,7 @@ def test_client_killed_mid_query_server_cancelled_and_reused(pg, proxy, poll, in
         poll(lambda: pg.psql(running) == "1", what="pg_sleep running on the server")
         _vanish(a, "rst")
         t0 = time.monotonic()
-        with _connect(proxy) as b:
+        with connect(proxy) as b:
             assert b.execute("SELECT pg_backend_pid()").fetchone() == (pid,)
             waited = time.monotonic() - t0
             assert waited < 4, f"server handed on after {waited:.1f}s"
@@ -116,28 +110,20 @@ def test_client_killed_mid_query_server_cancelled_and_reused(pg, proxy, poll, in
 
 def test_terminate_in_transaction_rolls_back(pg, proxy):
     table = _table(proxy, "term")
-    a = _connect(proxy, autocommit=False)
+    a = connect(proxy, autocommit=False)
     a.execute(f"INSERT INTO {table} VALUES (1)")
     (pid,) = a.execute("SELECT pg_backend_pid()").fetchone()
     a.close()  # a polite Terminate, transaction still open
-    with _connect(proxy) as b:
+    with connect(proxy) as b:
         assert b.execute("SELECT pg_backend_pid()").fetchone() == (pid,)
         assert b.info.transaction_status == IDLE
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
 
 
-def _events(proxy, *args: str) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "pgdog_ev", "events", proxy.event_log_path, *args],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT, env=_child_env(None), stdin=subprocess.DEVNULL,
-    )
-    return res.stdout if res.returncode == 0 else ""
-
-
 def test_client_leaving_while_queued_is_dequeued(proxy, poll):
     table = _table(proxy, "queued")
-    holder = _connect(proxy, autocommit=False)
-    waiter = _connect(proxy)
+    holder = connect(proxy, autocommit=False)
+    waiter = connect(proxy)
     cid = waiter.info.backend_pid  # the proxy's BackendKeyData pid is its client id
     try:
         holder.execute(f"INSERT INTO {table} VALUES (1)")  # the only server is taken
@@ -145,14 +131,14 @@ def test_client_leaving_while_queued_is_dequeued(proxy, poll):
         waiter.pgconn.send_query(f"INSERT INTO {table} VALUES (2)".encode())
         while waiter.pgconn.flush():
             pass
-        poll(lambda: re.search(rf"ENQUEUE client={cid}\b", _events(proxy, "--kind", "enqueue")),
+        poll(lambda: re.search(rf"ENQUEUE client={cid}\b", events_text(proxy, "--kind", "enqueue")),
              what="waiter queued")
         _vanish(waiter, "rst")  # leaves while queued for the server
-        poll(lambda: re.search(rf"DEQUEUE client={cid}\b", _events(proxy, "--kind", "dequeue")),
+        poll(lambda: re.search(rf"DEQUEUE client={cid}\b", events_text(proxy, "--kind", "dequeue")),
              timeout=3, what="waiter dequeued")
         holder.commit()
         t0 = time.monotonic()
-        with _connect(proxy) as c:
+        with connect(proxy) as c:
             # The waiter's query was never run: it left before a server was free.
             assert c.execute(f"SELECT pg_backend_pid(), array_agg(id) FROM {table}").fetchone() == (pid, [1])
         assert time.monotonic() - t0 < 3
@@ -163,7 +149,7 @@ def test_client_leaving_while_queued_is_dequeued(proxy, poll):
 
 def test_cancel_request_through_proxy(pg, proxy, poll):
     mark = f"cancel_{uuid.uuid4().hex[:8]}"
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         (pid,) = c.execute("SELECT pg_backend_pid()").fetchone()
         c.pgconn.send_query(f"SELECT pg_sleep(30) /* {mark} */".encode())
         while c.pgconn.flush():
@@ -190,7 +176,7 @@ def test_cancel_request_through_proxy(pg, proxy, poll):
         # The connection and its server are fine afterwards.
         assert c.execute("SELECT pg_backend_pid()").fetchone() == (pid,)
     # A cancel with a wrong key does nothing (and does not disturb the proxy).
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         s = socket.create_connection((proxy.host, proxy.port), timeout=5)
         s.sendall(struct.pack(">IIII", 16, 80877102, c.info.backend_pid, 12345))
         s.settimeout(5)
@@ -200,7 +186,7 @@ def test_cancel_request_through_proxy(pg, proxy, poll):
 
 
 def test_server_killed_while_idle_in_pool_is_replaced(pg, proxy, poll):
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         (pid,) = c.execute("SELECT pg_backend_pid()").fetchone()
         assert pg.psql(f"SELECT pg_terminate_backend({pid})") == "t"
         poll(lambda: pg.psql(f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}") == "0",
@@ -212,7 +198,7 @@ def test_server_killed_while_idle_in_pool_is_replaced(pg, proxy, poll):
 
 def test_server_killed_mid_transaction_errors_the_client(pg, proxy):
     table = _table(proxy, "killed")
-    a = _connect(proxy, autocommit=False)
+    a = connect(proxy, autocommit=False)
     try:
         a.execute(f"INSERT INTO {table} VALUES (1)")
         (pid,) = a.execute("SELECT pg_backend_pid()").fetchone()
@@ -221,7 +207,7 @@ def test_server_killed_mid_transaction_errors_the_client(pg, proxy):
             a.execute("SELECT 1")
     finally:
         a.close()
-    with _connect(proxy) as b:
+    with connect(proxy) as b:
         (new,) = b.execute("SELECT pg_backend_pid()").fetchone()
         assert new != pid
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)

@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.config import app_database, app_user
 from tests.harness.ports import free_port, wait_for_port
 from tests.harness.proxy import REPO_ROOT, _child_env, dump_toml
 
@@ -26,9 +27,9 @@ def _cli(*args: str, cwd: str | None = None, timeout: float = 30) -> subprocess.
 def _valid(pg) -> tuple[dict, dict]:
     config = {
         "general": {"host": "127.0.0.1", "port": free_port(), "default_pool_size": 2},
-        "databases": [{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
+        "databases": [app_database(pg)],
     }
-    users = {"users": [{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}]}
+    users = {"users": [app_user()]}
     return config, users
 
 

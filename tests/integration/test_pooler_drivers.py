@@ -19,9 +19,9 @@ import psycopg2
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.config import SESS_PASSWORD, SESS_USER, app_database, app_user, session_user
 from tests.harness.pgserver import find_bindir
 
-SESS_USER, SESS_PASSWORD = "app_sess", "sess_pw"
 POOL_SIZE = 2
 
 
@@ -33,18 +33,8 @@ def _name(prefix: str) -> str:
 def proxy(pg, module_proxy_factory):
     return module_proxy_factory(
         general={"default_pool_size": POOL_SIZE, "pooler_mode": "transaction", "checkout_timeout": 10000},
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[
-            {"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD},
-            {
-                "name": SESS_USER,
-                "database": APP_DB,
-                "password": SESS_PASSWORD,
-                "server_user": APP_USER,
-                "server_password": APP_PASSWORD,
-                "pooler_mode": "session",
-            },
-        ],
+        databases=[app_database(pg)],
+        users=[app_user(), session_user()],
     )
 
 

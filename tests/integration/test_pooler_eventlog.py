@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import psycopg
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
-from tests.harness.proxy import REPO_ROOT, _child_env
-
-
-def _events(path: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pgdog_ev", "events", path, *args],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT, env=_child_env(None), stdin=subprocess.DEVNULL,
-    )
+from tests.harness.config import app_database, app_user
+from tests.harness.events import run_events
 
 
 def test_events_after_traffic(pg, proxy_factory, poll):
     proxy = proxy_factory(
         general={"default_pool_size": 1, "checkout_timeout": 5000},
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
     dsn = proxy.dsn(APP_USER, APP_PASSWORD, APP_DB)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as a, psycopg.connect(
@@ -34,10 +26,10 @@ def test_events_after_traffic(pg, proxy_factory, poll):
             assert a.execute("SELECT %s::int", (i,)).fetchone() == (i,)
             assert b.execute("SELECT %s::int", (i,)).fetchone() == (i,)
     # A live log can be decoded (it is flushed periodically).
-    poll(lambda: "TRANSITION" in _events(proxy.event_log_path).stdout, what="transitions in the live log")
+    poll(lambda: "TRANSITION" in run_events(proxy.event_log_path).stdout, what="transitions in the live log")
     assert proxy.stop() == 0  # the pool closes at shutdown: a pool transition too
 
-    res = _events(proxy.event_log_path)
+    res = run_events(proxy.event_log_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
     line = r"^\S+Z \+\d+\.\d+s #\d+ "
@@ -54,11 +46,11 @@ def test_events_after_traffic(pg, proxy_factory, poll):
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs))
 
     # Filters and JSON output.
-    only = _events(proxy.event_log_path, "--machine", "client", "--kind", "transition", "--tail", "5")
+    only = run_events(proxy.event_log_path, "--machine", "client", "--kind", "transition", "--tail", "5")
     assert only.returncode == 0, only.stderr
     lines = only.stdout.strip().splitlines()
     assert 1 <= len(lines) <= 5 and all(" client:" in ln and " TRANSITION " in ln for ln in lines), lines
-    js = _events(proxy.event_log_path, "--format", "json", "--tail", "3")
+    js = run_events(proxy.event_log_path, "--format", "json", "--tail", "3")
     assert js.returncode == 0, js.stderr
     records = [json.loads(ln) for ln in js.stdout.strip().splitlines()]
     assert len(records) == 3 and all(isinstance(r, dict) for r in records)
@@ -66,5 +58,5 @@ def test_events_after_traffic(pg, proxy_factory, poll):
     bad = proxy.event_log_path + ".bad"
     with open(bad, "wb") as f:
         f.write(b"not an event log at all" * 10)
-    res = _events(bad)
+    res = run_events(bad)
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr

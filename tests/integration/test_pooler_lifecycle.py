@@ -11,46 +11,29 @@ import uuid
 import psycopg
 import pytest
 
-from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.conftest import APP_DB
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
 from tests.harness.ports import port_open
-
-
-def _db(pg, name: str = APP_DB) -> dict:
-    return {"name": name, "host": pg.host, "port": pg.port, "database_name": APP_DB}
-
-
-def _user(database: str = APP_DB) -> dict:
-    return {"name": APP_USER, "database": database, "password": APP_PASSWORD}
-
-
-def _connect(proxy, dbname: str = APP_DB, autocommit: bool = True) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, dbname), connect_timeout=10, autocommit=autocommit, prepare_threshold=None
-    )
-
-
-def _table(pg, prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    pg.psql(f"CREATE TABLE {name} (id int); GRANT ALL ON {name} TO {APP_USER}", db=APP_DB)
-    return name
+from tests.harness.tables import create_table
 
 
 def test_sigterm_lets_transaction_commit_then_exits_0(pg, proxy_factory, poll):
-    table = _table(pg, "term")
+    table = create_table(pg, "term")
     proxy = proxy_factory(
         general={"default_pool_size": 2, "shutdown_timeout": 15000},
-        databases=[_db(pg)],
-        users=[_user()],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-    busy = _connect(proxy, autocommit=False)
-    idle = _connect(proxy)
+    busy = connect(proxy, autocommit=False)
+    idle = connect(proxy)
     try:
         busy.execute(f"INSERT INTO {table} VALUES (1)")
         assert idle.execute("SELECT 1").fetchone() == (1,)
         proxy.signal(signal.SIGTERM)
         poll(lambda: not port_open(proxy.host, proxy.port), what="listener closed")
         with pytest.raises(psycopg.OperationalError):
-            _connect(proxy).close()
+            connect(proxy).close()
         # The idle client is told the proxy is going away.
         with pytest.raises(psycopg.OperationalError):
             idle.execute("SELECT 1")
@@ -66,13 +49,13 @@ def test_sigterm_lets_transaction_commit_then_exits_0(pg, proxy_factory, poll):
 
 
 def test_sigterm_shutdown_timeout_cuts_long_transactions(pg, proxy_factory):
-    table = _table(pg, "termto")
+    table = create_table(pg, "termto")
     proxy = proxy_factory(
         general={"default_pool_size": 1, "shutdown_timeout": 1000},
-        databases=[_db(pg)],
-        users=[_user()],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-    busy = _connect(proxy, autocommit=False)
+    busy = connect(proxy, autocommit=False)
     try:
         busy.execute(f"INSERT INTO {table} VALUES (1)")
         t0 = time.monotonic()
@@ -90,30 +73,30 @@ def test_sigterm_shutdown_timeout_cuts_long_transactions(pg, proxy_factory):
 def test_sighup_reload_pool_size_and_new_database(pg, proxy_factory, poll):
     proxy = proxy_factory(
         general={"default_pool_size": 1, "checkout_timeout": 500},
-        databases=[_db(pg)],
-        users=[_user()],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-    survivor = _connect(proxy)
+    survivor = connect(proxy)
     holders: list[psycopg.Connection] = []
     try:
         # Pool of 1: a second concurrent transaction cannot get a server.
-        holders = [_connect(proxy, autocommit=False) for _ in range(3)]
+        holders = [connect(proxy, autocommit=False) for _ in range(3)]
         holders[0].execute("SELECT 1")
         with pytest.raises(psycopg.OperationalError, match=r"(?i)checkout timeout"):
             holders[1].execute("SELECT 1")
         holders[1].rollback()
         with pytest.raises(psycopg.OperationalError):
-            _connect(proxy, dbname="app_two").close()
+            connect(proxy, dbname="app_two").close()
         holders[0].rollback()
 
         new_db = f"app_two_{uuid.uuid4().hex[:6]}"
         proxy.update(
             general={**proxy.general, "default_pool_size": 3},
-            databases=[_db(pg), _db(pg, new_db)],
-            users=[_user(), _user(new_db)],
+            databases=[app_database(pg), app_database(pg, new_db)],
+            users=[app_user(), app_user(new_db)],
         )
         poll(lambda: "configuration reloaded" in proxy.log_text(), what="reload logged")
-        with _connect(proxy, dbname=new_db) as c:
+        with connect(proxy, dbname=new_db) as c:
             assert c.execute("SELECT current_database()").fetchone() == (APP_DB,)
         # Three transactions at once now each get a server.
         pids = {h.execute("SELECT pg_backend_pid()").fetchone()[0] for h in holders}
@@ -129,8 +112,8 @@ def test_sighup_reload_pool_size_and_new_database(pg, proxy_factory, poll):
 
 
 def test_sighup_with_broken_file_keeps_old_config(pg, proxy_factory, poll):
-    proxy = proxy_factory(general={"default_pool_size": 1}, databases=[_db(pg)], users=[_user()])
-    with _connect(proxy) as c:
+    proxy = proxy_factory(general={"default_pool_size": 1}, databases=[app_database(pg)], users=[app_user()])
+    with connect(proxy) as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
     good_general = dict(proxy.general)
     proxy.update(general={**good_general, "bogus_reload_key": 1, "default_pool_size": 5})
@@ -140,19 +123,19 @@ def test_sighup_with_broken_file_keeps_old_config(pg, proxy_factory, poll):
     assert "keeping" in line
     assert proxy.returncode is None
     # Still serving with the old configuration.
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         assert c.execute("SELECT 2").fetchone() == (2,)
     # Fixed file: the next reload works.
     proxy.update(general=good_general)
     poll(lambda: "configuration reloaded" in proxy.log_text(), what="reload logged")
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         assert c.execute("SELECT 3").fetchone() == (3,)
     # Garbage that is not even TOML.
     with open(proxy.config_path, "a") as f:
         f.write("\n[general\nthis is not toml\n")
     proxy.signal(signal.SIGHUP)
     poll(lambda: proxy.log_text().count("reload failed") >= 2, what="second reload failure logged")
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         assert c.execute("SELECT 4").fetchone() == (4,)
     assert "Traceback" not in proxy.log_text()
     proxy.write_config()  # leave valid files behind for teardown
@@ -160,8 +143,8 @@ def test_sighup_with_broken_file_keeps_old_config(pg, proxy_factory, poll):
 
 
 def test_sigint_stops_idle_proxy(pg, proxy_factory):
-    proxy = proxy_factory(general={"default_pool_size": 1}, databases=[_db(pg)], users=[_user()])
-    with _connect(proxy) as c:
+    proxy = proxy_factory(general={"default_pool_size": 1}, databases=[app_database(pg)], users=[app_user()])
+    with connect(proxy) as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
     proxy.signal(signal.SIGINT)
     try:

@@ -15,10 +15,8 @@ import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
-
-
-def _db(pg) -> dict:
-    return {"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}
+from tests.harness.clients import connect
+from tests.harness.config import app_database
 
 
 def _user(name: str = APP_USER, password: str = APP_PASSWORD, **kw) -> dict:
@@ -27,8 +25,7 @@ def _user(name: str = APP_USER, password: str = APP_PASSWORD, **kw) -> dict:
 
 def _connect(proxy, user: str = APP_USER, password: str = APP_PASSWORD, **kw) -> psycopg.Connection:
     kw.setdefault("sslmode", "disable")
-    kw.setdefault("autocommit", True)
-    return psycopg.connect(proxy.dsn(user, password, APP_DB), connect_timeout=10, prepare_threshold=None, **kw)
+    return connect(proxy, user, password, **kw)
 
 
 def _server_count(pg, user: str) -> int:
@@ -51,7 +48,7 @@ def _read_error(s: socket.socket, timeout: float) -> tuple[dict[str, str], float
 
 
 def test_client_login_timeout(pg, proxy_factory):
-    proxy = proxy_factory(general={"client_login_timeout": 500}, databases=[_db(pg)], users=[_user()])
+    proxy = proxy_factory(general={"client_login_timeout": 500}, databases=[app_database(pg)], users=[_user()])
     # Says nothing at all.
     with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
         fields, waited = _read_error(s, 5)
@@ -77,7 +74,7 @@ def test_client_login_timeout(pg, proxy_factory):
 
 
 def test_client_idle_timeout(pg, proxy_factory):
-    proxy = proxy_factory(general={"client_idle_timeout": 700}, databases=[_db(pg)], users=[_user()])
+    proxy = proxy_factory(general={"client_idle_timeout": 700}, databases=[app_database(pg)], users=[_user()])
     busy = _connect(proxy)
     idle = _connect(proxy)
     try:
@@ -98,7 +95,7 @@ def test_client_idle_timeout(pg, proxy_factory):
 
 def test_query_timeout(pg, proxy_factory):
     proxy = proxy_factory(
-        general={"query_timeout": 700, "default_pool_size": 1}, databases=[_db(pg)], users=[_user()]
+        general={"query_timeout": 700, "default_pool_size": 1}, databases=[app_database(pg)], users=[_user()]
     )
     with _connect(proxy) as c:
         t0 = time.monotonic()
@@ -113,7 +110,7 @@ def test_query_timeout(pg, proxy_factory):
 
 
 def test_max_client_conn_sslmode_disable(pg, proxy_factory, poll):
-    proxy = proxy_factory(general={"max_client_conn": 2}, databases=[_db(pg)], users=[_user()])
+    proxy = proxy_factory(general={"max_client_conn": 2}, databases=[app_database(pg)], users=[_user()])
     held: list[psycopg.Connection] = []
 
     def one_more() -> bool:
@@ -146,7 +143,7 @@ def test_max_client_conn_sslmode_disable(pg, proxy_factory, poll):
 
 
 def test_max_client_conn_reason_visible_with_default_sslmode(pg, proxy_factory, poll):
-    proxy = proxy_factory(general={"max_client_conn": 1}, databases=[_db(pg)], users=[_user()])
+    proxy = proxy_factory(general={"max_client_conn": 1}, databases=[app_database(pg)], users=[_user()])
     holder: list[psycopg.Connection] = []
 
     def first_connects() -> bool:
@@ -169,7 +166,7 @@ def test_min_pool_size_and_idle_timeout(pg, proxy_factory, poll):
     pg.create_user(user, "pw")
     proxy = proxy_factory(
         general={"default_pool_size": 3, "min_pool_size": 2, "idle_timeout": 500},
-        databases=[_db(pg)],
+        databases=[app_database(pg)],
         users=[_user(user, "pw")],
     )
     # min_pool_size servers are opened without any client.
@@ -189,7 +186,7 @@ def test_min_pool_size_and_idle_timeout(pg, proxy_factory, poll):
 
 def test_server_lifetime_replaces_old_servers(pg, proxy_factory, poll):
     proxy = proxy_factory(
-        general={"default_pool_size": 1, "server_lifetime": 300}, databases=[_db(pg)], users=[_user()]
+        general={"default_pool_size": 1, "server_lifetime": 300}, databases=[app_database(pg)], users=[_user()]
     )
     with _connect(proxy) as c:
         (first,) = c.execute("SELECT pg_backend_pid()").fetchone()

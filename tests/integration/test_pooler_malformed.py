@@ -6,15 +6,16 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import threading
 import time
 
 import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import BackgroundClient
+from tests.harness.config import app_database, app_user
+from tests.harness.rawclient import PROTOCOL_3, error_fields, parse_messages, startup_packet
 
-PROTOCOL_3 = 196608
 REPLY_TIMEOUT = 5.0
 
 
@@ -28,58 +29,9 @@ def proxy(pg, module_proxy_factory):
             "checkout_timeout": 10000,
             "max_message_size": 1 << 20,
         },
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-
-
-class Background:
-    """A psycopg client running queries in a loop until stopped."""
-
-    def __init__(self, proxy) -> None:
-        self.conn = psycopg.connect(
-            proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), autocommit=True, connect_timeout=10, prepare_threshold=None
-        )
-        self.ok = 0
-        self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            try:
-                assert self.conn.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
-                self.ok += 1
-            except BaseException as e:
-                self.errors.append(e)
-                return
-
-    def __enter__(self) -> Background:
-        self._thread.start()
-        return self
-
-    def wait_for_more(self, n: int = 3, timeout: float = 10.0) -> None:
-        start = self.ok
-        deadline = time.monotonic() + timeout
-        while self.ok < start + n:
-            assert not self.errors, self.errors
-            assert time.monotonic() < deadline, "background client made no progress"
-            time.sleep(0.01)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self.conn.close()
-
-
-def _startup(user: str = APP_USER, database: str = APP_DB, version: int = PROTOCOL_3) -> bytes:
-    body = struct.pack(">I", version)
-    for k, v in (("user", user), ("database", database)):
-        body += k.encode() + b"\0" + v.encode() + b"\0"
-    body += b"\0"
-    return struct.pack(">I", len(body) + 4) + body
 
 
 def _open(proxy) -> socket.socket:
@@ -105,37 +57,19 @@ def _read_until_close(s: socket.socket) -> tuple[list[tuple[str, bytes]], str]:
         if not chunk:
             break
         buf += chunk
-    return _parse(buf), how
-
-
-def _parse(buf: bytes) -> list[tuple[str, bytes]]:
-    msgs = []
-    while len(buf) >= 5:
-        t = chr(buf[0])
-        (n,) = struct.unpack(">I", buf[1:5])
-        msgs.append((t, buf[5 : 1 + n]))
-        buf = buf[1 + n :]
-    return msgs
-
-
-def _error_fields(body: bytes) -> dict[str, str]:
-    out = {}
-    for part in body.split(b"\0"):
-        if part:
-            out[chr(part[0])] = part[1:].decode("utf-8", "replace")
-    return out
+    return parse_messages(buf), how
 
 
 def _login(proxy) -> socket.socket:
     """Trust login on a raw socket, up to the first ReadyForQuery."""
     s = _open(proxy)
-    s.sendall(_startup())
+    s.sendall(startup_packet(APP_USER, APP_DB))
     buf = b""
     while True:
         chunk = s.recv(65536)
         assert chunk, f"closed during login: {buf!r}"
         buf += chunk
-        msgs = _parse(buf)
+        msgs = parse_messages(buf)
         if msgs and msgs[-1][0] == "Z":
             types = [t for t, _ in msgs]
             assert "R" in types and "E" not in types, msgs
@@ -144,7 +78,7 @@ def _login(proxy) -> socket.socket:
 
 
 def _assert_refused(msgs: list[tuple[str, bytes]], how: str, codes: tuple[str, ...] = ("08P01", "54000")) -> None:
-    errors = [_error_fields(b) for t, b in msgs if t == "E"]
+    errors = [error_fields(b) for t, b in msgs if t == "E"]
     if errors:
         assert errors[-1].get("C") in codes, errors
         assert errors[-1].get("S") in ("FATAL", "ERROR"), errors
@@ -153,7 +87,7 @@ def _assert_refused(msgs: list[tuple[str, bytes]], how: str, codes: tuple[str, .
     assert not any(t == "Z" for t, _ in msgs), msgs
 
 
-def _check_alive(proxy, bg: Background) -> None:
+def _check_alive(proxy, bg: BackgroundClient) -> None:
     assert proxy.returncode is None, proxy.log_tail()
     bg.wait_for_more()
     with psycopg.connect(proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), autocommit=True, connect_timeout=10) as c:
@@ -161,7 +95,7 @@ def _check_alive(proxy, bg: Background) -> None:
 
 
 def test_garbage_and_bad_startup_packets(proxy):
-    with Background(proxy) as bg:
+    with BackgroundClient(proxy, check_on_exit=False) as bg:
         _check_alive(proxy, bg)
         cases = [
             ("http request", b"GET / HTTP/1.1\r\nHost: proxy\r\n\r\n"),
@@ -169,7 +103,7 @@ def test_garbage_and_bad_startup_packets(proxy):
             ("startup claims 20000 bytes", struct.pack(">II", 20000, PROTOCOL_3) + b"user\0app\0"),
             ("length below header", struct.pack(">I", 3) + b"\0\0\0\0\0\0"),
             # PostgreSQL answers this one with 0A000 (feature_not_supported).
-            ("unknown protocol version", _startup(version=(9 << 16) | 0), ("0A000", "08P01")),
+            ("unknown protocol version", startup_packet(APP_USER, APP_DB, version=(9 << 16) | 0), ("0A000", "08P01")),
             ("startup without terminator", struct.pack(">II", 16, PROTOCOL_3) + b"user\0app"),
         ]
         for label, data, *codes in cases:
@@ -188,7 +122,7 @@ def test_garbage_and_bad_startup_packets(proxy):
 
 
 def test_oversized_and_broken_messages_after_login(proxy):
-    with Background(proxy) as bg:
+    with BackgroundClient(proxy, check_on_exit=False) as bg:
         cases = [
             ("length 0xFFFFFFF0", b"Q" + struct.pack(">I", 0xFFFFFFF0)),
             ("length above max_message_size", b"Q" + struct.pack(">I", (1 << 20) + 100) + b"SELECT "),
@@ -216,7 +150,7 @@ def test_truncated_message_then_close(proxy, cut):
     a broken state (the next queries on the pool of one still work)."""
     query = b"SELECT 'a fairly long query text to be cut somewhere in the middle'"
     msg = b"Q" + struct.pack(">I", len(query) + 5) + query + b"\0"
-    with Background(proxy) as bg:
+    with BackgroundClient(proxy, check_on_exit=False) as bg:
         s = _login(proxy)
         s.sendall(msg[:cut])
         s.close()
@@ -230,7 +164,7 @@ def test_truncated_message_then_close(proxy, cut):
                 chunk = s.recv(65536)
                 assert chunk, buf
                 buf += chunk
-            types = [t for t, _ in _parse(buf)]
+            types = [t for t, _ in parse_messages(buf)]
             assert types == ["T", "D", "C", "Z"], types
         finally:
             s.close()

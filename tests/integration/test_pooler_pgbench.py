@@ -6,45 +6,20 @@ failure) to see them.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 import uuid
 
 import psycopg
-import pytest
 
 from tests.conftest import APP_PASSWORD, APP_USER
-from tests.harness.pgserver import find_bindir
+from tests.harness.config import app_database, app_user
+from tests.harness.pgbench import run_pgbench
 
 CLIENTS, THREADS, DURATION, POOL = 16, 2, 10, 4
 
 
-def _pgbench() -> str:
-    p = os.path.join(find_bindir(), "pgbench")
-    if os.access(p, os.X_OK):
-        return p
-    found = shutil.which("pgbench")
-    if not found:
-        pytest.skip("pgbench not installed")
-    return found
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["PGPASSWORD"] = APP_PASSWORD
-    env["PGCONNECT_TIMEOUT"] = "10"
-    return env
-
-
 def _run(args: list[str], timeout: float) -> str:
-    res = subprocess.run(
-        [_pgbench(), *args], capture_output=True, text=True, timeout=timeout, env=_env(), stdin=subprocess.DEVNULL
-    )
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, f"pgbench {' '.join(args)} exited {res.returncode}:\n{out}"
-    return out
+    return run_pgbench(args, timeout, APP_PASSWORD)
 
 
 def _summary(out: str) -> dict[str, str | int]:
@@ -65,8 +40,8 @@ def test_pgbench_transaction_mode_vs_direct(pg, proxy_factory):
     pg.create_database(db, owner=APP_USER)
     proxy = proxy_factory(
         general={"default_pool_size": POOL, "pooler_mode": "transaction", "checkout_timeout": 20000},
-        databases=[{"name": db, "host": pg.host, "port": pg.port, "database_name": db}],
-        users=[{"name": APP_USER, "database": db, "password": APP_PASSWORD}],
+        databases=[app_database(pg, db, db)],
+        users=[app_user(db)],
     )
     via = ["-h", proxy.host, "-p", str(proxy.port), "-U", APP_USER]
     direct = ["-h", pg.host, "-p", str(pg.port), "-U", APP_USER]

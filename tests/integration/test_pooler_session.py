@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.config import app_database, app_user
 
 ONE_USER, ONE_PASSWORD = "app_one", "one_pw"  # session pool of size 1 (server user app)
 
@@ -18,9 +19,9 @@ ONE_USER, ONE_PASSWORD = "app_one", "one_pw"  # session pool of size 1 (server u
 def proxy(pg, module_proxy_factory):
     return module_proxy_factory(
         general={"default_pool_size": 2, "pooler_mode": "session", "checkout_timeout": 10000},
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
+        databases=[app_database(pg)],
         users=[
-            {"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD},
+            app_user(),
             {"name": ONE_USER, "database": APP_DB, "password": ONE_PASSWORD, "pool_size": 1,
              "server_user": APP_USER, "server_password": APP_PASSWORD},
         ],

@@ -9,20 +9,16 @@ import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
 
 
 @pytest.fixture(scope="module")
 def proxy(pg, module_proxy_factory):
     return module_proxy_factory(
         general={"default_pool_size": 1, "pooler_mode": "transaction", "checkout_timeout": 10000},
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
-    )
-
-
-def _connect(proxy, **kw) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, autocommit=True, prepare_threshold=None, **kw
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
 
 
@@ -44,7 +40,7 @@ def test_startup_parameters_isolated_on_one_server(pg, proxy):
     tz_a = "Asia/Tokyo" if server_tz != "Asia/Tokyo" else "Europe/Paris"
     tz_c = "America/New_York" if server_tz != "America/New_York" else "Europe/Paris"
 
-    with _connect(proxy) as setup:
+    with connect(proxy) as setup:
         setup.execute(f"CREATE SCHEMA {schema}")
         setup.execute(f"CREATE TABLE {schema}.{table} AS SELECT 'schema'::text AS v")
         setup.execute(f"CREATE TABLE public.{table} AS SELECT 'public'::text AS v")
@@ -61,9 +57,9 @@ def test_startup_parameters_isolated_on_one_server(pg, proxy):
     assert want_b[1:] == (server_path, server_tz)
     assert want_c == ("c", "public", tz_c)
 
-    a = _connect(proxy, **params_a)
-    b = _connect(proxy)
-    c = _connect(proxy, **params_c)
+    a = connect(proxy, **params_a)
+    b = connect(proxy)
+    c = connect(proxy, **params_c)
     try:
         assert a.info.parameter_status("TimeZone") == tz_a
         assert a.info.parameter_status("application_name") == "a"
@@ -103,16 +99,16 @@ def test_startup_parameters_isolated_on_one_server(pg, proxy):
         for conn in (a, b, c):
             conn.close()
     # A client arriving afterwards sees nothing of theirs.
-    with _connect(proxy) as d:
+    with connect(proxy) as d:
         assert _settings(d)[:3] == (d.info.parameter_status("application_name"), *want_b[1:])
         assert d.info.parameter_status("application_name") == b_app
 
 
 def test_transaction_mode_reuses_one_server(pg, proxy):
     table = f"reuse_{uuid.uuid4().hex[:8]}"
-    with _connect(proxy) as setup:
+    with connect(proxy) as setup:
         setup.execute(f"CREATE TABLE {table} (who text, n int)")
-    a, b = _connect(proxy), _connect(proxy)
+    a, b = connect(proxy), connect(proxy)
     try:
         pids = []
         for i in range(5):
@@ -140,11 +136,11 @@ def test_login_with_new_settings_does_not_inherit_previous_clients(pg, proxy):
     uid = uuid.uuid4().hex[:8]
     server_tz = pg.psql("SHOW TimeZone", db=APP_DB)
     tz_a = "Asia/Tokyo" if server_tz != "Asia/Tokyo" else "Europe/Paris"
-    a = _connect(proxy, options=f"-c TimeZone={tz_a} -c work_mem=5MB")
+    a = connect(proxy, options=f"-c TimeZone={tz_a} -c work_mem=5MB")
     try:
         assert _settings(a)[2] == tz_a  # A's settings are now on the only server
         # A stays connected; C asks for something the pool has never seen (a fresh search_path).
-        with _connect(proxy, options=f"-c search_path=s_{uid}") as c:
+        with connect(proxy, options=f"-c search_path=s_{uid}") as c:
             _, path, tz, _ = _settings(c)
             assert (path, tz) == (f"s_{uid}", server_tz)
             assert c.execute("SHOW work_mem").fetchone()[0] == pg.psql("SHOW work_mem")
@@ -157,16 +153,16 @@ def test_login_with_new_settings_does_not_inherit_previous_clients(pg, proxy):
 def test_rejected_setting_leaves_the_server_usable_and_clean(pg, proxy):
     uid = uuid.uuid4().hex[:8]
     server_tz = pg.psql("SHOW TimeZone", db=APP_DB)
-    with _connect(proxy, options=f"-c search_path=known_{uid}") as d:  # teach the pool this login
+    with connect(proxy, options=f"-c search_path=known_{uid}") as d:  # teach the pool this login
         assert _settings(d)[1] == f"known_{uid}"
-    with _connect(proxy, options="-c work_mem=6MB") as w:
+    with connect(proxy, options="-c work_mem=6MB") as w:
         assert w.execute("SHOW work_mem").fetchone() == ("6MB",)
     with pytest.raises(psycopg.OperationalError, match='invalid value for parameter "TimeZone"'):
-        _connect(proxy, options="-c TimeZone=No/Such_Zone")
+        connect(proxy, options="-c TimeZone=No/Such_Zone")
     # A login the pool already knows (no check on a server) gets exactly its own settings.
-    with _connect(proxy, options=f"-c search_path=known_{uid}") as d:
+    with connect(proxy, options=f"-c search_path=known_{uid}") as d:
         _, path, tz, _ = _settings(d)
         assert (path, tz) == (f"known_{uid}", server_tz)
         assert d.execute("SHOW work_mem").fetchone()[0] == pg.psql("SHOW work_mem")
-    with _connect(proxy) as b:
+    with connect(proxy) as b:
         assert _settings(b)[2] == server_tz

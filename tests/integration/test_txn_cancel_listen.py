@@ -15,8 +15,9 @@ import pytest
 
 from pgdog_ev.wire.startup import build_cancel_request
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import connect
+from tests.harness.config import SESS_PASSWORD, SESS_USER, app_database, app_user, session_user
 
-SESS_USER, SESS_PASSWORD = "app_sess", "sess_pw"
 ONE_USER, ONE_PASSWORD = "app_one", "one_pw"  # transaction mode, pool of 1
 SQLSTATE = psycopg.pq.DiagnosticField.SQLSTATE
 CANCEL_WITHIN = 5.0
@@ -29,18 +30,13 @@ def proxy(pg, module_proxy_factory):
     server = {"server_user": APP_USER, "server_password": APP_PASSWORD}
     return module_proxy_factory(
         general={"default_pool_size": 2, "pooler_mode": "transaction", "checkout_timeout": 20000},
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
+        databases=[app_database(pg)],
         users=[
-            {"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD},
+            app_user(),
             {"name": ONE_USER, "database": APP_DB, "password": ONE_PASSWORD, "pool_size": 1, **server},
-            {"name": SESS_USER, "database": APP_DB, "password": SESS_PASSWORD, "pooler_mode": "session", **server},
+            session_user(),
         ],
     )
-
-
-def _connect(proxy, user: str = APP_USER, password: str = APP_PASSWORD, **kw) -> psycopg.Connection:
-    kw.setdefault("autocommit", True)
-    return psycopg.connect(proxy.dsn(user, password, APP_DB), connect_timeout=10, prepare_threshold=None, **kw)
 
 
 def _uid() -> str:
@@ -94,7 +90,7 @@ def _running(pg, mark: str) -> int:
 
 def test_cancel_hits_only_its_client(pg, proxy, poll):
     ma, mb = f"cancel_a_{_uid()}", f"cancel_b_{_uid()}"
-    a, b = _connect(proxy), _connect(proxy)
+    a, b = connect(proxy), connect(proxy)
     try:
         _send(a, f"SELECT pg_sleep(30) /* {ma} */")
         _send(b, f"SELECT pg_sleep(30) /* {mb} */")
@@ -122,10 +118,10 @@ def test_cancel_hits_only_its_client(pg, proxy, poll):
 
 def test_cancel_while_waiting_for_a_server(pg, proxy):
     table = f"public.cq_{_uid()}"
-    with _connect(proxy) as setup:
+    with connect(proxy) as setup:
         setup.execute(f"CREATE TABLE {table} (id int)")
-    holder = _connect(proxy, ONE_USER, ONE_PASSWORD)
-    waiter = _connect(proxy, ONE_USER, ONE_PASSWORD)
+    holder = connect(proxy, ONE_USER, ONE_PASSWORD)
+    waiter = connect(proxy, ONE_USER, ONE_PASSWORD)
     try:
         holder.execute("BEGIN")
         (pid,) = holder.execute("SELECT pg_backend_pid()").fetchone()
@@ -158,8 +154,8 @@ def test_cancel_from_idle_client_does_not_hit_the_next_user_of_its_server(pg, pr
     """Pool of 1: A used the server and is idle; B now runs a long query on it. A's cancel has
     nothing to cancel and must not reach B's query."""
     mark = f"idlecancel_{_uid()}"
-    a = _connect(proxy, ONE_USER, ONE_PASSWORD)
-    b = _connect(proxy, ONE_USER, ONE_PASSWORD)
+    a = connect(proxy, ONE_USER, ONE_PASSWORD)
+    b = connect(proxy, ONE_USER, ONE_PASSWORD)
     try:
         (pid,) = a.execute("SELECT pg_backend_pid()").fetchone()
         _send(b, f"SELECT pg_sleep(30), pg_backend_pid() /* {mark} */")
@@ -191,7 +187,7 @@ def _raw_cancel(proxy, pid: int, secret: bytes) -> None:
 
 def test_cancel_with_wrong_key_does_nothing(pg, proxy, poll):
     mark = f"wrongkey_{_uid()}"
-    with _connect(proxy) as a, _connect(proxy) as b:
+    with connect(proxy) as a, connect(proxy) as b:
         fake_pid = a.info.backend_pid  # what the proxy announced, not a server pid
         _send(a, f"SELECT pg_sleep(30) /* {mark} */")
         poll(lambda: _running(pg, mark) == 1, what="sleep running")
@@ -225,7 +221,7 @@ def _notifies(conn: psycopg.Connection, n: int, timeout: float = 5.0) -> list[tu
 
 def test_listen_notify_session_mode(proxy):
     ch = f"sess_{_uid()}"
-    with _connect(proxy, SESS_USER, SESS_PASSWORD) as listener, _connect(proxy) as sender:
+    with connect(proxy, SESS_USER, SESS_PASSWORD) as listener, connect(proxy) as sender:
         listener.execute(f"LISTEN {ch}")
         sender.execute(f"NOTIFY {ch}, 'one'")
         assert _notifies(listener, 1) == [(ch, "one")]
@@ -256,7 +252,7 @@ def test_listen_notify_session_mode(proxy):
 
 def test_listen_notify_transaction_mode(proxy):
     ch = f"txn_{_uid()}"
-    with _connect(proxy) as listener, _connect(proxy) as sender:
+    with connect(proxy) as listener, connect(proxy) as sender:
         listener.execute(f"LISTEN {ch}")
         (pid,) = listener.execute("SELECT pg_backend_pid()").fetchone()
         # Sent while the listener is idle (not waiting, no query running).

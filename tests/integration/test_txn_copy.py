@@ -7,20 +7,23 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import socket
 import struct
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
+from tests.harness.memory import RssSampler, rss
 from tests.harness.proxy import REPO_ROOT, _child_env
+from tests.harness.rawclient import RawConn, error_fields, message, query
+from tests.harness.tables import create_table
 
 ROWS = 100_000
 ROLLBACK_MS = 3000
@@ -41,23 +44,9 @@ def _general(**extra) -> dict:
     }
 
 
-def _databases(pg) -> list[dict]:
-    return [{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}]
-
-
-def _users() -> list[dict]:
-    return [{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}]
-
-
 @pytest.fixture(scope="module")
 def proxy(pg, module_proxy_factory):
-    return module_proxy_factory(general=_general(), databases=_databases(pg), users=_users())
-
-
-def _connect(proxy, autocommit: bool = True) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, autocommit=autocommit, prepare_threshold=None
-    )
+    return module_proxy_factory(general=_general(), databases=[app_database(pg)], users=[app_user()])
 
 
 def _direct(pg) -> psycopg.Connection:
@@ -65,67 +54,7 @@ def _direct(pg) -> psycopg.Connection:
 
 
 def _table(pg, prefix: str, columns: str = "id int, s text, n int", unlogged: bool = False) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    kind = "UNLOGGED TABLE" if unlogged else "TABLE"
-    pg.psql(f"CREATE {kind} {name} ({columns}); GRANT ALL ON {name} TO {APP_USER}", db=APP_DB)
-    return name
-
-
-# --------------------------------------------------------------------------- raw protocol helpers
-
-
-def _msg(t: bytes, body: bytes) -> bytes:
-    return t + struct.pack(">I", len(body) + 4) + body
-
-
-def _q(sql: str) -> bytes:
-    return _msg(b"Q", sql.encode() + b"\0")
-
-
-class _Raw:
-    """A raw protocol client (the proxies here use auth_type trust)."""
-
-    def __init__(self, proxy, timeout: float = 15) -> None:
-        self.sock = socket.create_connection((proxy.host, proxy.port), timeout=timeout)
-        self.buf = b""
-        body = struct.pack(">I", 196608) + f"user\0{APP_USER}\0database\0{APP_DB}\0\0".encode()
-        self.sock.sendall(struct.pack(">I", len(body) + 4) + body)
-        msgs = self.until(b"Z")
-        assert msgs[-1] == (b"Z", b"I"), msgs
-
-    def read(self) -> tuple[bytes, bytes] | None:
-        while True:
-            if len(self.buf) >= 5:
-                (length,) = struct.unpack(">I", self.buf[1:5])
-                if len(self.buf) >= length + 1:
-                    t, body = self.buf[:1], self.buf[5 : length + 1]
-                    self.buf = self.buf[length + 1 :]
-                    return t, body
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                return None
-            self.buf += chunk
-
-    def until(self, mtype: bytes) -> list[tuple[bytes, bytes]]:
-        out = []
-        while True:
-            m = self.read()
-            assert m is not None, f"connection closed before {mtype!r}; got {out!r}"
-            out.append(m)
-            if m[0] == mtype:
-                return out
-
-    def reset_close(self) -> None:
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
-
-
-def _error_fields(body: bytes) -> dict[str, str]:
-    out = {}
-    for part in body.split(b"\0"):
-        if part:
-            out[chr(part[0])] = part[1:].decode(errors="replace")
-    return out
+    return create_table(pg, prefix, columns, unlogged)
 
 
 # --------------------------------------------------------------------------- data
@@ -209,7 +138,7 @@ def test_copy_round_trip(pg, proxy, fmt):
     copy_in = f"COPY {table} (id, s, n) FROM STDIN (FORMAT {fmt})"
     copy_out = f"COPY (SELECT id, s, n FROM {table} ORDER BY id) TO STDOUT (FORMAT {fmt})"
     sent = hashlib.sha256()
-    with _connect(proxy) as conn:
+    with connect(proxy) as conn:
         cur = conn.cursor()
         with cur.copy(copy_in) as copy:
             if fmt == "text":
@@ -240,7 +169,7 @@ def test_copy_round_trip(pg, proxy, fmt):
 
 def test_copy_in_and_out_inside_a_transaction_then_rollback(pg, proxy):
     table = _table(pg, "copy_txn")
-    with _connect(proxy, autocommit=False) as conn:
+    with connect(proxy, autocommit=False) as conn:
         cur = conn.cursor()
         sent = hashlib.sha256()
         with cur.copy(f"COPY {table} (id, s, n) FROM STDIN") as copy:
@@ -263,7 +192,7 @@ def test_copy_in_and_out_inside_a_transaction_then_rollback(pg, proxy):
 def test_copy_fail_from_client_keeps_server(pg, proxy, autocommit):
     table = _table(pg, "copyfail")
     pg.psql(f"INSERT INTO {table} VALUES (1, 'a', 1), (2, 'b', 2), (3, 'c', 3)", db=APP_DB)
-    a = _connect(proxy, autocommit=autocommit)
+    a = connect(proxy, autocommit=autocommit)
     try:
         (pid,) = a.execute("SELECT pg_backend_pid()").fetchone()
         if not autocommit:
@@ -284,7 +213,7 @@ def test_copy_fail_from_client_keeps_server(pg, proxy, autocommit):
         if not autocommit:
             a.commit()
         # Pool of one: another client gets that server right away, clean.
-        with _connect(proxy) as b:
+        with connect(proxy) as b:
             assert b.execute(f"SELECT pg_backend_pid(), count(*) FROM {table}").fetchone() == (pid, 3)
             assert b.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
     finally:
@@ -294,27 +223,27 @@ def test_copy_fail_from_client_keeps_server(pg, proxy, autocommit):
 
 def test_copy_fail_raw_gets_query_canceled(pg, proxy):
     table = _table(pg, "copyfailraw")
-    raw = _Raw(proxy)
+    raw = RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
     try:
-        raw.sock.sendall(_q(f"COPY {table} (id) FROM STDIN"))
+        raw.sock.sendall(query(f"COPY {table} (id) FROM STDIN"))
         assert raw.until(b"G")[-1][0] == b"G"
-        raw.sock.sendall(b"".join(_msg(b"d", f"{i}\n".encode()) for i in range(100)))
-        raw.sock.sendall(_msg(b"f", b"raw client changed its mind\0"))
+        raw.sock.sendall(b"".join(message(b"d", f"{i}\n".encode()) for i in range(100)))
+        raw.sock.sendall(message(b"f", b"raw client changed its mind\0"))
         msgs = raw.until(b"Z")
-        errors = [_error_fields(body) for t, body in msgs if t == b"E"]
+        errors = [error_fields(body) for t, body in msgs if t == b"E"]
         assert len(errors) == 1, msgs
         assert errors[0]["C"] == "57014", errors
         assert "raw client changed its mind" in errors[0]["M"], errors
         assert msgs[-1] == (b"Z", b"I")
         # The same connection runs the next query normally.
-        raw.sock.sendall(_q(f"SELECT count(*) FROM {table}"))
+        raw.sock.sendall(query(f"SELECT count(*) FROM {table}"))
         msgs = raw.until(b"Z")
         rows = [body for t, body in msgs if t == b"D"]
         assert rows and rows[0].endswith(b"0"), msgs
         assert msgs[-1] == (b"Z", b"I")
     finally:
         raw.sock.close()
-    with _connect(proxy) as b:
+    with connect(proxy) as b:
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
 
 
@@ -364,7 +293,7 @@ def test_killed_client_mid_copy_in_does_not_poison_server(pg, proxy, poll):
         child.stdout.close()
         child.stderr.close()
     t0 = time.monotonic()
-    with _connect(proxy) as b:
+    with connect(proxy) as b:
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
         with b.cursor().copy(f"COPY {table} (id, s, n) FROM STDIN") as copy:
             copy.write_row((1, "after", 1))
@@ -376,18 +305,18 @@ def test_killed_client_mid_copy_in_does_not_poison_server(pg, proxy, poll):
 @pytest.mark.parametrize("half_message", [False, True], ids=["between_messages", "half_message"])
 def test_raw_client_reset_mid_copy_in(pg, proxy, poll, half_message):
     table = _table(pg, "copyreset")
-    raw = _Raw(proxy)
-    raw.sock.sendall(_q(f"COPY {table} (id, s, n) FROM STDIN"))
+    raw = RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
+    raw.sock.sendall(query(f"COPY {table} (id, s, n) FROM STDIN"))
     assert raw.until(b"G")[-1][0] == b"G"
     payload = b"".join(b"%d\treset\t%d\n" % (i, i) for i in range(5000))
-    raw.sock.sendall(_msg(b"d", payload) * 20)
+    raw.sock.sendall(message(b"d", payload) * 20)
     if half_message:
         # A CopyData header announcing 1 MB of which only a few bytes ever arrive.
         raw.sock.sendall(b"d" + struct.pack(">I", MB + 4) + b"1\thalf\t1\n")
     poll(lambda: _copy_running(pg, table), what="COPY active on the server")
     raw.reset_close()
     t0 = time.monotonic()
-    with _connect(proxy) as b:
+    with connect(proxy) as b:
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
         assert b.execute("SELECT 41 + 1").fetchone() == (42,)
     assert time.monotonic() - t0 < ROLLBACK_MS / 1000 + 5
@@ -395,40 +324,6 @@ def test_raw_client_reset_mid_copy_in(pg, proxy, poll, half_message):
 
 
 # --------------------------------------------------------------------------- bounded memory
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-class RssSampler:
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid, self.interval = pid, interval
-        self.peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, _rss(self.pid))
-                self.samples += 1
-            except OSError:
-                return
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def test_large_copy_in_keeps_proxy_memory_bounded(pg, proxy_factory):
@@ -443,15 +338,15 @@ def test_large_copy_in_keeps_proxy_memory_bounded(pg, proxy_factory):
         f"CREATE TRIGGER stall BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {table}_stall();",
         db=APP_DB,
     )
-    p = proxy_factory(general=_general(), databases=_databases(pg), users=_users())
+    p = proxy_factory(general=_general(), databases=[app_database(pg)], users=[app_user()])
     row = b"z" * 1023 + b"\n"
     block = row * 1024  # 1 MiB, written over and over: the test never holds the whole stream
-    with _connect(p) as conn:
+    with connect(p) as conn:
         # Warm up: login, a query and a small COPY, so the baseline includes the steady state.
         with conn.cursor().copy(f"COPY {table} (s) FROM STDIN") as copy:
             copy.write(block)
         conn.execute(f"TRUNCATE {table}")
-        baseline = _rss(p.pid)
+        baseline = rss(p.pid)
         t0 = time.monotonic()
         cur = conn.cursor()
         with RssSampler(p.pid) as sampler, cur.copy(f"COPY {table} (s) FROM STDIN") as copy:

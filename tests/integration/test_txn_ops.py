@@ -13,7 +13,6 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 import uuid
 
@@ -21,36 +20,18 @@ import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
+from tests.harness.events import events_text
 from tests.harness.ports import port_open
-from tests.harness.proxy import REPO_ROOT, _child_env
+from tests.harness.rawclient import RawConn, error_fields, message, query, startup_packet
+from tests.harness.tables import create_table
 
 IDLE_TXN_MS = 800
 
 
-def _db(pg, name: str = APP_DB) -> dict:
-    return {"name": name, "host": pg.host, "port": pg.port, "database_name": APP_DB}
-
-
-def _user(database: str = APP_DB) -> dict:
-    return {"name": APP_USER, "database": database, "password": APP_PASSWORD}
-
-
 def _general(**extra) -> dict:
     return {"pooler_mode": "transaction", "default_pool_size": 1, "checkout_timeout": 15000, **extra}
-
-
-def _connect(
-    proxy, dbname: str = APP_DB, autocommit: bool = True, user: str = APP_USER, password: str = APP_PASSWORD
-) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(user, password, dbname), connect_timeout=10, autocommit=autocommit, prepare_threshold=None
-    )
-
-
-def _table(pg, prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    pg.psql(f"CREATE TABLE {name} (id int); GRANT ALL ON {name} TO {APP_USER}", db=APP_DB)
-    return name
 
 
 def _ids(pg, table: str) -> str:
@@ -58,11 +39,7 @@ def _ids(pg, table: str) -> str:
 
 
 def _events(proxy, kind: str) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "pgdog_ev", "events", proxy.event_log_path, "--kind", kind],
-        capture_output=True, text=True, timeout=30, cwd=REPO_ROOT, env=_child_env(None), stdin=subprocess.DEVNULL,
-    )
-    return res.stdout if res.returncode == 0 else ""
+    return events_text(proxy, "--kind", kind)
 
 
 def _log_lines(proxy, needle: str) -> list[str]:
@@ -72,46 +49,16 @@ def _log_lines(proxy, needle: str) -> list[str]:
 # --------------------------------------------------------------------------- raw protocol client
 
 
-def _msg(t: bytes, body: bytes) -> bytes:
-    return t + struct.pack(">I", len(body) + 4) + body
-
-
-def _q(sql: str) -> bytes:
-    return _msg(b"Q", sql.encode() + b"\0")
-
-
-def _error_fields(body: bytes) -> dict[str, str]:
-    return {chr(p[0]): p[1:].decode(errors="replace") for p in body.split(b"\0") if p}
-
-
-class Raw:
+class Raw(RawConn):
     """A raw protocol client with its own SCRAM-SHA-256, to see the exact messages (SQLSTATEs)."""
 
     def __init__(self, proxy, user: str = APP_USER, password: str = APP_PASSWORD, dbname: str = APP_DB) -> None:
-        self.sock = socket.create_connection((proxy.host, proxy.port), timeout=15)
-        self.buf = b""
+        super().__init__(socket.create_connection((proxy.host, proxy.port), timeout=15), reset_is_eof=True)
         self.user, self.password = user, password
-        body = struct.pack(">I", 196608) + f"user\0{user}\0database\0{dbname}\0\0".encode()
-        self.sock.sendall(struct.pack(">I", len(body) + 4) + body)
+        self.sock.sendall(startup_packet(user, dbname))
         self.error: dict[str, str] | None = None
         self.messages: list[tuple[bytes, bytes]] = []
         self._login()
-
-    def read(self) -> tuple[bytes, bytes] | None:
-        while True:
-            if len(self.buf) >= 5:
-                (length,) = struct.unpack(">I", self.buf[1:5])
-                if len(self.buf) >= length + 1:
-                    t, body = self.buf[:1], self.buf[5 : length + 1]
-                    self.buf = self.buf[length + 1 :]
-                    return t, body
-            try:
-                chunk = self.sock.recv(65536)
-            except ConnectionResetError:
-                chunk = b""
-            if not chunk:
-                return None
-            self.buf += chunk
 
     def _must_read(self) -> tuple[bytes, bytes]:
         m = self.read()
@@ -123,7 +70,7 @@ class Raw:
         while True:
             t, body = self._must_read()
             if t == b"E":
-                self.error = _error_fields(body)
+                self.error = error_fields(body)
                 return
             if t == b"Z":
                 return
@@ -135,10 +82,10 @@ class Raw:
         nonce = base64.b64encode(os.urandom(18)).decode()
         first_bare = f"n=,r={nonce}"
         first = b"n,," + first_bare.encode()
-        self.sock.sendall(_msg(b"p", b"SCRAM-SHA-256\0" + struct.pack(">i", len(first)) + first))
+        self.sock.sendall(message(b"p", b"SCRAM-SHA-256\0" + struct.pack(">i", len(first)) + first))
         t, body = self._must_read()
         if t == b"E":
-            raise AssertionError(f"SCRAM refused: {_error_fields(body)}")
+            raise AssertionError(f"SCRAM refused: {error_fields(body)}")
         assert t == b"R" and struct.unpack(">i", body[:4])[0] == 11, (t, body)
         server_first = body[4:].decode()
         attrs = dict(kv.split("=", 1) for kv in server_first.split(","))
@@ -150,26 +97,7 @@ class Raw:
         auth_message = f"{first_bare},{server_first},{without_proof}".encode()
         signature = hmac.new(stored_key, auth_message, "sha256").digest()
         proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
-        self.sock.sendall(_msg(b"p", f"{without_proof},p={base64.b64encode(proof).decode()}".encode()))
-
-    def until(self, mtype: bytes) -> list[tuple[bytes, bytes]]:
-        out = []
-        while True:
-            m = self.read()
-            assert m is not None, f"connection closed before {mtype!r}; got {out!r}"
-            out.append(m)
-            if m[0] == mtype:
-                return out
-
-    def rest(self) -> list[tuple[bytes, bytes]]:
-        """Every message until the proxy closes the connection."""
-        out = []
-        while (m := self.read()) is not None:
-            out.append(m)
-        return out
-
-    def close(self) -> None:
-        self.sock.close()
+        self.sock.sendall(message(b"p", f"{without_proof},p={base64.b64encode(proof).decode()}".encode()))
 
 
 # --------------------------------------------------------------------------- server connections of a proxy
@@ -208,10 +136,10 @@ def _backends(pg, ports: set[int], pids: set[int]) -> int:
 
 
 def test_sighup_pool_size_serves_waiting_client(pg, proxy_factory, poll):
-    proxy = proxy_factory(general=_general(), databases=[_db(pg)], users=[_user()])
-    survivor = _connect(proxy)
-    holder = _connect(proxy, autocommit=False)
-    waiter = _connect(proxy)
+    proxy = proxy_factory(general=_general(), databases=[app_database(pg)], users=[app_user()])
+    survivor = connect(proxy)
+    holder = connect(proxy, autocommit=False)
+    waiter = connect(proxy)
     pool = concurrent.futures.ThreadPoolExecutor(1)
     try:
         assert survivor.execute("SELECT 1").fetchone() == (1,)
@@ -240,15 +168,15 @@ def test_sighup_pool_size_serves_waiting_client(pg, proxy_factory, poll):
 
 
 def test_sighup_broken_config_keeps_running_config(pg, proxy_factory, poll):
-    proxy = proxy_factory(general=_general(checkout_timeout=500), databases=[_db(pg)], users=[_user()])
-    survivor = _connect(proxy)
+    proxy = proxy_factory(general=_general(checkout_timeout=500), databases=[app_database(pg)], users=[app_user()])
+    survivor = connect(proxy)
     good_general, good_users = dict(proxy.general), list(proxy.users)
 
     def pool_is_still_one() -> None:
-        holder = _connect(proxy, autocommit=False)
+        holder = connect(proxy, autocommit=False)
         try:
             holder.execute("SELECT 1")
-            with _connect(proxy) as other, pytest.raises(psycopg.OperationalError, match=r"(?i)checkout timeout"):
+            with connect(proxy) as other, pytest.raises(psycopg.OperationalError, match=r"(?i)checkout timeout"):
                 other.execute("SELECT 1")
         finally:
             holder.close()
@@ -264,7 +192,7 @@ def test_sighup_broken_config_keeps_running_config(pg, proxy_factory, poll):
         assert survivor.execute("SELECT 2").fetchone() == (2,)
 
         # A bad value in users.toml.
-        proxy.update(general=good_general, users=[{**_user(), "pool_size": "big"}])
+        proxy.update(general=good_general, users=[{**app_user(), "pool_size": "big"}])
         poll(lambda: len(_log_lines(proxy, "reload failed")) >= 2, what="second reload failure logged")
         line = _log_lines(proxy, "reload failed")[-1]
         assert "users.toml" in line and "pool_size" in line, line
@@ -282,17 +210,17 @@ def test_sighup_broken_config_keeps_running_config(pg, proxy_factory, poll):
         assert proxy.returncode is None
         pool_is_still_one()
         assert survivor.execute("SELECT 4").fetchone() == (4,)
-        with _connect(proxy) as c:
+        with connect(proxy) as c:
             assert c.execute("SELECT 5").fetchone() == (5,)
         assert not _log_lines(proxy, "configuration reloaded")
 
         # Fixed: the next reload applies.
         proxy.update(general={**good_general, "default_pool_size": 2})
         poll(lambda: _log_lines(proxy, "configuration reloaded"), what="reload logged")
-        holder = _connect(proxy, autocommit=False)
+        holder = connect(proxy, autocommit=False)
         try:
             holder.execute("SELECT 1")
-            with _connect(proxy) as other:
+            with connect(proxy) as other:
                 assert other.execute("SELECT 6").fetchone() == (6,)
         finally:
             holder.close()
@@ -302,10 +230,10 @@ def test_sighup_broken_config_keeps_running_config(pg, proxy_factory, poll):
 
 
 def test_sighup_adds_and_removes_database_and_user(pg, proxy_factory, poll):
-    table = _table(pg, "reloaddb")
+    table = create_table(pg, "reloaddb")
     new_db, new_user, new_pw = "app2", f"reload_{uuid.uuid4().hex[:6]}", "reload_pw"
-    proxy = proxy_factory(general=_general(default_pool_size=2), databases=[_db(pg)], users=[_user()])
-    survivor = _connect(proxy)
+    proxy = proxy_factory(general=_general(default_pool_size=2), databases=[app_database(pg)], users=[app_user()])
+    survivor = connect(proxy)
     try:
         # Neither exists yet.
         r = Raw(proxy, new_user, new_pw, new_db)
@@ -322,18 +250,21 @@ def test_sighup_adds_and_removes_database_and_user(pg, proxy_factory, poll):
             "server_user": APP_USER,
             "server_password": APP_PASSWORD,
         }
-        proxy.update(databases=[_db(pg), _db(pg, new_db)], users=[_user(), _user(new_db), new_user_entry])
+        proxy.update(
+            databases=[app_database(pg), app_database(pg, new_db)],
+            users=[app_user(), app_user(new_db), new_user_entry],
+        )
         poll(lambda: len(_log_lines(proxy, "configuration reloaded")) >= 1, what="reload logged")
-        with _connect(proxy, new_db, user=new_user, password=new_pw) as c:
+        with connect(proxy, new_user, new_pw, dbname=new_db) as c:
             assert c.execute("SELECT current_database(), current_user").fetchone() == (APP_DB, APP_USER)
         with pytest.raises(psycopg.OperationalError):
-            _connect(proxy, new_db, user=new_user, password="wrong").close()
+            connect(proxy, new_user, "wrong", dbname=new_db).close()
 
         # A transaction open on the database about to be removed.
-        inflight = _connect(proxy, new_db, autocommit=False)
+        inflight = connect(proxy, dbname=new_db, autocommit=False)
         try:
             inflight.execute(f"INSERT INTO {table} VALUES (1)")
-            proxy.update(databases=[_db(pg)], users=[_user()])
+            proxy.update(databases=[app_database(pg)], users=[app_user()])
             poll(lambda: len(_log_lines(proxy, "configuration reloaded")) >= 2, what="second reload logged")
             r = Raw(proxy, APP_USER, APP_PASSWORD, new_db)
             r.close()
@@ -358,14 +289,15 @@ def test_sighup_adds_and_removes_database_and_user(pg, proxy_factory, poll):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_shutdown_lets_transaction_in_flight_commit(pg, proxy_factory, poll, sig):
-    table = _table(pg, "shutdown")
-    proxy = proxy_factory(general=_general(default_pool_size=2, shutdown_timeout=30000), databases=[_db(pg)],
-                          users=[_user()])
-    busy = _connect(proxy, autocommit=False)
+    table = create_table(pg, "shutdown")
+    proxy = proxy_factory(
+        general=_general(default_pool_size=2, shutdown_timeout=30000), databases=[app_database(pg)], users=[app_user()]
+    )
+    busy = connect(proxy, autocommit=False)
     try:
         busy.execute(f"INSERT INTO {table} VALUES (1)")
         pids = {busy.execute("SELECT pg_backend_pid()").fetchone()[0]}
-        with _connect(proxy) as other:  # a second server, idle in the pool
+        with connect(proxy) as other:  # a second server, idle in the pool
             pids.add(other.execute("SELECT pg_backend_pid()").fetchone()[0])
         ports = _proxy_server_ports(proxy, pg)
         assert len(ports) == 2 and len(pids) == 2, (ports, pids)
@@ -380,7 +312,7 @@ def test_shutdown_lets_transaction_in_flight_commit(pg, proxy_factory, poll, sig
         proxy.signal(sig)
         poll(lambda: not port_open(proxy.host, proxy.port), what="listener closed")
         with pytest.raises(psycopg.OperationalError):
-            _connect(proxy).close()
+            connect(proxy).close()
         assert proxy.returncode is None, "the proxy exited with a transaction in flight"
         busy.execute(f"INSERT INTO {table} VALUES (2)")
         busy.commit()
@@ -399,9 +331,9 @@ def test_shutdown_lets_transaction_in_flight_commit(pg, proxy_factory, poll, sig
 
 
 def test_shutdown_timeout_rolls_back_unfinished_transaction(pg, proxy_factory, poll):
-    table = _table(pg, "shutdownto")
-    proxy = proxy_factory(general=_general(shutdown_timeout=1000), databases=[_db(pg)], users=[_user()])
-    busy = _connect(proxy, autocommit=False)
+    table = create_table(pg, "shutdownto")
+    proxy = proxy_factory(general=_general(shutdown_timeout=1000), databases=[app_database(pg)], users=[app_user()])
+    busy = connect(proxy, autocommit=False)
     try:
         busy.execute(f"INSERT INTO {table} VALUES (1)")
         pids = {busy.execute("SELECT pg_backend_pid()").fetchone()[0]}
@@ -430,35 +362,37 @@ def test_shutdown_timeout_rolls_back_unfinished_transaction(pg, proxy_factory, p
 @pytest.fixture
 def idle_proxy(pg, proxy_factory):
     return proxy_factory(
-        general=_general(client_idle_in_transaction_timeout=IDLE_TXN_MS), databases=[_db(pg)], users=[_user()]
+        general=_general(client_idle_in_transaction_timeout=IDLE_TXN_MS),
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
 
 
 @pytest.mark.parametrize("failed", [False, True], ids=["open", "failed"])
 def test_idle_in_transaction_timeout_disconnects_and_rolls_back(pg, idle_proxy, failed):
-    table = _table(pg, "idletxn")
-    bystander = _connect(idle_proxy)  # idle outside a transaction the whole time: not affected
+    table = create_table(pg, "idletxn")
+    bystander = connect(idle_proxy)  # idle outside a transaction the whole time: not affected
     try:
         (pid,) = bystander.execute("SELECT pg_backend_pid()").fetchone()
         raw = Raw(idle_proxy)
         assert raw.error is None, raw.error
         try:
-            raw.sock.sendall(_q(f"BEGIN; INSERT INTO {table} VALUES (1); SELECT 1"))
+            raw.sock.sendall(query(f"BEGIN; INSERT INTO {table} VALUES (1); SELECT 1"))
             msgs = raw.until(b"Z")
             assert msgs[-1] == (b"Z", b"T"), msgs
             if failed:  # idle in an aborted transaction counts too
-                raw.sock.sendall(_q("SELECT 1/0"))
+                raw.sock.sendall(query("SELECT 1/0"))
                 msgs = raw.until(b"Z")
                 assert msgs[-1] == (b"Z", b"E"), msgs
             t0 = time.monotonic()
             # Pool of one: this client waits for the server the idle transaction holds.
-            with _connect(idle_proxy) as other:
+            with connect(idle_proxy) as other:
                 got = other.execute(f"SELECT pg_backend_pid(), count(*) FROM {table}").fetchone()
             waited = time.monotonic() - t0
             rest = raw.rest()
         finally:
             raw.close()
-        errors = [_error_fields(body) for t, body in rest if t == b"E"]
+        errors = [error_fields(body) for t, body in rest if t == b"E"]
         assert errors, f"no ErrorResponse before the disconnect: {rest!r}"
         assert errors[0]["C"] == "25P03", errors
         assert errors[0]["S"] == "FATAL", errors
@@ -473,8 +407,8 @@ def test_idle_in_transaction_timeout_disconnects_and_rolls_back(pg, idle_proxy, 
 
 
 def test_idle_in_transaction_timeout_psycopg_sees_error(pg, idle_proxy, poll):
-    table = _table(pg, "idletxnpg")
-    client = _connect(idle_proxy, autocommit=False)
+    table = create_table(pg, "idletxnpg")
+    client = connect(idle_proxy, autocommit=False)
     try:
         client.execute(f"INSERT INTO {table} VALUES (1)")
         (pid,) = client.execute("SELECT pg_backend_pid()").fetchone()
@@ -492,13 +426,13 @@ def test_idle_in_transaction_timeout_psycopg_sees_error(pg, idle_proxy, poll):
     finally:
         client.close()
     assert _ids(pg, table) == "{}"
-    with _connect(idle_proxy) as c:
+    with connect(idle_proxy) as c:
         assert c.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_short_idle_periods_in_transaction_are_fine(pg, idle_proxy):
-    table = _table(pg, "idleshort")
-    client = _connect(idle_proxy, autocommit=False)
+    table = create_table(pg, "idleshort")
+    client = connect(idle_proxy, autocommit=False)
     try:
         t0 = time.monotonic()
         client.execute(f"INSERT INTO {table} VALUES (1)")
@@ -515,8 +449,8 @@ def test_short_idle_periods_in_transaction_are_fine(pg, idle_proxy):
 def test_long_query_in_transaction_is_not_idle(pg, idle_proxy):
     """The timer runs only while the client is idle: a statement running longer than the timeout
     inside a transaction is not cut."""
-    table = _table(pg, "idlebusy")
-    client = _connect(idle_proxy, autocommit=False)
+    table = create_table(pg, "idlebusy")
+    client = connect(idle_proxy, autocommit=False)
     try:
         client.execute(f"INSERT INTO {table} VALUES (1)")
         client.execute("SELECT pg_sleep(%s)", (IDLE_TXN_MS / 1000 * 1.5,))

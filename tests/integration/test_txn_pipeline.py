@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -23,6 +22,8 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.startup import build_startup
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import BackgroundClient, connect, connect_direct
+from tests.harness.config import app_database, app_user
 
 REPLY_TIMEOUT = 10.0
 
@@ -37,21 +38,9 @@ def proxy(pg, module_proxy_factory):
             "pooler_mode": "transaction",
             "checkout_timeout": 10000,
         },
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-
-
-def _connect(proxy, **kw) -> psycopg.Connection:
-    kw.setdefault("autocommit", True)
-    kw.setdefault("prepare_threshold", None)
-    return psycopg.connect(proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, **kw)
-
-
-def _direct(pg, **kw) -> psycopg.Connection:
-    kw.setdefault("autocommit", True)
-    kw.setdefault("prepare_threshold", None)
-    return psycopg.connect(pg.dsn(APP_USER, APP_DB, APP_PASSWORD), connect_timeout=10, **kw)
 
 
 def _uid() -> str:
@@ -62,51 +51,11 @@ def _pid(conn) -> int:
     return conn.execute("SELECT pg_backend_pid()").fetchone()[0]
 
 
-class Background:
-    """Another client of the same single-server pool, running checked queries until stopped."""
-
-    def __init__(self, proxy) -> None:
-        self.conn = _connect(proxy)
-        self.ok = 0
-        self.errors: list[BaseException] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            i += 1
-            try:
-                assert self.conn.execute("SELECT %s::int + 1", (i,)).fetchone() == (i + 1,)
-                self.ok += 1
-            except BaseException as e:
-                self.errors.append(e)
-                return
-
-    def __enter__(self) -> Background:
-        self._thread.start()
-        return self
-
-    def wait_for_more(self, n: int = 3, timeout: float = 10.0) -> None:
-        start = self.ok
-        deadline = time.monotonic() + timeout
-        while self.ok < start + n:
-            assert not self.errors, self.errors
-            assert time.monotonic() < deadline, "background client made no progress"
-            time.sleep(0.01)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(30)
-        self.conn.close()
-        assert not self.errors, self.errors
-
-
 # --------------------------------------------------------------------------- psycopg pipelines
 
 
 def test_pipeline_with_several_syncs(proxy):
-    a, b = _connect(proxy), _connect(proxy)
+    a, b = connect(proxy), connect(proxy)
     try:
         pid = _pid(b)
         for rnd in range(3):
@@ -159,14 +108,14 @@ def _pipeline_error_scenario(conn: psycopg.Connection, table: str) -> list:
 
 def test_pipeline_error_skips_rest_of_sync_block(pg, proxy):
     uid = _uid()
-    with _direct(pg) as d:
+    with connect_direct(pg) as d:
         d.execute(f"CREATE TABLE public.pipe_direct_{uid} (id int)")
         d.execute(f"CREATE TABLE public.pipe_proxy_{uid} (id int)")
         want = _pipeline_error_scenario(d, f"public.pipe_direct_{uid}")
     # The first Sync block is one implicit transaction: the error rolls back its INSERT too.
     assert want[:2] == ["DivisionByZero", "PipelineAborted"]
     assert want[-2] == ([3],)
-    with _connect(proxy) as a, _connect(proxy) as b:
+    with connect(proxy) as a, connect(proxy) as b:
         got = _pipeline_error_scenario(a, f"public.pipe_proxy_{uid}")
         assert got == want
         pid = _pid(a)
@@ -188,7 +137,7 @@ def test_pipeline_error_skips_rest_of_sync_block(pg, proxy):
 
 def test_pipelines_interleaved_with_another_client(proxy):
     """Between two Syncs of one pipeline the server may serve another client; nothing mixes."""
-    with Background(proxy) as bg, _connect(proxy) as a:
+    with BackgroundClient(proxy) as bg, connect(proxy) as a:
         for rnd in range(15):
             with a.pipeline() as p:
                 cs = []
@@ -205,7 +154,7 @@ def test_pipelines_interleaved_with_another_client(proxy):
 def test_pipeline_with_prepared_statements(proxy):
     """psycopg prepares in pipeline mode (Parse of a named statement in the same batch as its
     first Bind) while another client shares the server between Syncs."""
-    with Background(proxy) as bg, _connect(proxy, prepare_threshold=0) as a:
+    with BackgroundClient(proxy) as bg, connect(proxy, prepare_threshold=0) as a:
         for rnd in range(10):
             with a.pipeline() as p:
                 cs = []
@@ -223,7 +172,7 @@ def test_pipeline_with_prepared_statements(proxy):
 
 
 def test_psycopg_named_cursor_in_chunks(proxy):
-    with _connect(proxy, autocommit=False) as a, _connect(proxy) as b:
+    with connect(proxy, autocommit=False) as a, connect(proxy) as b:
         with a.cursor(name=f"cur_{_uid()}") as cur:
             cur.execute("SELECT g, md5(g::text) FROM generate_series(1, 1000) g")
             seen = []
@@ -289,7 +238,7 @@ def test_describe_statements_and_portals(proxy):
             await a.close()
 
     asyncio.run(main())
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         cur = c.execute("SELECT %s::int AS num, 'x'::varchar(5) AS v, NULL::bytea AS b", (1,))
         assert [d.name for d in cur.description] == ["num", "v", "b"]
         assert [d.type_code for d in cur.description] == [23, 1043, 17]
@@ -301,7 +250,7 @@ def test_describe_statements_and_portals(proxy):
 
 
 def test_empty_query(proxy):
-    with _connect(proxy) as c:
+    with connect(proxy) as c:
         cur = c.execute("")
         assert cur.pgresult.status == psycopg.pq.ExecStatus.EMPTY_QUERY
         assert cur.description is None
@@ -316,7 +265,7 @@ def test_empty_query(proxy):
 
 def test_notices_reach_only_their_client(proxy):
     uid = _uid()
-    a, b = _connect(proxy), _connect(proxy)
+    a, b = connect(proxy), connect(proxy)
     na: list[str] = []
     nb: list[str] = []
     a.add_notice_handler(lambda d: na.append(d.message_primary))
@@ -347,7 +296,7 @@ def test_notices_reach_only_their_client(proxy):
 
 def test_parameter_status_reaches_only_its_client(proxy):
     uid = _uid()
-    a, b = _connect(proxy), _connect(proxy)
+    a, b = connect(proxy), connect(proxy)
     try:
         b_app = b.info.parameter_status("application_name")
         a.execute(f"SET application_name = 'pipe_a_{uid}'")
@@ -521,7 +470,7 @@ def test_raw_extended_protocol_matches_postgres(pg, proxy):
         "1", "2", "D:4", "C:SELECT 1", "Z:I",
     ]
     assert want[8][-1] == "s" and want[13][-3].startswith("N:00000:")
-    with Background(proxy) as bg:
+    with BackgroundClient(proxy) as bg:
         r = Raw(proxy.host, proxy.port, APP_USER, APP_DB)
         try:
             got = _raw_scenario(r, uid)

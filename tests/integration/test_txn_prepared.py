@@ -7,10 +7,7 @@ what stays prepared on a server. `prepared_statements = "disabled"` passes names
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
-import subprocess
 import uuid
 
 import asyncpg
@@ -19,7 +16,9 @@ import psycopg2
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
-from tests.harness.pgserver import find_bindir
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
+from tests.harness.pgbench import run_pgbench
 
 SQLSTATE = psycopg.pq.DiagnosticField.SQLSTATE
 OK = psycopg.pq.ExecStatus.COMMAND_OK
@@ -29,11 +28,11 @@ PROXY_PREFIX = "__pgdog_ev_"
 
 
 def _db(pg, name: str = APP_DB) -> list[dict]:
-    return [{"name": name, "host": pg.host, "port": pg.port, "database_name": name}]
+    return [app_database(pg, name, name)]
 
 
 def _users(name: str = APP_DB) -> list[dict]:
-    return [{"name": APP_USER, "database": name, "password": APP_PASSWORD}]
+    return [app_user(name)]
 
 
 def _txn(pool: int, **extra) -> dict:
@@ -70,10 +69,8 @@ def proxy_disabled(pg, module_proxy_factory):
 
 
 def _connect(proxy, prepare_threshold: int | None = 0, **kw) -> psycopg.Connection:
-    kw.setdefault("autocommit", True)
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, prepare_threshold=prepare_threshold, **kw
-    )
+    """Unlike most tests, prepares every statement (psycopg's threshold 0) unless told otherwise."""
+    return connect(proxy, prepare_threshold=prepare_threshold, **kw)
 
 
 def _inspect(proxy) -> psycopg.Connection:
@@ -459,26 +456,8 @@ def test_psycopg2_transaction_mode(proxy1):
 # --------------------------------------------------------------------------- pgbench
 
 
-def _pgbench() -> str:
-    p = os.path.join(find_bindir(), "pgbench")
-    if os.access(p, os.X_OK):
-        return p
-    found = shutil.which("pgbench")
-    if not found:
-        pytest.skip("pgbench not installed")
-    return found
-
-
 def _pgbench_run(args: list[str], timeout: float) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    env["PGPASSWORD"] = APP_PASSWORD
-    env["PGCONNECT_TIMEOUT"] = "10"
-    res = subprocess.run(
-        [_pgbench(), *args], capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL
-    )
-    out = res.stdout + res.stderr
-    assert res.returncode == 0, f"pgbench {' '.join(args)} exited {res.returncode}:\n{out[-4000:]}"
-    return out
+    return run_pgbench(args, timeout, APP_PASSWORD, output_tail=4000)
 
 
 @pytest.fixture(scope="module")

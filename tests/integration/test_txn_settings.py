@@ -21,15 +21,12 @@ import psycopg2
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import connect, connect_direct
+from tests.harness.config import SESS_PASSWORD, SESS_USER, app_database, app_user, session_user
 
-SESS_USER, SESS_PASSWORD = "app_sess", "sess_pw"
 GUCS = ("search_path", "application_name", "TimeZone", "statement_timeout", "work_mem")
 INTRANS = psycopg.pq.TransactionStatus.INTRANS
 IDLE = psycopg.pq.TransactionStatus.IDLE
-
-
-def _db(pg) -> list[dict]:
-    return [{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +34,8 @@ def proxy1(pg, module_proxy_factory):
     """One server shared by every client; short checkout_timeout (for the bare-BEGIN test)."""
     return module_proxy_factory(
         general={"default_pool_size": 1, "pooler_mode": "transaction", "checkout_timeout": 2000},
-        databases=_db(pg),
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
 
 
@@ -46,21 +43,9 @@ def proxy1(pg, module_proxy_factory):
 def proxy2(pg, module_proxy_factory):
     return module_proxy_factory(
         general={"default_pool_size": 2, "pooler_mode": "transaction", "checkout_timeout": 10000},
-        databases=_db(pg),
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-
-
-def _connect(proxy, **kw) -> psycopg.Connection:
-    kw.setdefault("autocommit", True)
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, prepare_threshold=None, **kw
-    )
-
-
-def _direct(pg, **kw) -> psycopg.Connection:
-    kw.setdefault("autocommit", True)
-    return psycopg.connect(pg.dsn(APP_USER, APP_DB, APP_PASSWORD), connect_timeout=10, prepare_threshold=None, **kw)
 
 
 def _uid() -> str:
@@ -94,7 +79,7 @@ class Disturber:
 
     def __init__(self, proxy) -> None:
         self.name = f"disturber_{_uid()}"
-        self.conn = _connect(proxy)
+        self.conn = connect(proxy)
         self.conn.execute(f"SET application_name = '{self.name}'")
         for k, v in self.VALUES.items():
             self.conn.execute(f"SET {k} TO '{v}'")
@@ -123,8 +108,8 @@ def _assert_clean_probe(conn: psycopg.Connection, key: int | None = None) -> int
 
 def test_set_persists_for_its_client_and_never_leaks(pg, proxy1):
     uid = _uid()
-    b = _connect(proxy1)
-    a = _connect(proxy1)
+    b = connect(proxy1)
+    a = connect(proxy1)
     d = None
     try:
         base_b = _read(b)
@@ -171,14 +156,14 @@ def test_set_persists_for_its_client_and_never_leaks(pg, proxy1):
         if d:
             d.close()
     # A newcomer after A left sees the defaults.
-    with _connect(proxy1) as c:
+    with connect(proxy1) as c:
         assert _read(c) == {**base_b, "application_name": c.info.parameter_status("application_name")}
 
 
 def test_set_follows_client_to_other_servers(proxy2):
     """Pool of 2: two holders take both servers in turn, so A runs on each of them."""
     uid = _uid()
-    a, x, y = _connect(proxy2), _connect(proxy2), _connect(proxy2)
+    a, x, y = connect(proxy2), connect(proxy2), connect(proxy2)
     try:
         base_x, base_y = _read(x), _read(y)
         a.execute(f"SET search_path TO a_{uid}, b_{uid}")
@@ -228,7 +213,7 @@ def test_concurrent_clients_each_see_their_own_settings(proxy2):
 
     def worker(k: int) -> None:
         try:
-            with _connect(proxy2) as conn:
+            with connect(proxy2) as conn:
                 path, app, timeout = f"s{k}_{uid}, public", f"app{k}_{uid}", f"{k + 1}s"
                 conn.execute(f"SET search_path TO s{k}_{uid}, public")
                 conn.execute(f"SET application_name = '{app}'")
@@ -268,7 +253,7 @@ def test_concurrent_clients_each_see_their_own_settings(proxy2):
 
 
 def test_set_local_rollback_commit_and_savepoints(proxy1):
-    a = _connect(proxy1)
+    a = connect(proxy1)
     d = Disturber(proxy1)
     try:
         default_work_mem = _read(a)["work_mem"]
@@ -377,7 +362,7 @@ def _reset_scenario(conn: psycopg.Connection, disturb: Callable[[], None]) -> li
 def test_reset_returns_to_startup_values(pg, proxy1):
     uid = _uid()
     params = {"application_name": f"start_{uid}", "options": f"-c search_path=start_{uid} -c statement_timeout=4s"}
-    with _direct(pg, **params) as direct:
+    with connect_direct(pg, **params) as direct:
         want = _reset_scenario(direct, lambda: None)
     # What PostgreSQL itself does: RESET goes back to the startup packet's values.
     assert want[2]["search_path"] == "other_schema" and want[4]["search_path"] == f"start_{uid}"
@@ -387,7 +372,7 @@ def test_reset_returns_to_startup_values(pg, proxy1):
     assert want[12] == {"application_name (ParameterStatus)": f"start_{uid}"}
     d = Disturber(proxy1)
     try:
-        with _connect(proxy1, **params) as conn:
+        with connect(proxy1, **params) as conn:
             got = _reset_scenario(conn, d)
     finally:
         d.close()
@@ -417,12 +402,12 @@ def _multi_scenario(conn, disturb: Callable[[], None]) -> list[dict[str, str]]:
 
 
 def test_multi_statement_set_is_tracked(pg, proxy1):
-    with _direct(pg) as direct:
+    with connect_direct(pg) as direct:
         want = _multi_scenario(direct, lambda: None)
     assert want[0]["work_mem"] == "7MB" and want[1]["work_mem"] == "7MB" and want[2]["statement_timeout"] == "17s"
     d = Disturber(proxy1)
     try:
-        with _connect(proxy1) as conn:
+        with connect(proxy1) as conn:
             got = _multi_scenario(conn, d)
         assert got == want
         # psycopg2 (always the simple protocol), autocommit and not.
@@ -454,7 +439,7 @@ def test_multi_statement_set_is_tracked(pg, proxy1):
 def test_invalid_set_returns_server_error_and_keeps_old_value(proxy1):
     d = Disturber(proxy1)
     try:
-        with _connect(proxy1) as a:
+        with connect(proxy1) as a:
             a.execute("SET statement_timeout = '5s'")
             with pytest.raises(psycopg.errors.InvalidParameterValue) as ei:
                 a.execute("SET statement_timeout = 'banana'")
@@ -479,9 +464,9 @@ def test_invalid_set_returns_server_error_and_keeps_old_value(proxy1):
 
 def test_bare_begin_does_not_hold_the_only_server(proxy1):
     table = f"public.begin_{_uid()}"
-    with _connect(proxy1) as setup:
+    with connect(proxy1) as setup:
         setup.execute(f"CREATE TABLE {table} (id int)")
-    a, b = _connect(proxy1), _connect(proxy1)
+    a, b = connect(proxy1), connect(proxy1)
     try:
         a.execute("BEGIN")
         assert a.info.transaction_status == INTRANS
@@ -514,7 +499,7 @@ def test_bare_begin_does_not_hold_the_only_server(proxy1):
         assert a.info.transaction_status == IDLE
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (1,)
         # psycopg (not autocommit) with an isolation level and read-only flag.
-        c = _connect(proxy1, autocommit=False)
+        c = connect(proxy1, autocommit=False)
         try:
             c.isolation_level = psycopg.IsolationLevel.SERIALIZABLE
             assert c.execute("SELECT current_setting('transaction_isolation')").fetchone() == ("serializable",)
@@ -575,7 +560,7 @@ PIN_KINDS = {
 
 def _probe_both_servers(proxy) -> set[int]:
     """Run the clean-server probe on both servers of the pool of 2 (two concurrent transactions)."""
-    c1, c2 = _connect(proxy), _connect(proxy)
+    c1, c2 = connect(proxy), connect(proxy)
     try:
         c1.execute("BEGIN")
         c2.execute("BEGIN")
@@ -590,8 +575,8 @@ def _probe_both_servers(proxy) -> set[int]:
 
 @pytest.mark.parametrize("kind", list(PIN_KINDS))
 def test_session_state_pins_client_to_its_server(pg, proxy2, poll, kind):
-    p = _connect(proxy2)
-    o1, o2 = _connect(proxy2), _connect(proxy2)
+    p = connect(proxy2)
+    o1, o2 = connect(proxy2), connect(proxy2)
     try:
         for sql in PIN_KINDS[kind]:
             p.execute(sql)
@@ -637,7 +622,7 @@ def test_session_state_pins_client_to_its_server(pg, proxy2, poll, kind):
             lambda: pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0",
             what="no advisory lock left on PostgreSQL",
         )
-    with _connect(proxy2) as c:
+    with connect(proxy2) as c:
         assert c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone() == (0,)
 
 
@@ -649,20 +634,10 @@ def test_session_state_refuse(pg, proxy_factory):
             "checkout_timeout": 10000,
             "session_state": "refuse",
         },
-        databases=_db(pg),
-        users=[
-            {"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD},
-            {
-                "name": SESS_USER,
-                "database": APP_DB,
-                "password": SESS_PASSWORD,
-                "server_user": APP_USER,
-                "server_password": APP_PASSWORD,
-                "pooler_mode": "session",
-            },
-        ],
+        databases=[app_database(pg)],
+        users=[app_user(), session_user()],
     )
-    with _connect(proxy) as conn:
+    with connect(proxy) as conn:
         for sql in ("LISTEN refused_channel", "SELECT pg_advisory_lock(1)", "CREATE TEMP TABLE t (v int)"):
             with pytest.raises(psycopg.errors.FeatureNotSupported) as ei:
                 conn.execute(sql)
@@ -673,9 +648,7 @@ def test_session_state_refuse(pg, proxy_factory):
         assert _probe_both_servers(proxy)
     assert pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"
     # Session mode is not affected.
-    with psycopg.connect(
-        proxy.dsn(SESS_USER, SESS_PASSWORD, APP_DB), connect_timeout=10, autocommit=True, prepare_threshold=None
-    ) as s:
+    with connect(proxy, SESS_USER, SESS_PASSWORD) as s:
         s.execute("LISTEN session_channel")
         s.execute("CREATE TEMP TABLE t (v int)")
         assert s.execute("SELECT ARRAY(SELECT pg_listening_channels())").fetchone() == (["session_channel"],)
@@ -775,11 +748,11 @@ def _run_script(conn: psycopg.Connection, script: list, disturb: Callable[[], No
 def test_set_script_matches_postgres(pg, proxy1, script, extended):
     steps = {"set_forms": SET_FORMS, "transaction_forms": TRANSACTION_FORMS}[script]
     params = {"application_name": "script_start", "options": "-c search_path=start_path -c work_mem=1MB"}
-    with _direct(pg, **params) as direct:
+    with connect_direct(pg, **params) as direct:
         want = _run_script(direct, steps, lambda: None, extended)
     d = Disturber(proxy1)
     try:
-        with _connect(proxy1, **params) as conn:
+        with connect(proxy1, **params) as conn:
             got = _run_script(conn, steps, d, extended)
     finally:
         d.close()
@@ -822,12 +795,12 @@ def _pipeline_scenario(conn: psycopg.Connection, disturb: Callable[[], None]) ->
 
 
 def test_set_in_pipelines_matches_postgres(pg, proxy1):
-    with _direct(pg) as direct:
+    with connect_direct(pg) as direct:
         want = _pipeline_scenario(direct, lambda: None)
     assert want[0] == "error" and want[1][0] != "3MB" and want[3] == ("4MB", "0")
     d = Disturber(proxy1)
     try:
-        with _connect(proxy1) as conn:
+        with connect(proxy1) as conn:
             assert _pipeline_scenario(conn, d) == want
     finally:
         d.close()
@@ -836,7 +809,7 @@ def test_set_in_pipelines_matches_postgres(pg, proxy1):
 def test_set_session_characteristics_is_tracked_not_pinned(proxy1):
     """PgJDBC's setTransactionIsolation() sends this outside transactions; it is a plain setting
     (default_transaction_isolation), so the client should not be pinned for it."""
-    a, b = _connect(proxy1), _connect(proxy1)
+    a, b = connect(proxy1), connect(proxy1)
     try:
         a.execute("SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         # Pool of 1, checkout_timeout 2 s: B gets 08006 if A was pinned to the only server.
@@ -856,7 +829,7 @@ def test_set_config_with_bound_parameters_pins(proxy1):
     pinned to its server (documented): it keeps its value across transactions, and once it
     leaves, the next client on that server (pool of 1) starts clean."""
     uid = _uid()
-    a = _connect(proxy1)
+    a = connect(proxy1)
     try:
         a.execute(f"SET myapp.tenant = 'sql_{uid}'")
         assert a.execute("SELECT current_setting('myapp.tenant')").fetchone() == (f"sql_{uid}",)
@@ -870,6 +843,6 @@ def test_set_config_with_bound_parameters_pins(proxy1):
             assert _pid(a) == pid
     finally:
         a.close()
-    with _connect(proxy1) as b:
+    with connect(proxy1) as b:
         assert b.execute("SELECT current_setting('myapp.tenant', true)").fetchone()[0] in (None, "")
         assert _pid(b) == pid

@@ -10,10 +10,13 @@ import struct
 import threading
 import time
 
-import psycopg
 import pytest
 
-from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.conftest import APP_DB, APP_USER
+from tests.harness.clients import connect
+from tests.harness.config import app_database, app_user
+from tests.harness.memory import RssSampler, rss
+from tests.harness.rawclient import READY_IDLE, query, recv_until, startup_packet
 
 MB = 1024 * 1024
 RSS_SLACK = 64 * MB
@@ -37,53 +40,9 @@ def proxy(pg, module_proxy_factory):
             "checkout_timeout": 10000,
             "rollback_timeout": 3000,
         },
-        databases=[{"name": APP_DB, "host": pg.host, "port": pg.port, "database_name": APP_DB}],
-        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+        databases=[app_database(pg)],
+        users=[app_user()],
     )
-
-
-def _connect(proxy, autocommit: bool = True) -> psycopg.Connection:
-    return psycopg.connect(
-        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, autocommit=autocommit, prepare_threshold=None
-    )
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
-class RssSampler:
-    def __init__(self, pid: int, interval: float = 0.01) -> None:
-        self.pid, self.interval = pid, interval
-        self.peak = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, _rss(self.pid))
-                self.samples += 1
-            except OSError:
-                return
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-
-def _msg(t: bytes, body: bytes) -> bytes:
-    return t + struct.pack(">I", len(body) + 4) + body
 
 
 def _raw_login(proxy, rcvbuf: int = 64 * 1024) -> socket.socket:
@@ -92,14 +51,9 @@ def _raw_login(proxy, rcvbuf: int = 64 * 1024) -> socket.socket:
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(20)
     s.connect((proxy.host, proxy.port))
-    body = struct.pack(">I", 196608) + f"user\0{APP_USER}\0database\0{APP_DB}\0\0".encode()
-    s.sendall(struct.pack(">I", len(body) + 4) + body)
-    buf = b""
-    while b"Z\x00\x00\x00\x05I" not in buf:
-        chunk = s.recv(65536)
-        assert chunk, f"login failed: {buf!r}"
-        buf += chunk
-    assert buf.endswith(b"Z\x00\x00\x00\x05I"), buf
+    s.sendall(startup_packet(APP_USER, APP_DB))
+    buf = recv_until(s, READY_IDLE, "login failed")
+    assert buf.endswith(READY_IDLE), buf
     return s
 
 
@@ -132,7 +86,7 @@ class SlowReader(threading.Thread):
             self.done.set()
 
     def _run(self) -> None:
-        self.sock.sendall(_msg(b"Q", self.sql.encode() + b"\0"))
+        self.sock.sendall(query(self.sql))
         buf = bytearray()
         start = time.monotonic()
         while True:
@@ -176,11 +130,11 @@ class SlowReader(threading.Thread):
 
 @pytest.mark.parametrize("mode", ["select", "copy_out"])
 def test_slow_reader_bounded_memory_and_others_stay_fast(proxy, poll, mode):
-    fast = _connect(proxy)
+    fast = connect(proxy)
     sock = _raw_login(proxy)
     try:
         assert fast.execute("SELECT 1").fetchone() == (1,)
-        baseline = _rss(proxy.pid)
+        baseline = rss(proxy.pid)
         reader = SlowReader(sock, BIG_QUERY if mode == "select" else BIG_COPY)
         with RssSampler(proxy.pid) as sampler:
             reader.start()
@@ -234,7 +188,7 @@ def _big_query_active(pg) -> bool:
 def test_client_leaving_mid_result_frees_its_server(pg, proxy, poll):
     sock = _raw_login(proxy)
     try:
-        sock.sendall(_msg(b"Q", BIG_QUERY.encode() + b"\0"))
+        sock.sendall(query(BIG_QUERY))
         got = 0
         while got < 2 * MB:
             chunk = sock.recv(65536)
@@ -242,13 +196,13 @@ def test_client_leaving_mid_result_frees_its_server(pg, proxy, poll):
             got += len(chunk)
         # The server is still producing the result the client is not reading.
         assert _big_query_active(pg)
-        baseline = _rss(proxy.pid)
+        baseline = rss(proxy.pid)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     finally:
         sock.close()
     poll(lambda: not _big_query_active(pg), timeout=15, what="abandoned query stopped on the server")
     # Pool of two: two transactions at once must both get a server again.
-    a, b = _connect(proxy, autocommit=False), _connect(proxy, autocommit=False)
+    a, b = connect(proxy, autocommit=False), connect(proxy, autocommit=False)
     try:
         t0 = time.monotonic()
         (pa,) = a.execute("SELECT pg_backend_pid()").fetchone()
@@ -260,4 +214,4 @@ def test_client_leaving_mid_result_frees_its_server(pg, proxy, poll):
     finally:
         a.close()
         b.close()
-    assert _rss(proxy.pid) - baseline < RSS_SLACK
+    assert rss(proxy.pid) - baseline < RSS_SLACK
