@@ -174,6 +174,9 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         self.rename = False
         self.pinned = False
         self.statements: dict[str, GlobalStatement] = {}
+        # SQL PREPARE names (prepared_statements = "full").
+        self.sql_statements: dict[str, GlobalStatement] = {}
+        self.full_sql = False
         self._unnamed: Analysis = OTHER_ANALYSIS
         self._segment: list[Analysis] | None = None
         # A transaction begun without a server: the texts to replay on one.
@@ -398,6 +401,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         self.pool = login.pool
         self.session_mode = login.pooler_mode == "session"
         self.rename = not self.session_mode and self.pool.settings.prepared_statements != "disabled"
+        self.full_sql = self.rename and self.pool.settings.prepared_statements == "full"
         self.key_secret = self.entropy(4)
         self.io.send(be.authentication_ok())
         self._transition(now, ClientState.LOGIN, Reason.AUTH_OK)

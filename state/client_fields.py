@@ -29,6 +29,8 @@ class ClientFields:
     settings: SettingsTracker
     statements: dict[str, GlobalStatement]
     rename: bool
+    full_sql: bool
+    sql_statements: dict[str, GlobalStatement]
     pinned: bool
     errors: int
     queries: int
@@ -44,5 +46,6 @@ class ClientFields:
     _analyze: Callable[[memoryview], Analysis]
     _deallocate: Callable[[Analysis], bool]
     _refusal: Callable[[Analysis], bytes | None]
+    _sql_prepare: Callable[[Analysis, memoryview], bytes | None]
     _local_status: Callable[[], bytes]
     _arm_idle_timer: Callable[[float], None]

@@ -97,6 +97,10 @@ class LocalAnswers(ClientFields):
                 return be.command_complete("START TRANSACTION" if start else "BEGIN")
             if first.kind in (Sql.COMMIT, Sql.ROLLBACK) and "chain" not in first.flags:
                 return self._local_end(first.kind is Sql.COMMIT)
+            if self.full_sql:
+                reply = self._sql_prepare(analysis, memoryview(sql.encode("utf-8", "surrogateescape") + b"\0"))
+                if reply is not None:
+                    return reply
             if first.kind is Sql.DEALLOCATE and self.rename and self._deallocate(analysis):
                 return be.command_complete("DEALLOCATE" if first.name else "DEALLOCATE ALL")
         if not all(st.kind in LOCAL_SETTING_KINDS for st in statements):

@@ -22,6 +22,7 @@ from state.client_effects import pins
 from state.client_fields import ClientFields
 from state.events import Kind, Machine
 from state.reasons import Reason
+from state.sql_prepare import prepare_rest, rewrite_execute
 
 if TYPE_CHECKING:
     from state.prepared import GlobalStatement
@@ -48,6 +49,15 @@ class MessageRouting(ClientFields):
                 if refusal is not None:
                     server.answer(refusal)
                     return
+                if self.full_sql:
+                    reply = self._sql_prepare(analysis, body)
+                    if reply is not None:
+                        server.answer(reply)
+                        return
+                    rewritten = self._sql_execute(server, analysis, body)
+                    if rewritten is not None:
+                        server.io.send(rewritten)
+                        return
                 if self.rename and self._deallocate(analysis):
                     server.answer(be.command_complete("DEALLOCATE" if analysis.statements[0].name
                                                       else "DEALLOCATE ALL"))
@@ -172,6 +182,39 @@ class MessageRouting(ClientFields):
         for stmt in self.statements.values():
             self.directory.statements.release(stmt)
         self.statements.clear()
+        for stmt in self.sql_statements.values():
+            self.directory.statements.release(stmt)
+        self.sql_statements.clear()
+
+    def _sql_prepare(self, analysis: Analysis, body: memoryview) -> bytes | None:
+        """A lone SQL PREPARE, registered under its global name; the reply to send, or None."""
+        statements = analysis.statements
+        if len(statements) != 1 or statements[0].kind is not Sql.PREPARE or not statements[0].name:
+            return None
+        rest = prepare_rest(bytes(body[:-1]).decode("utf-8", "surrogateescape"))
+        if rest is None:
+            return None
+        name = statements[0].name
+        if name in self.sql_statements:
+            self.errors += 1
+            return be.error_response(codes.DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists')
+        self.sql_statements[name] = self.directory.statements.acquire_sql(rest)
+        return be.command_complete("PREPARE")
+
+    def _sql_execute(self, server: ServerSession, analysis: Analysis, body: memoryview) -> bytes | None:
+        """A lone EXECUTE of a registered name: the rewritten Query, its PREPARE injected if needed."""
+        statements = analysis.statements
+        if len(statements) != 1 or statements[0].kind is not Sql.EXECUTE:
+            return None
+        stmt = self.sql_statements.get(statements[0].name or "")
+        if stmt is None:
+            return None
+        sql = rewrite_execute(bytes(body[:-1]).decode("utf-8", "surrogateescape"), stmt.name)
+        if sql is None:
+            return None
+        server.ensure_sql_prepared(stmt)
+        server.expect_response([stmt.analysis])
+        return fe.query(sql)
 
     def _deallocate(self, analysis: Analysis) -> bool:
         """A lone DEALLOCATE drops this client's names only: the proxy answers it."""
@@ -183,6 +226,8 @@ class MessageRouting(ClientFields):
             self._drop_all_statements()
         elif name in self.statements:
             self._drop_statement(name)
+        elif name in self.sql_statements:
+            self.directory.statements.release(self.sql_statements.pop(name))
         else:
             return False  # a SQL-level statement of its own: the server decides
         return True

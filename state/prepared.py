@@ -22,6 +22,7 @@ import json
 import pglast.parser
 
 from pgdog_ev.sql import Analysis, analyze
+from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.wire import frontend as fe
 
 PREFIX = "__pgdog_ev_"
@@ -49,19 +50,34 @@ def syntax_error(sql: str) -> tuple[str, int] | None:
     return None
 
 
+# Marks the key of a statement prepared with SQL PREPARE (prepared_statements =
+# "full"): its parameter types are SQL type names inside the text, not OIDs.
+SQL_LEVEL = (-1,)
+
+
 class GlobalStatement:
-    __slots__ = ("analysis", "error", "key", "name", "parse", "refs", "sql", "types")
+    __slots__ = ("analysis", "error", "key", "name", "parse", "prepare_sql", "refs", "sql", "types")
 
     def __init__(self, name: str, sql: str, types: tuple[int, ...]) -> None:
         self.name = name
         self.sql = sql
         self.types = types
         self.key = (sql, types)
+        self.refs = 0
+        if types == SQL_LEVEL:
+            # ``sql`` is what follows the name in PREPARE name [(types)] AS statement.
+            self.prepare_sql = f"PREPARE {name} {sql}"
+            self.parse = b""
+            body = analyze(self.prepare_sql).statements[0].text
+            # What an EXECUTE of it runs, for session tracking.
+            self.analysis: Analysis = analyze(body) if body else OTHER_ANALYSIS
+            self.error = None
+            return
+        self.prepare_sql = ""
         # The Parse to inject on a server that lacks the statement.
         self.parse = fe.parse(name, sql, types)
-        self.analysis: Analysis = analyze(sql)
+        self.analysis = analyze(sql)
         self.error = syntax_error(sql)
-        self.refs = 0
 
 
 class PreparedRegistry:
@@ -92,6 +108,10 @@ class PreparedRegistry:
             self.hits += 1
         stmt.refs += 1
         return stmt
+
+    def acquire_sql(self, rest: str) -> GlobalStatement:
+        """The shared statement for a SQL PREPARE whose text after the name is ``rest``."""
+        return self.acquire(rest, SQL_LEVEL)
 
     def release(self, stmt: GlobalStatement) -> None:
         stmt.refs -= 1

@@ -70,7 +70,8 @@ class IllegalTransition(RuntimeError):
 TO_CLIENT = 0
 HIDDEN = 1
 LOGIN_CHECK = 2
-NOT_FOR_CLIENT = (HIDDEN, LOGIN_CHECK)
+HIDDEN_PREPARE = 3  # a SQL PREPARE the proxy injected (prepared_statements = "full")
+NOT_FOR_CLIENT = (HIDDEN, LOGIN_CHECK, HIDDEN_PREPARE)
 
 # What to do with the next ParseComplete/CloseComplete (prepared statements).
 EXPECT_FORWARD = 0  # the client's own Parse or Close
@@ -132,6 +133,9 @@ class ServerSession:
         # Global prepared statements this server holds, least recently used first.
         self.prepared: OrderedDict[str, GlobalStatement] = OrderedDict()
         self.prepared_evictions = 0
+        # Names of injected SQL PREPAREs not yet answered, in order.
+        self._sql_prepares: deque[str] = deque()
+        self._prepare_error: bytes | None = None
         # Whether the client request being answered failed, and what it reported.
         self._failed = False
         self.last_reported: dict[str, str] = {}
@@ -338,11 +342,19 @@ class ServerSession:
                 self._drop_expectations(self._rfq_seen + 1)
             if self.owed and self.owed[0] == LOGIN_CHECK:
                 self._login_error = be.parse_error_fields(body)
+            elif self.owed and self.owed[0] == HIDDEN_PREPARE and self._sql_prepares:
+                # The statement fails here; the client's EXECUTE (next) gets this error
+                # in place of "does not exist", as if it had prepared the statement itself.
+                self.prepared.pop(self._sql_prepares[0], None)
+                self._prepare_error = bytes(body)
             elif self.owed and self.owed[0] == HIDDEN and self.state is ServerState.ACTIVE:
                 # A settings sync failed and was rolled back as a whole.
                 self.applied = self._applied_before
             elif self.scanner.forwarding and self.client is not None:
                 self._failed = True
+                if self._prepare_error is not None:
+                    body = memoryview(self._prepare_error)
+                    self._prepare_error = None
                 self.scanner.sink_message(mtype, body)
             elif not self.owed and self.client is None:
                 # An error nobody asked for (e.g. FATAL before a shutdown).
@@ -367,6 +379,7 @@ class ServerSession:
         reader = owed.popleft()
         client = self.client
         if reader == TO_CLIENT or type(reader) is list:
+            self._prepare_error = None
             if client is not None:
                 if reader != TO_CLIENT:
                     client.on_request_done(now, self, reader, before, status, self._failed)
@@ -374,6 +387,8 @@ class ServerSession:
             self.queries += 1
         elif reader == LOGIN_CHECK:
             self._finish_login_check(now)
+        elif reader == HIDDEN_PREPARE and self._sql_prepares:
+            self._sql_prepares.popleft()
         self._failed = False
         if self.last_reported:
             self.last_reported = {}
@@ -480,6 +495,17 @@ class ServerSession:
         self._expecting(EXPECT_SWALLOW, name)
         self.io.send(stmt.parse)
 
+    def ensure_sql_prepared(self, stmt: GlobalStatement) -> None:
+        """SQL PREPARE ``stmt`` here (hidden) before the client's EXECUTE, if missing."""
+        name = stmt.name
+        if name in self.prepared:
+            self.prepared.move_to_end(name)
+            return
+        self.prepared[name] = stmt
+        self._sql_prepares.append(name)
+        self._send_hidden(stmt.prepare_sql, HIDDEN_PREPARE)
+        self._update_forwarding()
+
     def forward_parse(self, stmt: GlobalStatement) -> None:
         """The client parsed ``stmt``: prepare it here, or just acknowledge it if it exists."""
         name = stmt.name
@@ -521,6 +547,10 @@ class ServerSession:
         """The client is done with us: back to the pool, through cleaning if needed."""
         self.client = None
         self.scanner.forwarding = False
+        for name in self._sql_prepares:
+            # Their outcome will not be read: assume they failed (re-preparing is harmless).
+            self.prepared.pop(name, None)
+        self._sql_prepares.clear()
         self.owed = deque(HIDDEN for entry in self.owed if type(entry) is not bytes)
         if self.clean and not session_mode and not self._over_limit():
             self._transition(now, ServerState.IDLE, Reason.CHECKIN)

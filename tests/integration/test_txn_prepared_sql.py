@@ -1,0 +1,89 @@
+"""prepared_statements = "full": SQL-level PREPARE / EXECUTE / DEALLOCATE share servers the way
+protocol-level statements do, without pinning the client."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.config import app_database, app_user
+
+
+@pytest.fixture(scope="module")
+def proxy(pg, module_proxy_factory):
+    return module_proxy_factory(
+        general={
+            "default_pool_size": 1,
+            "pooler_mode": "transaction",
+            "checkout_timeout": 3000,
+            "prepared_statements": "full",
+        },
+        databases=[app_database(pg)],
+        users=[app_user()],
+    )
+
+
+def _connect(proxy) -> psycopg.Connection:
+    return psycopg.connect(
+        proxy.dsn(APP_USER, APP_PASSWORD, APP_DB), connect_timeout=10, autocommit=True, prepare_threshold=None
+    )
+
+
+def test_same_name_different_clients_on_one_server(proxy):
+    a, b = _connect(proxy), _connect(proxy)
+    try:
+        assert a.execute("PREPARE q (int) AS SELECT $1 + 1").statusmessage == "PREPARE"
+        assert b.execute("PREPARE q (int) AS SELECT $1 * 10").statusmessage == "PREPARE"
+        for i in range(20):
+            assert a.execute(f"EXECUTE q({i})").fetchone() == (i + 1,)
+            assert b.execute(f"EXECUTE q({i})").fetchone() == (i * 10,)
+        # Pool of one: both ran on the same server, neither pinned it.
+        assert a.execute("SELECT pg_backend_pid()").fetchone() == b.execute("SELECT pg_backend_pid()").fetchone()
+        names = [r[0] for r in a.execute("SELECT name FROM pg_prepared_statements").fetchall()]
+        assert names and all(n.startswith("__pgdog_ev_") for n in names), names
+        assert "q" not in names
+    finally:
+        a.close()
+        b.close()
+
+
+def test_deallocate_and_duplicates_are_per_client(proxy):
+    a, b = _connect(proxy), _connect(proxy)
+    try:
+        a.execute("PREPARE two (int, text) AS SELECT $1, $2")
+        b.execute("PREPARE two (int, text) AS SELECT $1, $2")
+        with pytest.raises(psycopg.errors.DuplicatePreparedStatement):
+            a.execute("PREPARE two AS SELECT 2")
+        assert a.execute("EXECUTE two(1, 'x')").fetchone() == (1, "x")
+        a.execute("DEALLOCATE two")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            a.execute("EXECUTE two(1, 'x')")
+        assert b.execute("EXECUTE two(2, 'y')").fetchone() == (2, "y")
+        b.execute("DEALLOCATE ALL")
+        with pytest.raises(psycopg.errors.InvalidSqlStatementName):
+            b.execute("EXECUTE two(2, 'y')")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_bad_statement_fails_at_execute_and_leaves_nothing(proxy):
+    with _connect(proxy) as a:
+        a.execute("PREPARE broken AS SELECT * FROM no_such_table_here")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            a.execute("EXECUTE broken")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            a.execute("EXECUTE broken")
+        assert a.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_execute_inside_transactions(proxy):
+    with _connect(proxy) as a:
+        a.execute("PREPARE ins AS SELECT $1::int * 2")
+        with a.transaction():
+            assert a.execute("EXECUTE ins(21)").fetchone() == (42,)
+        a.execute("BEGIN")
+        assert a.execute("EXECUTE ins(5)").fetchone() == (10,)
+        a.execute("ROLLBACK")
+        assert a.execute("EXECUTE ins(6)").fetchone() == (12,)
