@@ -46,6 +46,6 @@ class ClientFields:
     _analyze: Callable[[memoryview], Analysis]
     _deallocate: Callable[[Analysis], bool]
     _refusal: Callable[[Analysis], bytes | None]
-    _sql_prepare: Callable[[Analysis, memoryview], bytes | None]
+    _sql_prepare: Callable[[Analysis, str], bytes | None]
     _local_status: Callable[[], bytes]
     _arm_idle_timer: Callable[[float], None]

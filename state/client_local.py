@@ -19,6 +19,7 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
 from state.client_fields import ClientFields
+from state.client_routing import query_text
 from state.events import Kind, Machine
 from state.reasons import Reason
 
@@ -41,7 +42,7 @@ class LocalAnswers(ClientFields):
             if refusal is not None:
                 self.io.send(refusal + be.ready_for_query(self._local_status()))
                 return True
-            out = self._local_query(analysis, bytes(body[:-1]).decode("utf-8", "surrogateescape"))
+            out = self._local_query(analysis, query_text(body))
             if out is None:
                 return False
             self.queries += 1
@@ -98,7 +99,7 @@ class LocalAnswers(ClientFields):
             if first.kind in (Sql.COMMIT, Sql.ROLLBACK) and "chain" not in first.flags:
                 return self._local_end(first.kind is Sql.COMMIT)
             if self.full_sql:
-                reply = self._sql_prepare(analysis, memoryview(sql.encode("utf-8", "surrogateescape") + b"\0"))
+                reply = self._sql_prepare(analysis, sql)
                 if reply is not None:
                     return reply
             if first.kind is Sql.DEALLOCATE and self.rename and self._deallocate(analysis):

@@ -21,6 +21,7 @@ from pgdog_ev.wire import frontend as fe
 from state.client_effects import pins
 from state.client_fields import ClientFields
 from state.events import Kind, Machine
+from state.prepared import NOOP_CLOSE
 from state.reasons import Reason
 from state.sql_prepare import prepare_rest, rewrite_execute
 
@@ -30,6 +31,16 @@ if TYPE_CHECKING:
 
 
 MEMO_LIMIT = 4096
+
+
+def decode_text(raw: bytes) -> str:
+    """Query text as str, leniently: it only informs tracking, the bytes are forwarded as sent."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def query_text(body: memoryview) -> str:
+    """The text of a Query message body (NUL-terminated)."""
+    return decode_text(bytes(body[:-1]))
 
 
 class MessageRouting(ClientFields):
@@ -50,11 +61,12 @@ class MessageRouting(ClientFields):
                     server.answer(refusal)
                     return
                 if self.full_sql:
-                    reply = self._sql_prepare(analysis, body)
+                    sql = query_text(body)
+                    reply = self._sql_prepare(analysis, sql)
                     if reply is not None:
                         server.answer(reply)
                         return
-                    rewritten = self._sql_execute(server, analysis, body)
+                    rewritten = self._sql_execute(server, analysis, sql)
                     if rewritten is not None:
                         server.io.send(rewritten)
                         return
@@ -99,7 +111,7 @@ class MessageRouting(ClientFields):
                 if close.kind == "S" and close.name:
                     # Only this client's name goes: others may share the statement.
                     self._drop_statement(close.name)
-                    server.forward_completion(msg, close_noop=True)
+                    server.forward_completion(NOOP_CLOSE)
                 else:
                     server.forward_completion(msg)
             else:
@@ -120,7 +132,7 @@ class MessageRouting(ClientFields):
         raw = bytes(body[:-1])
         if raw == self._memo_text:
             return self._memo
-        analysis = analyze(raw.decode("utf-8", "surrogateescape"))
+        analysis = analyze(decode_text(raw))
         if len(raw) <= MEMO_LIMIT:
             self._memo_text = raw
             self._memo = analysis
@@ -135,13 +147,13 @@ class MessageRouting(ClientFields):
 
     def _parse(self, server: ServerSession, msg: bytes, body: memoryview) -> None:
         parse = fe.parse_parse(body)
-        if not parse.name or not self.rename:
-            if not parse.name:
-                self._unnamed = analyze(parse.sql)
-            if self.rename:
-                server.forward_completion(msg)
-            else:
-                server.io.send(msg)
+        if not parse.name:
+            self._unnamed = analyze(parse.sql)
+        if not self.rename:
+            server.io.send(msg)
+            return
+        if not parse.name:
+            server.forward_completion(msg)
             return
         existing = self.statements.get(parse.name)
         if existing is not None:
@@ -186,12 +198,12 @@ class MessageRouting(ClientFields):
             self.directory.statements.release(stmt)
         self.sql_statements.clear()
 
-    def _sql_prepare(self, analysis: Analysis, body: memoryview) -> bytes | None:
+    def _sql_prepare(self, analysis: Analysis, sql: str) -> bytes | None:
         """A lone SQL PREPARE, registered under its global name; the reply to send, or None."""
         statements = analysis.statements
         if len(statements) != 1 or statements[0].kind is not Sql.PREPARE or not statements[0].name:
             return None
-        rest = prepare_rest(bytes(body[:-1]).decode("utf-8", "surrogateescape"))
+        rest = prepare_rest(sql)
         if rest is None:
             return None
         name = statements[0].name
@@ -201,7 +213,7 @@ class MessageRouting(ClientFields):
         self.sql_statements[name] = self.directory.statements.acquire_sql(rest)
         return be.command_complete("PREPARE")
 
-    def _sql_execute(self, server: ServerSession, analysis: Analysis, body: memoryview) -> bytes | None:
+    def _sql_execute(self, server: ServerSession, analysis: Analysis, sql: str) -> bytes | None:
         """A lone EXECUTE of a registered name: the rewritten Query, its PREPARE injected if needed."""
         statements = analysis.statements
         if len(statements) != 1 or statements[0].kind is not Sql.EXECUTE:
@@ -209,12 +221,12 @@ class MessageRouting(ClientFields):
         stmt = self.sql_statements.get(statements[0].name or "")
         if stmt is None:
             return None
-        sql = rewrite_execute(bytes(body[:-1]).decode("utf-8", "surrogateescape"), stmt.name)
-        if sql is None:
+        rewritten = rewrite_execute(sql, stmt.name)
+        if rewritten is None:
             return None
         server.ensure_sql_prepared(stmt)
         server.expect_response([stmt.analysis])
-        return fe.query(sql)
+        return fe.query(rewritten)
 
     def _deallocate(self, analysis: Analysis) -> bool:
         """A lone DEALLOCATE drops this client's names only: the proxy answers it."""

@@ -367,8 +367,6 @@ class ServerSession:
         self.txn_status = status
         self.copy_in = False
         owed = self.owed
-        while owed and type(owed[0]) is bytes:
-            owed.popleft()  # answers for a client that left
         if not owed:
             self.error = "ReadyForQuery without a pending request"
             self._close(now, Reason.OUT_OF_SYNC)
@@ -518,10 +516,10 @@ class ServerSession:
         self._expecting(EXPECT_FORWARD, name)
         self.io.send(stmt.parse)
 
-    def forward_completion(self, data: bytes | memoryview, *, close_noop: bool = False) -> None:
-        """Send a client Parse/Close whose ParseComplete/CloseComplete the client reads."""
+    def forward_completion(self, data: bytes) -> None:
+        """Send a Parse/Close whose ParseComplete/CloseComplete the client reads."""
         self._expecting(EXPECT_FORWARD)
-        self.io.send(NOOP_CLOSE if close_noop else data)
+        self.io.send(data)
 
     def forget_prepared(self) -> None:
         """DISCARD ALL / DEALLOCATE ALL ran here: every statement is gone."""
