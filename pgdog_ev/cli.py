@@ -61,9 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "configcheck":
         from pgdog_ev.config import ConfigError
         from pgdog_ev.daemon import load
+        from pgdog_ev.tls import build_tls
 
         try:
             cfg = load(config, users, args.database_url)
+            build_tls(cfg.general, cfg.config_path)
         except ConfigError as exc:
             print(f"pgdog-ev: configuration error: {exc}", file=sys.stderr)
             return 1

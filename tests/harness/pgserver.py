@@ -12,6 +12,7 @@ Layout under `base_dir` (a fresh 0o755 temp dir unless given):
     base_dir/NAME/data/       the data directory (PGDATA)
     base_dir/NAME/sock/       unix_socket_directories
     base_dir/NAME/postgres.log
+    base_dir/NAME/data/server.crt, server.key   (only with `ssl=(cert, key)`: copies, 0600)
 """
 
 from __future__ import annotations
@@ -251,13 +252,17 @@ class PgServer:
         settings: dict[str, str] | None = None,
         name: str = "pg",
         persistent: bool = False,
+        ssl: tuple[str, str] | None = None,
     ) -> None:
-        """`persistent=True` (the demo): cleanup() only stops the server and keeps its files."""
+        """`persistent=True` (the demo): cleanup() only stops the server and keeps its files.
+        `ssl=(cert_file, key_file)`: ssl = on with copies of these PEM files in the data dir,
+        re-copied at every start and reload (so a test can swap certificates)."""
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise ValueError(f"bad server name {name!r}")
         self.bindir = find_bindir()
         self.auth = auth
         self.settings = dict(settings or {})
+        self.ssl = ssl
         self.name = name
         self.persistent = persistent
         self._auto_port = port is None
@@ -386,10 +391,21 @@ class PgServer:
             "log_min_messages": "warning",
             "lc_messages": "C",
         }
+        if self.ssl is not None:
+            values.update(self._install_ssl_files(*self.ssl))
         values.update(self.settings)
         lines = [f"{k} = {_conf_value(str(v))}" for k, v in values.items()]
         self._write_file(os.path.join(self.datadir, HARNESS_CONF), "\n".join(lines) + "\n")
         self._write_hba()
+
+    def _install_ssl_files(self, cert: str, key: str) -> dict[str, str]:
+        """Copy the certificate and key where the server user can read them (PostgreSQL refuses a
+        key readable by others); returns the settings that turn TLS on."""
+        names = {"ssl_cert_file": "server.crt", "ssl_key_file": "server.key"}
+        for source, name in ((cert, names["ssl_cert_file"]), (key, names["ssl_key_file"])):
+            with open(source) as f:
+                self._write_file(os.path.join(self.datadir, name), f.read())
+        return {"ssl": "on", **names}
 
     def _write_hba(self) -> None:
         lines = [
@@ -513,6 +529,7 @@ class PgServer:
             auth=self.auth,
             settings={**self.settings, **(settings or {})},
             name=name,
+            ssl=self.ssl,
         )
         if os.path.exists(replica.server_dir):
             replica._cleaned = True
