@@ -17,10 +17,13 @@ from typing import Any
 
 from loop.reactor import Reactor
 from pgdog_ev import __version__
-from pgdog_ev.config import Config, ConfigError, load_config
+from pgdog_ev.admin.console import AdminConsole
+from pgdog_ev.config import Config, ConfigError, General, load_config
 from pgdog_ev.eventlog.filesink import RotatingFileSink, make_header
+from pgdog_ev.metrics import Endpoints
 from pgdog_ev.proxy.client_conn import ClientConnection
 from pgdog_ev.proxy.directory import Directory
+from pgdog_ev.sdnotify import SystemdNotifier
 from pgdog_ev.wire.errors import TOO_MANY_CONNECTIONS
 from state.client import ClientState
 from state.events import EventLog, Kind, Machine
@@ -47,12 +50,19 @@ class Daemon:
         self.reactor = reactor or Reactor()
         self.reactor.handle_exception = self._loop_exception  # type: ignore[method-assign]
         self.sink: RotatingFileSink | None = None
+        # Pairs the monotonic clock with wall time once: the event log and the admin console use it.
+        self.log_header = make_header(config_digest=config.digest, code_version=__version__)
         self.events = EventLog(sink=self._open_sink(config))
         self.directory = Directory(config, self.reactor, self.events, entropy)
+        self.reload_error: str | None = None
+        self.console = AdminConsole(self)
+        self.directory.console = self.console
         self.listener: Any = None
+        self.endpoints: Endpoints | None = None
         self.stopping = False
         self._shutdown_deadline = 0.0
         self.exit_code = 0
+        self.notifier = SystemdNotifier.from_env(os.environ)
 
     # -- setup ----------------------------------------------------------------
 
@@ -60,10 +70,9 @@ class Daemon:
         g = config.general
         if not g.event_log:
             return None
-        header = make_header(config_digest=config.digest, code_version=__version__)
         self.sink = RotatingFileSink(
             g.event_log,
-            header,
+            self.log_header,
             max_bytes=g.event_log_max_bytes,
             keep=g.event_log_keep,
             on_error=lambda msg: log.error("event log disabled: %s", msg),
@@ -72,6 +81,8 @@ class Daemon:
 
     def start(self) -> None:
         g = self.config.general
+        # Metrics and health first: once the client port accepts, they answer too.
+        self.endpoints = Endpoints.open(self)
         self.listener = self.reactor.listen(g.host, g.port, self._accept)
         self.port = self.listener.port
         self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, Reason.STARTUP, self.port)
@@ -82,7 +93,15 @@ class Daemon:
         ):
             self.reactor.add_signal_handler(signum, handler, signum)
         self.reactor.call_later(EVENT_FLUSH_INTERVAL, self._flush_events)
+        self._stats_tick()
         log.info("pgdog-ev %s listening on %s:%d", __version__, g.host, self.port)
+        self.notifier.ready(self.status_line())
+        self.notifier.start_timers(self.reactor.call_later, self.status_line)
+
+    def status_line(self) -> str:
+        """One short line for `systemctl status` (sd_notify STATUS=)."""
+        pools, clients = len(self.directory.pools), len(self.directory.clients)
+        return f"serving {pools} pool{'s' * (pools != 1)}, {clients} client{'s' * (clients != 1)}"
 
     def run(self) -> int:
         self.start()
@@ -112,6 +131,15 @@ class Daemon:
         self.reload()
 
     def reload(self) -> bool:
+        """Re-read the files. systemd hears RELOADING=1 first and READY=1 after, whatever the
+        outcome, so a Type=notify-reload unit never waits out its timeout on a broken file."""
+        self.notifier.reloading()
+        try:
+            return self._reload()
+        finally:
+            self.notifier.ready(self.status_line())
+
+    def _reload(self) -> bool:
         now = self.reactor.now()
         if self.reload_config is None:
             return False
@@ -119,12 +147,35 @@ class Daemon:
             config = self.reload_config()
         except ConfigError as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
+            self.reload_error = str(exc)
             return False
+        self.reload_error = None
         self.config = config
         self.directory.apply(config)
         self.events.emit(now, Kind.RELOAD, Machine.DAEMON, 0, 0, 0, Reason.RELOAD)
-        log.info("configuration reloaded (%d pools)", len(self.directory.pools))
+        log.info("configuration reloaded (%d pools)", len(self.directory.pools),
+                 extra={"pools": len(self.directory.pools)})
         return True
+
+    # -- the admin console's host interface ------------------------------------------
+
+    def now(self) -> float:
+        return self.reactor.now()
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        self.reactor.call_soon(callback)
+
+    def apply_general(self, general: General) -> None:
+        """An admin SET: run with this [general] until the next reload re-reads the files."""
+        c = self.config
+        self.config = Config.build(general, c.databases, c.users, c.admin, c.extra_sections,
+                                   config_path=c.config_path, users_path=c.users_path)
+        self.directory.apply(self.config)
+        self.events.emit(self.reactor.now(), Kind.RELOAD, Machine.DAEMON, 0, 0, 0, Reason.ADMIN_SET)
+
+    def _stats_tick(self) -> None:
+        self.console.tick(self.reactor.now())
+        self.reactor.call_later(max(self.config.general.stats_period, 100) / 1000.0, self._stats_tick)
 
     def _on_stop_signal(self, signum: int) -> None:
         if self.stopping:
@@ -138,8 +189,10 @@ class Daemon:
         """Stop accepting; let transactions in flight finish within shutdown_timeout."""
         now = self.reactor.now()
         self.stopping = True
+        self.notifier.stopping(f"draining: up to {self.config.general.shutdown_timeout} ms for transactions")
         self.events.emit(now, Kind.SIGNAL, Machine.DAEMON, 0, 0, 0, Reason.SHUTDOWN)
-        log.info("shutting down: waiting up to %d ms for transactions", self.config.general.shutdown_timeout)
+        log.info("shutting down: waiting up to %d ms for transactions", self.config.general.shutdown_timeout,
+                 extra={"shutdown_timeout_ms": self.config.general.shutdown_timeout})
         if self.listener is not None:
             self.listener.close()
             self.listener = None
@@ -181,6 +234,10 @@ class Daemon:
         self.events.flush()
         if self.sink is not None:
             self.sink.close()
+        if self.endpoints is not None:
+            self.endpoints.close()
+            self.endpoints = None
+        self.notifier.close()
         log.info("stopped")
 
     def _loop_exception(self, exc: BaseException, context: str) -> None:
@@ -200,7 +257,12 @@ def run(config_path: str | None, users_path: str | None, urls: Sequence[str]) ->
     from pgdog_ev.logs import setup_logging
 
     setup_logging(config.general.log_level, config.general.log_format)
-    daemon = Daemon(config, reload_config=lambda: load(config_path, users_path, urls))
+    try:
+        daemon = Daemon(config, reload_config=lambda: load(config_path, users_path, urls))
+    except ConfigError as exc:
+        # Files the configuration points at (TLS certificates) are only read here.
+        print(f"pgdog-ev: configuration error: {exc}", file=sys.stderr)
+        return 2
     try:
         return daemon.run()
     except OSError as exc:

@@ -1,6 +1,7 @@
 """One client connection to the proxy, as a sans-IO machine.
 
-STARTUP reads the startup packet (refusing SSL/GSSENC until TLS exists, and
+STARTUP reads the startup packet (switching to TLS on an SSLRequest when a
+certificate is configured, refusing GSSENC, and
 turning CancelRequests over to the directory); AUTH runs SCRAM, MD5, cleartext
 or trust; LOGIN makes sure the settings the client asked for are acceptable to
 the server and learns the ParameterStatus values to report; then the session
@@ -38,6 +39,7 @@ from pgdog_ev.wire.startup import (
     parse_startup,
     startup_length,
 )
+from state.client_admin import AdminAnswers
 from state.client_effects import KNOWN_SETTINGS_LIMIT, SessionEffects
 from state.client_local import LocalAnswers
 from state.client_routing import MessageRouting
@@ -106,9 +108,11 @@ class Login:
     verifier: ScramVerifier | None = None
     md5_stored: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The admin console's login: no pool; queries go to the directory's console.
+    admin: bool = False
 
 
-class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
+class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
     """Protocol state of one client connection."""
 
     def __init__(
@@ -127,6 +131,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         idle_in_transaction_timeout_ms: int | None = None,
         peer: str = "",
         reject: tuple[str, str] | None = None,
+        tls_available: bool = False,
+        tls_required: bool = False,
     ) -> None:
         self.id = cid
         self.io = io
@@ -155,7 +161,14 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         self.queries = 0
         self.transactions = 0
         self.bytes_in = 0
+        self.bytes_out = 0
+        self.wait_time = 0.0
+        self.query_time = 0.0
+        self.xact_time = 0.0
         self.errors = 0
+        # Set for a client of the admin console: its queries never need a server.
+        self.admin = False
+        self._admin_running = False
         self._startup_buf = bytearray()
         self._framer: Framer | None = None
         self._scram: ScramServer | None = None
@@ -188,6 +201,10 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         # (SQLSTATE, message) for a connection accepted only to be refused
         # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
         self.reject = reject
+        # TLS as configured when the client connected; ``tls`` once this stream switched to it.
+        self.tls_available = tls_available
+        self.tls_required = tls_required
+        self.tls = False
         self._timer: TimerHandle | None = None
         self.scanner = MessageScanner(
             MESSAGE_TABLE, self._route, self._on_message, self._on_header, max_len=max_message_size
@@ -225,6 +242,9 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
     def on_bytes(self, now: float, data: memoryview) -> None:
         self.last_activity = now
         self.bytes_in += len(data)
+        pool = self.pool
+        if pool is not None:
+            pool.stats.received += len(data)
         self._dispatch(now, data)
 
     def _dispatch(self, now: float, data: memoryview) -> None:
@@ -268,8 +288,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
             rest = bytes(buf[length:])
             buf.clear()
             if isinstance(packet, (SSLRequest, GSSENCRequest)):
-                self.io.send(b"N")
-                self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.SSL_REFUSED)
+                if not self._encryption_request(now, isinstance(packet, SSLRequest), rest):
+                    return
                 buf += rest
                 continue
             if isinstance(packet, CancelRequest):
@@ -283,9 +303,39 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
                 self._dispatch(now, memoryview(rest))
             return
 
+    def _encryption_request(self, now: float, ssl: bool, rest: bytes) -> bool:
+        """Answer an SSLRequest or GSSENCRequest; False when the connection was closed instead.
+
+        With TLS available an SSLRequest is answered 'S' and the stream switches to TLS. Bytes the
+        client sent behind its SSLRequest would be plaintext slipped in ahead of the handshake
+        (CVE-2021-23214), so they are refused, never read. GSSAPI encryption is not offered.
+        """
+        if self.tls:
+            self._fatal(now, codes.PROTOCOL_VIOLATION, "encryption requested again on an encrypted connection",
+                        Reason.PROTOCOL_VIOLATION)
+            return False
+        if not (ssl and self.tls_available):
+            self.io.send(b"N")
+            self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.SSL_REFUSED)
+            return True
+        if rest:
+            self._fatal(now, codes.PROTOCOL_VIOLATION, "received unencrypted data after SSL request",
+                        Reason.PROTOCOL_VIOLATION, detail="This could be either a client-software bug "
+                        "or evidence of an attempted man-in-the-middle attack.")
+            return False
+        self.io.send(b"S")
+        self.io.start_tls()
+        self.tls = True
+        self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.TLS_ACCEPTED)
+        return True
+
     def _startup(self, now: float, msg: StartupMessage) -> None:
         self.user = msg.user
         self.database = msg.database
+        if self.tls_required and not self.tls:
+            self._fatal(now, codes.INVALID_AUTHORIZATION, "TLS is required by this proxy (tls_client_required); "
+                        "connect with sslmode=require or stronger", Reason.TLS_REQUIRED)
+            return
         if self.reject is not None:
             self._fatal(now, self.reject[0], self.reject[1], Reason.TOO_MANY_CLIENTS)
             return
@@ -398,6 +448,13 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         login = self.login
         assert login is not None
         self._scram = None
+        if login.admin:
+            self._admin_login(now)
+            return
+        refusal = self.directory.admit(self)
+        if refusal is not None:
+            self._fatal(now, refusal[0], refusal[1], Reason.TOO_MANY_CLIENTS)
+            return
         self.pool = login.pool
         self.session_mode = login.pooler_mode == "session"
         self.rename = not self.session_mode and self.pool.settings.prepared_statements != "disabled"
@@ -460,6 +517,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         out += be.backend_key_data(self.key_pid, self.key_secret)
         out += be.ready_for_query(b"I")
         self.io.send(out)
+        pool.stats.logins += 1
         self._cancel_timer()
         self._transition(now, ClientState.IDLE, Reason.LOGIN_DONE)
         self._arm_idle_timer(now)
@@ -468,6 +526,37 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
             self._held.clear()
             self._resume_held()
             self._dispatch(now, memoryview(held))
+
+    def _admin_login(self, now: float) -> None:
+        self.admin = True
+        self.key_secret = self.entropy(4)
+        self.scanner.on_message = self._admin_message
+        self.io.send(be.authentication_ok())
+        self._transition(now, ClientState.LOGIN, Reason.AUTH_OK)
+        status = self.directory.admin_parameters()  # type: ignore[attr-defined]
+        status["application_name"] = self.application_name
+        out = bytearray()
+        for name, value in status.items():
+            out += be.parameter_status(name, value)
+        self.told = status
+        out += be.backend_key_data(self.key_pid, self.key_secret)
+        out += be.ready_for_query(b"I")
+        self.io.send(out)
+        self._cancel_timer()
+        self._transition(now, ClientState.IDLE, Reason.LOGIN_DONE)
+        self._arm_idle_timer(now)
+        if self._held:
+            held = bytes(self._held)
+            self._held.clear()
+            self._dispatch(now, memoryview(held))
+
+    def _admin_wait(self, now: float) -> None:
+        self._transition(now, ClientState.WAITING, Reason.ADMIN_COMMAND)
+
+    def _admin_done(self, now: float) -> None:
+        if self.state is ClientState.WAITING:
+            self._transition(now, ClientState.IDLE, Reason.ADMIN_COMMAND)
+            self._replay_held(now)
 
     # -- queries -------------------------------------------------------------
     #
@@ -626,6 +715,9 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
     def cancel_request(self, now: float) -> None:
         """A CancelRequest carrying this client's key arrived."""
         if self.state is ClientState.WAITING:
+            if self.admin:
+                self._admin_cancel(now)
+                return
             pool = self.pool
             if pool is not None:
                 pool.cancel_wait(now, self)
@@ -756,6 +848,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers):
         self.server = None
         if was in (ClientState.WAITING, ClientState.LOGIN) and self.pool is not None:
             self.pool.cancel_wait(now, self)
+        if was is ClientState.WAITING and self.admin:
+            self.directory.admin_cancel(now, self)  # type: ignore[attr-defined]
         if server is not None:
             if self.scanner.at_boundary():
                 server.release(now, session_mode=self.session_mode or self.pinned)

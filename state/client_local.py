@@ -60,6 +60,8 @@ class LocalAnswers(ClientFields):
             parse = fe.parse_parse(body)
             if not parse.name:
                 return False
+            if self.pool is not None:
+                self.pool.stats.client_parse_count += 1
             if parse.name in self.statements:
                 self.errors += 1
                 self.io.send(be.error_response(codes.DUPLICATE_PREPARED_STATEMENT,

@@ -84,6 +84,7 @@ class MessageRouting(ClientFields):
             server.io.send(msg)
         elif mtype == fe.BIND:
             server.unsynced = True
+            server.pool.stats.bind_count += 1
             if self.rename:
                 msg = self._bind(server, msg, body)
             else:
@@ -94,6 +95,7 @@ class MessageRouting(ClientFields):
             server.io.send(msg)
         elif mtype == fe.PARSE:
             server.unsynced = True
+            server.pool.stats.client_parse_count += 1
             self._parse(server, msg, body)
         elif mtype == fe.DESCRIBE:
             server.unsynced = True

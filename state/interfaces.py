@@ -40,6 +40,14 @@ class StreamIO(Protocol):
 
     def resume_reading(self) -> None: ...
 
+    def start_tls(self) -> None:
+        """Switch this stream to TLS: bytes already sent leave in plaintext, everything after is
+        encrypted, and what the peer sends from now on arrives decrypted. Only called after the
+        SSLRequest/'S' exchange the machine itself performed, and only when TLS is configured
+        (a client session is told so at construction; a server session by its ``tls_verify``).
+        A handshake that fails closes the stream, logged by the io and never by the machine:
+        a client session sees ``on_closed``, a server session ``on_connect_failed`` with the reason."""
+
 
 class ServerIO(StreamIO, Protocol):
     def send_cancel(self, pid: int, secret: bytes) -> None:
@@ -50,6 +58,9 @@ class ServerIO(StreamIO, Protocol):
 class PoolIO(Protocol):
     def open_server(self, pool: Pool) -> ServerSession:
         """Start connecting a new server for ``pool``; returns it in CONNECTING."""
+
+    def pool_drained(self, now: float, pool: Pool) -> None:
+        """A paused pool's last server connection closed (admin PAUSE waits for this)."""
 
 
 class Directory(Protocol):
@@ -69,3 +80,17 @@ class Directory(Protocol):
     def client_closed(self, client: ClientSession) -> None: ...
 
     def auth_failed(self, client: ClientSession, user: str, database: str) -> None: ...
+
+    def admit(self, client: ClientSession) -> tuple[str, str] | None:
+        """Count an authenticated client against the client limits; (SQLSTATE, message) if over."""
+
+    # The admin console (clients whose Login has ``admin`` set).
+    def admin_parameters(self) -> dict[str, str]:
+        """ParameterStatus values an admin client gets at login."""
+
+    def admin_query(self, now: float, client: ClientSession, text: str) -> bytes | None:
+        """The reply to a simple Query (without ReadyForQuery), or None when it comes later
+        through ``client.admin_reply``."""
+
+    def admin_cancel(self, now: float, client: ClientSession) -> None:
+        """A waiting admin command was canceled or its client left."""

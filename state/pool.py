@@ -11,7 +11,7 @@ enforces min_pool_size, idle_timeout and server_lifetime.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from state.interfaces import PoolIO, Scheduler, TimerHandle
 
 MAINTENANCE_INTERVAL = 0.333
+HOLD_PAUSE = 1
+HOLD_MAINTENANCE = 2
 
 
 class PoolState(IntEnum):
@@ -53,8 +55,18 @@ class PoolKey:
     role: str = "primary"
 
 
+# Upper bounds (seconds) of the checkout wait-time histogram; the last bucket is +Inf.
+WAIT_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+
+
 @dataclass(slots=True)
 class PoolStats:
+    """Counters that only ever grow, for SHOW STATS and the metrics endpoint.
+
+    Times are seconds (floats); "received"/"sent" are bytes from and to this
+    pool's clients. Averages are derived by the readers, never stored here.
+    """
+
     checkouts: int = 0
     checkout_timeouts: int = 0
     connects: int = 0
@@ -63,6 +75,40 @@ class PoolStats:
     out_of_sync: int = 0
     wait_time_total: float = 0.0
     max_wait: float = 0.0
+    xact_count: int = 0
+    xact_time: float = 0.0
+    query_count: int = 0
+    query_time: float = 0.0
+    received: int = 0
+    sent: int = 0
+    # ErrorResponses PostgreSQL sent to this pool's clients.
+    errors: int = 0
+    # Servers returned through cleanup (ROLLBACK, DISCARD ALL, drained results).
+    cleaned: int = 0
+    rollbacks: int = 0
+    client_parse_count: int = 0
+    server_parse_count: int = 0
+    bind_count: int = 0
+    logins: int = 0
+    # Settings syncs on checkout; connections closed because they could not be trusted.
+    re_synced: int = 0
+    force_closed: int = 0
+    # Time spent connecting and logging in new servers.
+    connect_time: float = 0.0
+    # Checkout wait times: counts per WAIT_BUCKETS bound, plus one for +Inf.
+    wait_buckets: list[int] = field(default_factory=lambda: [0] * (len(WAIT_BUCKETS) + 1))
+
+    def observe_wait(self, waited: float) -> None:
+        self.checkouts += 1
+        self.wait_time_total += waited
+        if waited > self.max_wait:
+            self.max_wait = waited
+        buckets = self.wait_buckets
+        for i, bound in enumerate(WAIT_BUCKETS):
+            if waited <= bound:
+                buckets[i] += 1
+                return
+        buckets[-1] += 1
 
 
 class Pool:
@@ -91,6 +137,10 @@ class Pool:
         self.connecting = 0
         self.waiters: deque[ClientSession] = deque()
         self.stats = PoolStats()
+        # HOLD_* bits (admin PAUSE / MAINTENANCE); the pool is PAUSED while any is set.
+        self.holds = 0
+        # Servers connected before this time are replaced (admin RECONNECT).
+        self.reconnect_at = float("-inf")
         self.last_error: str | None = None
         # Startup ParameterStatus of this pool's servers, for clients' logins.
         self.server_params: dict[str, str] | None = None
@@ -99,6 +149,7 @@ class Pool:
         # Lower-case name -> name as reported, for the settings servers report.
         self._reported_names: dict[str, str] = {}
         self._wait_timer: TimerHandle | None = None
+        self._wait_when = 0.0
         self._maint_timer: TimerHandle | None = None
 
     # -- bookkeeping ---------------------------------------------------------
@@ -135,8 +186,8 @@ class Pool:
         client.wait_deadline = now + self.settings.checkout_timeout / 1000.0
         self.waiters.append(client)
         self.log.emit(now, Kind.ENQUEUE, Machine.POOL, self.id, 0, 0, client.id, len(self.waiters))
-        if self._wait_timer is None:
-            self._wait_timer = self.timers.arm(client.wait_deadline, self._wait_expired)
+        if not self.holds and (self._wait_timer is None or client.wait_deadline < self._wait_when):
+            self._arm_wait_timer()
         if self.last_error is None:
             # After a failed connect the maintenance tick retries, at its pace.
             self._grow(now)
@@ -150,9 +201,8 @@ class Pool:
         self.log.emit(now, Kind.DEQUEUE, Machine.POOL, self.id, 0, 0, client.id)
 
     def _lend(self, now: float, server: ServerSession, client: ClientSession, waited: float) -> None:
-        self.stats.checkouts += 1
-        self.stats.wait_time_total += waited
-        self.stats.max_wait = max(self.stats.max_wait, waited)
+        self.stats.observe_wait(waited)
+        client.wait_time += waited
         self.log.emit(now, Kind.CHECKOUT, Machine.POOL, self.id, 0, 0, client.id, server.id)
 
     def _grow(self, now: float) -> None:
@@ -168,15 +218,31 @@ class Pool:
         server = self.io.open_server(self)
         self.servers[server.id] = server
 
+    def _arm_wait_timer(self) -> None:
+        """One timer for the earliest deadline among the waiters.
+
+        Deadlines are not in queue order once checkout_timeout changes (admin SET,
+        reload), so the earliest is searched for rather than assumed to be first."""
+        if self._wait_timer is not None:
+            self._wait_timer.cancel()
+            self._wait_timer = None
+        if self.waiters and not self.holds:
+            when = min(client.wait_deadline for client in self.waiters)
+            self._wait_when = when
+            self._wait_timer = self.timers.arm(when, self._wait_expired)
+
     def _wait_expired(self, now: float) -> None:
         self._wait_timer = None
-        while self.waiters and self.waiters[0].wait_deadline <= now:
-            client = self.waiters.popleft()
+        if self.holds:
+            return
+        expired = [client for client in self.waiters if client.wait_deadline <= now]
+        for client in expired:
+            self.waiters.remove(client)
             self.stats.checkout_timeouts += 1
             self.log.emit(now, Kind.TIMEOUT, Machine.POOL, self.id, 0, 0, client.id)
             client.on_checkout_failed(now, "checkout timeout: no server connection available", timeout=True)
-        if self.waiters:
-            self._wait_timer = self.timers.arm(self.waiters[0].wait_deadline, self._wait_expired)
+        if self.waiters and self._wait_timer is None:
+            self._arm_wait_timer()
 
     # -- servers coming back ---------------------------------------------------
 
@@ -184,6 +250,7 @@ class Pool:
         """A new connection finished logging in."""
         self.connecting -= 1
         self.last_error = None
+        self.stats.connect_time += now - server.created_at
         if self.server_params is None:
             self.server_params = dict(server.reported)
             self._reported_names = {name.lower(): name for name in server.reported}
@@ -198,6 +265,14 @@ class Pool:
         self.log.emit(now, Kind.CHECKIN, Machine.POOL, self.id, 0, 0, 0, server.id)
         if self.state is PoolState.CLOSED or self._expired(now, server):
             server.terminate(now, Reason.LIFETIME)
+            return
+        if self.holds & HOLD_PAUSE:
+            server.terminate(now, Reason.PAUSE)
+            return
+        if server.created_at < self.reconnect_at:
+            server.terminate(now, Reason.RECONNECT)
+            if self.waiters:
+                self._grow(now)
             return
         if self.state is PoolState.OPEN:
             while self.waiters:
@@ -225,10 +300,14 @@ class Pool:
                 self.waiters.clear()
                 for client in waiters:
                     client.on_checkout_failed(now, f"could not connect to the server: {server.error}")
+            if self.holds & HOLD_PAUSE and self.drained:
+                self.io.pool_drained(now, self)
             return
         if was is ServerState.ACTIVE and server.error:
             self.stats.server_errors += 1
         self._grow(now)
+        if self.holds & HOLD_PAUSE and self.drained:
+            self.io.pool_drained(now, self)
 
     # -- maintenance -----------------------------------------------------------
 
@@ -258,16 +337,76 @@ class Pool:
 
     # -- admin ---------------------------------------------------------------
 
+    #
+    # A pool is PAUSED while any hold is on. PAUSE (for a server restart) also
+    # closes servers as they come home, and reports when the last one has gone;
+    # MAINTENANCE only parks clients between transactions, servers stay open.
+    # Clients queued behind a hold do not time out: the operator chose to make
+    # them wait, and their checkout_timeout starts again when the hold lifts.
+
+    @property
+    def paused(self) -> bool:
+        return bool(self.holds & HOLD_PAUSE)
+
+    @property
+    def maintenance(self) -> bool:
+        return bool(self.holds & HOLD_MAINTENANCE)
+
+    @property
+    def drained(self) -> bool:
+        """No server connection left (what PAUSE waits for)."""
+        return not self.servers and self.connecting == 0
+
     def pause(self, now: float) -> None:
-        if self.state is PoolState.OPEN:
-            self._transition(now, PoolState.PAUSED, Reason.PAUSE)
+        self._hold(now, HOLD_PAUSE, Reason.PAUSE)
+        for server in list(self.idle):
+            server.terminate(now, Reason.PAUSE)
+        self.idle.clear()
+        # Connections still logging in finish, then close at check-in.
 
     def resume(self, now: float) -> None:
-        if self.state is PoolState.PAUSED:
-            self._transition(now, PoolState.OPEN, Reason.RESUME)
-            while self.idle and self.waiters:
-                self.checkin(now, self.idle.pop())
+        self._release(now, HOLD_PAUSE, Reason.RESUME)
+
+    def set_maintenance(self, now: float, on: bool) -> None:
+        if on:
+            self._hold(now, HOLD_MAINTENANCE, Reason.MAINTENANCE)
+        else:
+            self._release(now, HOLD_MAINTENANCE, Reason.MAINTENANCE)
+
+    def reconnect(self, now: float) -> None:
+        """Replace every server: idle ones now, busy ones when their client lets go."""
+        self.reconnect_at = now
+        self.log.emit(now, Kind.NOTE, Machine.POOL, self.id, 0, 0, Reason.RECONNECT)
+        for server in list(self.idle):
+            server.terminate(now, Reason.RECONNECT)
+        self.idle.clear()
+        if self.state is PoolState.OPEN:
             self._grow(now)
+
+    def _hold(self, now: float, hold: int, reason: Reason) -> None:
+        if self.state is PoolState.CLOSED:
+            return
+        self.holds |= hold
+        if self.state is PoolState.OPEN:
+            self._transition(now, PoolState.PAUSED, reason)
+            if self._wait_timer is not None:
+                self._wait_timer.cancel()
+                self._wait_timer = None
+
+    def _release(self, now: float, hold: int, reason: Reason) -> None:
+        self.holds &= ~hold
+        if self.holds or self.state is not PoolState.PAUSED:
+            return
+        self._transition(now, PoolState.OPEN, reason)
+        deadline = now + self.settings.checkout_timeout / 1000.0
+        for client in self.waiters:
+            if client.wait_deadline < deadline:
+                client.wait_deadline = deadline
+        while self.idle and self.waiters:
+            self.checkin(now, self.idle.pop())
+        self._grow(now)
+        if self.waiters:
+            self._arm_wait_timer()
 
     def close(self, now: float, reason: Reason = Reason.POOL_CLOSED) -> None:
         """Stop lending; idle servers go now, active ones when their client lets go."""

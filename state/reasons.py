@@ -52,3 +52,11 @@ class Reason(IntEnum):
     IDLE_IN_TRANSACTION_TIMEOUT = 39
     CANCELED = 40
     REFUSED = 41
+    # Admin console (numbered apart so other additions do not collide).
+    ADMIN_COMMAND = 60
+    MAINTENANCE = 61
+    RECONNECT = 62
+    ADMIN_SET = 63
+    # TLS (numbered apart too).
+    TLS_ACCEPTED = 70
+    TLS_REQUIRED = 71

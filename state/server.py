@@ -25,7 +25,7 @@ from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.errors import ProtocolViolation
 from pgdog_ev.wire.framing import Framer
 from pgdog_ev.wire.scanner import MessageScanner, action_table
-from pgdog_ev.wire.startup import build_startup
+from pgdog_ev.wire.startup import build_ssl_request, build_startup
 from state.events import EventLog, Kind, Machine
 from state.params import sync_query
 from state.prepared import NOOP_CLOSE, GlobalStatement
@@ -79,6 +79,8 @@ EXPECT_SWALLOW = 1  # a Parse the proxy injected
 EXPECT_AS_PARSE = 2  # a no-op Close standing in for a ParseComplete
 
 PARSE_COMPLETE_MSG = be.parse_complete()
+# Closes the proxy forced on a connection it could no longer trust or wait for.
+FORCE_CLOSED = frozenset({Reason.OUT_OF_SYNC, Reason.QUERY_TIMEOUT, Reason.CLEANUP_FAILED})
 
 # Server messages the machine must read: ReadyForQuery, ParameterStatus,
 # ErrorResponse (bodies); CopyIn/CopyBoth responses, ParseComplete and
@@ -100,6 +102,7 @@ class ServerSession:
         timers: Scheduler,
         entropy: Entropy,
         now: float,
+        tls_verify: str = "disabled",
     ) -> None:
         self.id = sid
         self.pool = pool
@@ -107,6 +110,11 @@ class ServerSession:
         self.log = log
         self.timers = timers
         self.entropy = entropy
+        # [general] tls_verify for this connection ("disabled" for unix sockets); ``tls`` once
+        # the server accepted TLS; ``_tls_wait`` while its one-byte answer to SSLRequest is due.
+        self.tls_verify = tls_verify
+        self.tls = False
+        self._tls_wait = False
         self.state = ServerState.CONNECTING
         self.created_at = now
         self.last_used = now
@@ -145,6 +153,16 @@ class ServerSession:
         self.error: str | None = None
         self.transactions = 0
         self.queries = 0
+        self.rollbacks = 0
+        self.errors = 0
+        self.bytes_in = 0
+        # Settings syncs and health checks run on this connection.
+        self.resyncs = 0
+        # Client requests (Query/Sync/FunctionCall) awaiting their ReadyForQuery, and
+        # when the current busy stretch and transaction began (for query/xact time).
+        self._requests = 0
+        self.request_at = now
+        self._xact_at: float | None = None
         # CancelRequests sent and not yet acknowledged by the postmaster. A
         # server is not lent again until they are: a late cancel would hit
         # the next client's query.
@@ -184,14 +202,49 @@ class ServerSession:
     # -- connection establishment -------------------------------------------
 
     def on_connected(self, now: float) -> None:
-        """TCP is up: send the startup packet."""
+        """TCP is up: ask for TLS unless tls_verify is disabled, else send the startup packet."""
         self._transition(now, ServerState.STARTUP, Reason.CONNECTED)
+        self._framer = Framer(self.pool.max_message_size)
+        if self.tls_verify != "disabled":
+            self._tls_wait = True
+            self.io.send(build_ssl_request())
+            return
+        self._send_startup()
+
+    def _tls_answer(self, now: float, data: memoryview) -> None:
+        """The server's answer to SSLRequest: 'S', 'N', or an ErrorResponse from a server that
+        does not understand the request."""
+        self._tls_wait = False
+        answer = data[0]
+        if answer == ord("S"):
+            if len(data) > 1:
+                # Plaintext slipped in ahead of the handshake (CVE-2021-23222): never read it.
+                raise ProtocolViolation("received unencrypted data after the server accepted TLS")
+            self.io.start_tls()
+            if self.state is ServerState.CLOSED:
+                return
+            self.tls = True
+            self.log.emit(now, Kind.NOTE, Machine.SERVER, self.id, 0, 0, Reason.TLS_ACCEPTED)
+            self._send_startup()
+            return
+        if answer != ord("N"):
+            self._startup_messages(now, data)
+            return
+        if self.tls_verify in ("verify_ca", "verify_full"):
+            self.error = f"server does not support TLS (tls_verify = {self.tls_verify})"
+            self._close(now, Reason.CONNECT_FAILED)
+            return
+        self.log.emit(now, Kind.NOTE, Machine.SERVER, self.id, 0, 0, Reason.SSL_REFUSED)
+        self._send_startup()
+        if len(data) > 1:
+            self._startup_messages(now, data[1:])
+
+    def _send_startup(self) -> None:
         settings = self.pool.settings
         params = {"user": settings.server_user, "database": settings.server_database}
         params["application_name"] = "pgdog-ev"
         if settings.statement_timeout is not None:
             params["statement_timeout"] = str(settings.statement_timeout)
-        self._framer = Framer(self.pool.max_message_size)
         self.io.send(build_startup(params))
 
     def on_connect_failed(self, now: float, error: str, errno_code: int = 0) -> None:
@@ -264,9 +317,13 @@ class ServerSession:
 
     def on_bytes(self, now: float, data: memoryview) -> None:
         self.last_active = now
+        self.bytes_in += len(data)
         try:
             if self.state is ServerState.STARTUP:
-                self._startup_messages(now, data)
+                if self._tls_wait:
+                    self._tls_answer(now, data)
+                else:
+                    self._startup_messages(now, data)
             elif self.state is not ServerState.CLOSED:
                 self.scanner.feed(data)
         except (ProtocolViolation, AuthFailed) as exc:
@@ -352,6 +409,9 @@ class ServerSession:
                 self.applied = self._applied_before
             elif self.scanner.forwarding and self.client is not None:
                 self._failed = True
+                self.errors += 1
+                self.pool.stats.errors += 1
+                self.client.errors += 1
                 if self._prepare_error is not None:
                     body = memoryview(self._prepare_error)
                     self._prepare_error = None
@@ -378,6 +438,7 @@ class ServerSession:
         client = self.client
         if reader == TO_CLIENT or type(reader) is list:
             self._prepare_error = None
+            self._request_done(now, status)
             if client is not None:
                 if reader != TO_CLIENT:
                     client.on_request_done(now, self, reader, before, status, self._failed)
@@ -405,6 +466,27 @@ class ServerSession:
         elif self.state is ServerState.CLEANING:
             self._continue_cleaning(now)
 
+    def _request_done(self, now: float, status: bytes) -> None:
+        """Account one answered client request in the pool's query and transaction totals."""
+        stats = self.pool.stats
+        busy = now - self.request_at
+        stats.query_count += 1
+        stats.query_time += busy
+        self.request_at = now
+        self._requests -= 1
+        client = self.client
+        if client is not None:
+            client.query_time += busy
+        if status == b"I" and self._xact_at is not None:
+            took = now - self._xact_at
+            stats.xact_count += 1
+            stats.xact_time += took
+            if client is not None:
+                client.xact_time += took
+            self._xact_at = now if self._requests else None
+        elif status != b"I" and self._xact_at is None:
+            self._xact_at = now
+
     # -- being lent to a client ---------------------------------------------
 
     def link(self, now: float, client: ClientSession) -> None:
@@ -414,6 +496,8 @@ class ServerSession:
         self._transition(now, ServerState.ACTIVE, Reason.CHECKOUT, client.id)
         query = sync_query(self.applied, client.params)
         if query is not None:
+            self.resyncs += 1
+            self.pool.stats.re_synced += 1
             self._applied_before = self.applied
             self.applied = dict(client.params)
             self._send_hidden(query, HIDDEN)
@@ -464,6 +548,12 @@ class ServerSession:
 
         ``effects`` (analyses of what the request runs) come back to the client
         through ``on_request_done`` once the server has answered."""
+        if not self._requests:
+            client = self.client
+            self.request_at = client._now if client is not None else self.last_active
+            if self._xact_at is None and self.txn_status == b"I":
+                self._xact_at = self.request_at
+        self._requests += 1
         self.owed.append(TO_CLIENT if effects is None else effects)
         self._rfq_sent += 1
         if len(self.owed) == 1:
@@ -491,6 +581,7 @@ class ServerSession:
             return
         self.prepared[name] = stmt
         self._expecting(EXPECT_SWALLOW, name)
+        self.pool.stats.server_parse_count += 1
         self.io.send(stmt.parse)
 
     def ensure_sql_prepared(self, stmt: GlobalStatement) -> None:
@@ -514,6 +605,7 @@ class ServerSession:
             return
         self.prepared[name] = stmt
         self._expecting(EXPECT_FORWARD, name)
+        self.pool.stats.server_parse_count += 1
         self.io.send(stmt.parse)
 
     def forward_completion(self, data: bytes) -> None:
@@ -557,6 +649,9 @@ class ServerSession:
             self.pool.checkin(now, self)
             return
         self._transition(now, ServerState.CLEANING, Reason.CLEANED)
+        self.pool.stats.cleaned += 1
+        self._requests = 0
+        self._xact_at = None
         self._cleanup_session = session_mode
         if self.owed and not self.copy_in:
             # A query is still running for a client that left: stop it.
@@ -598,6 +693,8 @@ class ServerSession:
         if self.cancels_in_flight:
             return  # on_cancel_done resumes
         if self.txn_status != b"I":
+            self.rollbacks += 1
+            self.pool.stats.rollbacks += 1
             self._send_hidden("ROLLBACK", HIDDEN)
             self.log.emit(now, Kind.NOTE, Machine.SERVER, self.id, 0, 0, Reason.ROLLBACK)
             return
@@ -675,6 +772,10 @@ class ServerSession:
         self.client = None
         self._cancel_timer()
         self._transition(now, ServerState.CLOSED, reason)
+        if reason is Reason.OUT_OF_SYNC:
+            self.pool.stats.out_of_sync += 1
+        if reason in FORCE_CLOSED:
+            self.pool.stats.force_closed += 1
         self.io.close()
         self.pool.server_closed(now, self, was)
         if client is not None and reason is not Reason.QUERY_TIMEOUT:

@@ -72,6 +72,8 @@ class General:
     shutdown_timeout: int = 60000
     shutdown_termination_timeout: int | None = None
     max_client_conn: int | None = None
+    max_db_client_connections: int | None = None
+    max_user_client_connections: int | None = None
 
     # Health checks and load balancing.
     healthcheck_interval: int = 30000
@@ -196,6 +198,7 @@ class DatabaseEntry:
     shard: int = 0
     pool_size: int | None = None
     min_pool_size: int | None = None
+    max_db_client_connections: int | None = None
     pooler_mode: PoolerMode | None = None
     statement_timeout: int | None = None
     lock_timeout: int | None = None
@@ -233,6 +236,7 @@ class UserEntry:
     passwords: tuple[str, ...] = ()
     password_hash: str | None = None
     pool_size: int | None = None
+    max_user_client_connections: int | None = None
     min_pool_size: int | None = None
     pooler_mode: PoolerMode | None = None
     server_user: str | None = None

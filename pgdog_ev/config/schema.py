@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .kinds import BoolKind, ChoiceKind, FloatKind, IntKind, Kind, StrKind, StrListKind
+from .log_filter import LogFilterKind
 
 _NULL_WORDS = frozenset({"", "none", "null"})
 
@@ -190,6 +191,16 @@ GENERAL_KEYS: tuple[KeySpec, ...] = (
     _opt(
         "max_client_conn", _POSITIVE, "Most client connections accepted (PgBouncer name); unset = no limit."
     ),
+    _opt(
+        "max_db_client_connections",
+        _POSITIVE,
+        "Most logged-in clients per database, unless the database sets its own (PgBouncer name).",
+    ),
+    _opt(
+        "max_user_client_connections",
+        _POSITIVE,
+        "Most logged-in clients per user, unless the user sets its own (PgBouncer name).",
+    ),
     # Health checks and load balancing.
     _spec("healthcheck_interval", _MS, 30000, "A connection unchecked for this long is checked at checkout."),
     _spec("idle_healthcheck_interval", _MS, 30000, "How often an idle connection of each pool is checked."),
@@ -352,7 +363,7 @@ GENERAL_KEYS: tuple[KeySpec, ...] = (
     _opt("query_log", _NAME, "File every query is appended to (slow; debugging only)."),
     _spec("query_log_stdout", _BOOL, False, "Print every query to stdout (debugging only)."),
     _fixed("log_format", _choice("text", "json", "json_flattened"), "text", "Application log line format."),
-    _spec("log_level", _NAME, "info", "Log filter, e.g. info or debug."),
+    _spec("log_level", LogFilterKind(), "info", "Log filter, e.g. info, debug or pgdog=debug,info (RUST_LOG syntax)."),
     _spec("log_connections", _BOOL, True, "Log each client login."),
     _spec("log_disconnections", _BOOL, True, "Log each client logout."),
     _spec("log_dedup_window", _MS, 0, "Window for collapsing repeated log lines; 0 = off."),
@@ -429,6 +440,7 @@ DATABASE_KEYS: tuple[KeySpec, ...] = (
     ),
     _spec("shard", _COUNT, 0, "Shard number, contiguous from 0."),
     _opt("pool_size", _POSITIVE, "Overrides [general] default_pool_size."),
+    _opt("max_db_client_connections", _POSITIVE, "Most logged-in clients of this database."),
     _opt("min_pool_size", _COUNT, "Overrides [general] min_pool_size."),
     _opt("pooler_mode", _POOLER_MODE, "Overrides [general] pooler_mode."),
     _opt("statement_timeout", _MS, "Sent to the server as statement_timeout at connect."),
@@ -456,6 +468,7 @@ USER_KEYS: tuple[KeySpec, ...] = (
     _opt("identity", _NAME, "Client certificate identity (SAN dNSName or CN) for mTLS."),
     _opt("tls_client_certificate_required", _BOOL, "Whether this user must present a client certificate."),
     _opt("pool_size", _POSITIVE, "Overrides database and general pool size."),
+    _opt("max_user_client_connections", _POSITIVE, "Most logged-in clients of this user."),
     _opt("min_pool_size", _COUNT, "Overrides database and general min_pool_size."),
     _opt("pooler_mode", _POOLER_MODE, "Overrides database and general pooler_mode."),
     _opt("server_user", _NAME, "User name on the server; defaults to name."),

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from loop.protocol import Protocol
+from pgdog_ev.tls import TlsStream, TlsTransport
 from state.client import ClientSession
 
 if TYPE_CHECKING:
@@ -30,7 +31,9 @@ class ClientConnection(Protocol):
         self.directory = directory
         self.cid = cid
         self.reject = reject
-        self.transport: SocketTransport | None = None
+        # The TLS settings at accept time stay this connection's, whatever a reload brings.
+        self.tls = directory.tls
+        self.transport: SocketTransport | TlsTransport | None = None
         self.session: ClientSession | None = None
         self._pause = 0
         self._paused_server: ServerConnection | None = None
@@ -56,6 +59,8 @@ class ClientConnection(Protocol):
             max_message_size=g.max_message_size,
             peer=f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer or ""),
             reject=self.reject,
+            tls_available=self.tls.accept is not None,
+            tls_required=self.tls.client_required,
         )
         d.client_opened(self.session)
 
@@ -108,10 +113,24 @@ class ClientConnection(Protocol):
         transport = self.transport
         if transport is not None:
             transport.write(data)
+            session = self.session
+            if session is not None:
+                session.bytes_out += len(data)
+                pool = session.pool
+                if pool is not None:
+                    pool.stats.sent += len(data)
 
     def close(self) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    def start_tls(self) -> None:
+        """The session answered 'S' to an SSLRequest: the client's TLS handshake comes next."""
+        context = self.tls.accept
+        transport = self.transport
+        assert context is not None and transport is not None and self.session is not None
+        stream = TlsStream(context, server_side=True)
+        self.transport = TlsTransport(transport, self, stream, f"client {self.session.peer}")
 
     def pause_reading(self, why: int = SESSION) -> None:
         was = self._pause

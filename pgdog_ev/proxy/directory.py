@@ -17,6 +17,10 @@ from pgdog_ev.auth.scram import ScramVerifier
 from pgdog_ev.config import Config
 from pgdog_ev.proxy.scheduler import ReactorScheduler
 from pgdog_ev.proxy.server_conn import ServerConnection
+from pgdog_ev.sql import default_cache
+from pgdog_ev.tls import TlsContexts, build_tls, rebuild_tls
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire.errors import PROTOCOL_VIOLATION, TOO_MANY_CONNECTIONS
 from state.client import ClientSession, Login
 from state.events import EventLog, Kind, Machine
 from state.pool import Pool, PoolKey
@@ -26,6 +30,7 @@ from state.server import ServerSession
 
 if TYPE_CHECKING:
     from loop.reactor import Reactor
+    from pgdog_ev.admin.console import AdminConsole
     from pgdog_ev.config import DatabaseEntry, UserEntry
 
 log = logging.getLogger("pgdog_ev.directory")
@@ -67,6 +72,15 @@ class Directory:
         self._next_server = 1
         self._next_pool = 1
         self._credentials: dict[tuple[str, str], tuple[tuple[str, ...], str | None, Credentials]] = {}
+        self._admin_verifier: tuple[str, ScramVerifier] | None = None
+        self._admin_login: Login | None = None
+        # Logged-in clients per database and per (user, database), for the client limits.
+        self._db_clients: dict[str, int] = {}
+        self._user_clients: dict[tuple[str, str], int] = {}
+        self._admitted: set[int] = set()
+        self.console: AdminConsole | None = None
+        # SSLContexts for new connections. A bad TLS file is a ConfigError here, at start.
+        self.tls: TlsContexts = build_tls(config.general, config.config_path)
         self.apply(config)
 
     # -- building ---------------------------------------------------------------
@@ -91,6 +105,9 @@ class Directory:
     def apply(self, config: Config) -> None:
         """Install ``config``: keep matching pools, add new ones, close the rest."""
         now = self.reactor.now()
+        if config is not self.config:
+            # A reload: read the certificate files again (keeping the old contexts if they fail).
+            self.tls = rebuild_tls(self.tls, config.general, config.config_path)
         self.config = config
         auth_type = config.general.auth_type
         wanted: dict[PoolKey, Pool] = {}
@@ -129,6 +146,21 @@ class Directory:
                 pool.close(now, Reason.RELOAD)
         self.pools = wanted
         self.logins = logins
+        self._admin_login = self._make_admin_login(config)
+        default_cache().resize(config.general.query_cache_limit)
+
+    def _make_admin_login(self, config: Config) -> Login | None:
+        admin = config.admin
+        if not admin.password or admin.password_generated:
+            return None  # nobody knows the generated password: the console stays locked
+        cached = self._admin_verifier
+        if cached is None or cached[0] != admin.password:
+            # PBKDF2 once per password, as for users.
+            cached = (admin.password, ScramVerifier.from_password(admin.password, self.entropy(16)))
+            self._admin_verifier = cached
+        return Login(pool=None, user=admin.user, database=admin.name,  # type: ignore[arg-type]
+                     auth_type=config.general.auth_type, pooler_mode="session",
+                     passwords=(admin.password,), verifier=cached[1], admin=True)
 
     # -- the Directory interface for sessions ------------------------------------
 
@@ -137,10 +169,42 @@ class Directory:
         return self.config.general.auth_type
 
     def has_database(self, name: str) -> bool:
-        return name in self.config.database_names()
+        return name == self.config.admin.name or name in self.config.database_names()
 
     def lookup(self, database: str, user: str) -> Login | None:
+        if database == self.config.admin.name:
+            login = self._admin_login
+            return login if login is not None and user == login.user else None
         return self.logins.get((database, user))
+
+    def admit(self, client: ClientSession) -> tuple[str, str] | None:
+        """Count a client that just authenticated against its database's and user's client limits;
+        (SQLSTATE, message) when it is one too many."""
+        if client.admin:
+            return None
+        g = self.config.general
+        db_key, user_key = client.database, (client.user, client.database)
+        db_limit = user_limit = None
+        for entry in self.config.hosts(client.database):
+            if entry.max_db_client_connections is not None:
+                db_limit = entry.max_db_client_connections
+        if db_limit is None:
+            db_limit = g.max_db_client_connections
+        user = self.config.user(client.user, client.database)
+        if user is not None and user.max_user_client_connections is not None:
+            user_limit = user.max_user_client_connections
+        if user_limit is None:
+            user_limit = g.max_user_client_connections
+        if db_limit is not None and self._db_clients.get(db_key, 0) >= db_limit:
+            return TOO_MANY_CONNECTIONS, (f'too many client connections for database "{client.database}" '
+                                          f"(max_db_client_connections = {db_limit})")
+        if user_limit is not None and self._user_clients.get(user_key, 0) >= user_limit:
+            return TOO_MANY_CONNECTIONS, (f'too many client connections for user "{client.user}" on database '
+                                          f'"{client.database}" (max_user_client_connections = {user_limit})')
+        self._db_clients[db_key] = self._db_clients.get(db_key, 0) + 1
+        self._user_clients[user_key] = self._user_clients.get(user_key, 0) + 1
+        self._admitted.add(client.id)
+        return None
 
     def next_client_id(self) -> int:
         cid = self._next_client
@@ -159,10 +223,18 @@ class Directory:
     def client_closed(self, client: ClientSession) -> None:
         if self.clients.pop(client.id, None) is not None and client.reject is None:
             self._accepted -= 1
+        if client.id in self._admitted:
+            self._admitted.discard(client.id)
+            db_key, user_key = client.database, (client.user, client.database)
+            self._db_clients[db_key] -= 1
+            self._user_clients[user_key] -= 1
 
     def auth_failed(self, client: ClientSession, user: str, database: str) -> None:
         self.auth_failures += 1
-        log.warning("authentication failed for user %r database %r from %s", user, database, client.peer)
+        log.warning(
+            "authentication failed for user %r database %r from %s", user, database, client.peer,
+            extra={"user": user, "database": database, "addr": client.peer, "client_id": client.id},
+        )
 
     def cancel(self, now: float, pid: int, secret: bytes) -> None:
         """Forward a client's CancelRequest to the server running its query, if the key matches."""
@@ -171,6 +243,24 @@ class Directory:
             self.log.emit(now, Kind.NOTE, Machine.CLIENT, pid, 0, 0, Reason.CANCEL_REQUEST, 1)
             return
         client.cancel_request(now)
+
+    # -- the admin console -------------------------------------------------------
+
+    def admin_parameters(self) -> dict[str, str]:
+        return self.console.parameters() if self.console is not None else {}
+
+    def admin_query(self, now: float, client: ClientSession, text: str) -> bytes | None:
+        if self.console is None:
+            return be.error_response(PROTOCOL_VIOLATION, "the admin console is not available")
+        return self.console.query(now, client, text)
+
+    def admin_cancel(self, now: float, client: ClientSession) -> None:
+        if self.console is not None:
+            self.console.cancel(now, client)
+
+    def pool_drained(self, now: float, pool: Pool) -> None:
+        if self.console is not None:
+            self.console.pool_drained(now, pool)
 
     # -- the PoolIO interface -------------------------------------------------------
 

@@ -8,6 +8,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from loop.protocol import Protocol
+from pgdog_ev.tls import TlsStream, TlsTransport
 from pgdog_ev.wire.startup import build_cancel_request
 from state.server import ServerSession
 
@@ -33,12 +34,15 @@ def address(host: str, port: int) -> tuple[str, int]:
 class ServerConnection(Protocol):
     def __init__(self, directory: Directory, pool: Pool, sid: int) -> None:
         self.directory = directory
-        self.transport: SocketTransport | None = None
+        self.transport: SocketTransport | TlsTransport | None = None
         self._connector: Connector | None = None
         self._early: list[bytes] = []
         self._paused_client: ClientConnection | None = None
+        # The TLS settings when the connection began stay its own, whatever a reload brings.
+        self.tls = directory.tls
         self.session = ServerSession(
-            sid, pool, self, directory.log, directory.scheduler, directory.entropy, directory.reactor.now()
+            sid, pool, self, directory.log, directory.scheduler, directory.entropy, directory.reactor.now(),
+            tls_verify=self.tls.server_mode(pool.key.host),
         )
         host, port = address(pool.key.host, pool.key.port)
         timeout = pool.settings.connect_timeout / 1000.0 if pool.settings.connect_timeout else None
@@ -51,7 +55,11 @@ class ServerConnection(Protocol):
         if sock is None:
             error = "connect timeout" if isinstance(exc, TimeoutError) else str(exc)
             key = session.pool.key
-            log.warning("connect to %s:%d for %s/%s failed: %s", key.host, key.port, key.user, key.database, error)
+            log.warning(
+                "connect to %s:%d for %s/%s failed: %s", key.host, key.port, key.user, key.database, error,
+                extra={"addr": f"{key.host}:{key.port}", "user": key.user, "database": key.database,
+                       "server_id": session.id, "error": error},
+            )
             code = errno.ETIMEDOUT if isinstance(exc, TimeoutError) else getattr(exc, "errno", 0) or 0
             session.on_connect_failed(now, error, code)
             return
@@ -115,6 +123,20 @@ class ServerConnection(Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def start_tls(self) -> None:
+        """The server answered 'S' to our SSLRequest: handshake (verifying it as tls_verify says)."""
+        context = self.tls.connect
+        transport = self.transport
+        assert context is not None and transport is not None
+        key = self.session.pool.key
+        stream = TlsStream(context, server_side=False, server_hostname=key.host)
+        self.transport = TlsTransport(
+            transport, self, stream, f"server {key.host}:{key.port}", on_handshake_failed=self._tls_failed
+        )
+
+    def _tls_failed(self, reason: str) -> None:
+        self.session.on_connect_failed(self.directory.reactor.now(), f"TLS handshake with the server failed: {reason}")
+
     def pause_reading(self) -> None:
         if self.transport is not None:
             self.transport.pause_reading()
@@ -133,7 +155,8 @@ class ServerConnection(Protocol):
 
         def done(sock: socket.socket | None, exc: Exception | None) -> None:
             if sock is None:
-                log.warning("cancel request to %s:%d failed: %s", key.host, key.port, exc)
+                log.warning("cancel request to %s:%d failed: %s", key.host, key.port, exc,
+                            extra={"addr": f"{key.host}:{key.port}", "server_id": session.id})
                 session.on_cancel_done(reactor.now())
                 return
             reactor.transport(sock, CancelSender(packet, session, reactor))

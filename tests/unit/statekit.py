@@ -265,6 +265,9 @@ class FakeDirectory:
         self.auth_failures += 1
         self.auth_failed_for.append((user, database))
 
+    def admit(self, client: ClientSession) -> tuple[str, str] | None:
+        return None
+
 
 class FakePoolIO:
     """PoolIO: every open_server() creates a ServerSession over a FakeStream (still CONNECTING)."""
@@ -272,6 +275,7 @@ class FakePoolIO:
     def __init__(self, world: World) -> None:
         self.world = world
         self.opened: list[ServerSession] = []
+        self.drained: list[tuple[float, int]] = []
 
     def open_server(self, pool: Pool) -> ServerSession:
         w = self.world
@@ -279,6 +283,9 @@ class FakePoolIO:
         server = ServerSession(sid, pool, FakeStream(f"server{sid}"), w.log, w.scheduler, w.entropy, w.now)
         self.opened.append(server)
         return server
+
+    def pool_drained(self, now: float, pool: Pool) -> None:
+        self.drained.append((now, pool.id))
 
 
 def make_settings(**overrides: Any) -> PoolSettings:
@@ -603,6 +610,11 @@ class Recorder:
     params: dict[str, str] = field(default_factory=dict)
     wait_started: float = 0.0
     wait_deadline: float = 0.0
+    wait_time: float = 0.0
+    errors: int = 0
+    query_time: float = 0.0
+    xact_time: float = 0.0
+    _now: float = 0.0
     granted: list[tuple[float, ServerSession]] = field(default_factory=list)
     failed: list[tuple[float, str, bool]] = field(default_factory=list)
     io: FakeStream = field(default_factory=FakeStream)

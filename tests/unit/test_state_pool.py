@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from state.events import Kind, Machine
@@ -321,35 +323,104 @@ def test_checkout_on_closed_pool_does_not_hang(world: World) -> None:
     assert late.failed
 
 
-def test_pause_holds_checkouts_resume_serves_them(world: World) -> None:
+def test_pause_closes_idle_servers_and_holds_checkouts_until_resume(world: World) -> None:
     pool = world.make_pool(pool_size=2, checkout_timeout=5000)
     (server,) = warm(world, pool, 1)
     pool.pause(world.now)
-    assert pool.state is PoolState.PAUSED
+    assert pool.state is PoolState.PAUSED and pool.paused
+    assert server.state is S.CLOSED and pool.drained
+    assert world.pool_io.drained == [(world.now, pool.id)]
     rec = Recorder(1)
     assert pool.checkout(world.now, rec) is None
     assert len(world.pool_io.opened) == 1  # no growth while paused
     pool.pause(world.now)  # idempotent
-    world.advance(1.0)
+    world.advance(60.0)  # far past checkout_timeout: a held client does not time out
+    assert rec.failed == [] and rec.granted == []
     pool.resume(world.now)
-    assert rec.granted == [(1.0, server)]
     assert pool.state is PoolState.OPEN
+    assert len(world.pool_io.opened) == 2  # a fresh server for the waiter
+    login(world, world.pool_io.opened[-1])
+    assert rec.granted == [(60.0, world.pool_io.opened[-1])]
     reasons = [r.a for r in world.transitions(Machine.POOL, pool.id)]
     assert reasons == [Reason.PAUSE, Reason.RESUME]
     check_transitions(world, Machine.POOL, TRANSITIONS, PoolState.OPEN)
 
 
-def test_checkin_while_paused_goes_idle_not_to_waiter(world: World) -> None:
+def test_pause_waits_for_busy_servers_and_closes_them_at_checkin(world: World) -> None:
+    pool = world.make_pool(pool_size=2)
+    (server,) = warm(world, pool, 1)
+    owner = Recorder(7)
+    assert pool.checkout(world.now, owner) is server
+    pool.pause(world.now)
+    assert not pool.drained and world.pool_io.drained == []
+    give_back(world, owner, server)
+    assert server.state is S.CLOSED
+    assert pool.drained and world.pool_io.drained == [(world.now, pool.id)]
+
+
+def test_resumed_waiters_get_a_fresh_checkout_timeout(world: World) -> None:
+    pool = world.make_pool(pool_size=1, checkout_timeout=1000)
+    (server,) = warm(world, pool, 1)
+    owner = Recorder(7)
+    assert pool.checkout(world.now, owner) is server
+    pool.set_maintenance(world.now, True)
+    rec = Recorder(1)
+    pool.checkout(world.now, rec)
+    world.advance(30.0)
+    assert rec.failed == []
+    pool.set_maintenance(world.now, False)
+    world.advance(30.9)
+    assert rec.failed == []
+    world.advance(31.1)
+    assert len(rec.failed) == 1 and rec.failed[0][2] is True  # timed out 1 s after the hold lifted
+
+
+def test_maintenance_keeps_servers_and_parks_clients(world: World) -> None:
+    pool = world.make_pool(pool_size=2)
+    (server,) = warm(world, pool, 1)
+    pool.set_maintenance(world.now, True)
+    assert pool.state is PoolState.PAUSED and pool.maintenance and not pool.paused
+    assert server.state is S.IDLE and pool.idle == [server]
+    rec = Recorder(1)
+    assert pool.checkout(world.now, rec) is None
+    pool.pause(world.now)
+    pool.resume(world.now)  # maintenance still holds
+    assert pool.state is PoolState.PAUSED and rec.granted == []
+    pool.set_maintenance(world.now, False)
+    assert pool.state is PoolState.OPEN
+    login(world, world.pool_io.opened[-1])
+    assert len(rec.granted) == 1
+
+
+def test_reconnect_replaces_idle_now_and_busy_at_checkin(world: World) -> None:
+    pool = world.make_pool(pool_size=2)
+    first, second = warm(world, pool, 2)
+    owner = Recorder(7)
+    busy = pool.checkout(world.now, owner)
+    assert busy is not None
+    idle = first if busy is second else second
+    world.advance(1.0)
+    pool.reconnect(world.now)
+    assert idle.state is S.CLOSED and busy.state is not S.CLOSED
+    give_back(world, owner, busy)
+    assert busy.state is S.CLOSED
+    rec = Recorder(8)
+    assert pool.checkout(world.now, rec) is None  # new connections only
+    login(world, world.pool_io.opened[-1])
+    assert rec.granted and rec.granted[0][1].created_at >= 1.0
+
+
+def test_checkin_during_maintenance_goes_idle_not_to_waiter(world: World) -> None:
     pool = world.make_pool(pool_size=1, checkout_timeout=5000)
     (server,) = warm(world, pool, 1)
     owner = Recorder(1)
     pool.checkout(world.now, owner)
-    pool.pause(world.now)
+    pool.set_maintenance(world.now, True)
     waiter = Recorder(2)
     pool.checkout(world.now, waiter)
     give_back(world, owner, server)
     assert waiter.granted == [] and pool.idle == [server]
-    pool.resume(world.now)
+    pool.set_maintenance(world.now, False)
     assert waiter.granted[0][1] is server and not pool.idle
 
 
@@ -406,3 +477,19 @@ def test_fake_scheduler_fires_in_when_seq_order_and_skips_cancelled() -> None:
     assert sched.fire_until(3.0, step=True) == 3
     assert fired == [("first", 1.0), ("second", 1.0), ("late", 2.0)]
     assert sched.pending() == []
+
+
+def test_a_lowered_checkout_timeout_applies_to_the_next_waiter(world: World) -> None:
+    pool = world.make_pool(pool_size=1, checkout_timeout=3000)
+    (server,) = warm(world, pool, 1)
+    assert pool.checkout(world.now, Recorder(1)) is server
+    early = Recorder(2)
+    pool.checkout(world.now, early)  # deadline 3.0
+    pool.settings = dataclasses.replace(pool.settings, checkout_timeout=300)
+    late = Recorder(3)
+    pool.checkout(world.now, late)  # deadline 0.3, behind an earlier waiter
+    world.advance(0.31)
+    assert late.failed and not early.failed
+    assert list(pool.waiters) == [early]
+    world.advance(3.01)
+    assert early.failed and not pool.waiters

@@ -1,0 +1,64 @@
+"""Result sets of the admin console in protocol bytes.
+
+Columns carry a PostgreSQL type so drivers hand numbers back as numbers (exporters
+written for PgBouncer read ``cl_waiting`` as an integer). Values are rendered
+in text format the way PostgreSQL would: integers plainly, booleans as t/f,
+absent values as NULL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pgdog_ev.wire import backend as be
+
+TEXT = 25
+INT8 = 20
+FLOAT8 = 701
+BOOL = 16
+_SIZES = {TEXT: -1, INT8: 8, FLOAT8: 8, BOOL: 1}
+
+Column = tuple[str, int]
+
+
+def text(name: str) -> Column:
+    return (name, TEXT)
+
+
+def int8(name: str) -> Column:
+    return (name, INT8)
+
+
+def float8(name: str) -> Column:
+    return (name, FLOAT8)
+
+
+def boolean(name: str) -> Column:
+    return (name, BOOL)
+
+
+def render(value: Any) -> str | None:
+    if value is None:
+        return None
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, float):
+        return repr(round(value, 6))
+    return str(value)
+
+
+def result(tag: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> bytes:
+    """RowDescription, DataRows and CommandComplete(``tag``)."""
+    fields = [be.Field(name, 0, 0, oid, _SIZES[oid], -1, 0) for name, oid in columns]
+    out = bytearray(be.row_description(fields))
+    for row in rows:
+        out += be.data_row([render(v) for v in row])
+    out += be.command_complete(tag)
+    return bytes(out)
+
+
+def done(tag: str) -> bytes:
+    return be.command_complete(tag)

@@ -1,0 +1,87 @@
+"""SHOW CLIENTS and SHOW SERVERS: one row per connection.
+
+Times are wall clock (UTC) for moments and microseconds for durations, as in
+PgBouncer. ``SHOW CLIENTS col, col`` and ``SHOW SERVERS col`` (PgDog) pick columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from pgdog_ev.admin.clock import micros, wall
+from pgdog_ev.admin.parser import AdminSyntaxError
+from pgdog_ev.admin.resultset import Column, boolean, float8, int8, result, text
+from pgdog_ev.admin.snapshot import client_state, server_state, sorted_clients, split_peer
+from state.server import ServerState
+
+if TYPE_CHECKING:
+    from pgdog_ev.admin.host import ConsoleHost
+
+CLIENT_COLUMNS = [
+    int8("id"), text("user"), text("database"), text("addr"), int8("port"), text("state"), text("replication"),
+    text("connect_time"), text("last_request"), int8("queries"), int8("transactions"), int8("wait_time"),
+    int8("query_time"), int8("transaction_time"), int8("bytes_received"), int8("bytes_sent"), int8("errors"),
+    text("application_name"), boolean("locked"), int8("prepared_statements"), int8("server_id"),
+    text("pool_mode"), boolean("admin"),
+]
+
+
+def pick(columns: Sequence[Column], rows: list[list[Any]], wanted: tuple[str, ...]) -> tuple[list[Column], list[list[Any]]]:
+    """Keep only the named columns, in the order asked (PgDog's ``SHOW CLIENTS id, state``)."""
+    names = [w.strip(",") for word in wanted for w in word.split(",") if w.strip(",")]
+    if not names:
+        return list(columns), rows
+    index = {name: i for i, (name, _) in enumerate(columns)}
+    unknown = [n for n in names if n not in index]
+    if unknown:
+        raise AdminSyntaxError(f"unknown column {unknown[0]!r}; columns are: {', '.join(index)}")
+    keep = [index[n] for n in names]
+    return [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def show_clients(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+    header = host.log_header
+    rows = []
+    for client in sorted_clients(host.directory):
+        addr, port = split_peer(client.peer)
+        server = client.server
+        rows.append([
+            client.id, client.user, client.database, addr, port, client_state(client), "none",
+            wall(header, client.connected_at), wall(header, client.last_activity), client.queries,
+            client.transactions, micros(client.wait_time), micros(client.query_time), micros(client.xact_time),
+            client.bytes_in, client.bytes_out, client.errors, client.application_name, client.pinned,
+            len(client.statements) + len(client.sql_statements), server.id if server is not None else None,
+            client.login.pooler_mode if client.login is not None and not client.admin else None, client.admin,
+        ])
+    columns, rows = pick(CLIENT_COLUMNS, rows, args)
+    return result("SHOW", columns, rows)
+
+
+SERVER_COLUMNS = [
+    int8("id"), int8("pool_id"), text("database"), text("user"), text("addr"), int8("port"), text("state"),
+    text("connect_time"), text("request_time"), int8("remote_pid"), int8("client_id"), int8("transactions"),
+    int8("queries"), int8("rollbacks"), int8("prepared_statements"), int8("errors"), int8("bytes_received"),
+    float8("age"), int8("re_synced"), text("application_name"),
+]
+
+
+def show_servers(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+    header = host.log_header
+    now = host.now()
+    rows = []
+    servers = [s for pool in host.directory.pools.values() for s in pool.servers.values()]
+    for server in sorted(servers, key=lambda s: s.id):
+        if server.state is ServerState.CLOSED:
+            continue
+        key = server.pool.key
+        client = server.client
+        rows.append([
+            server.id, server.pool.id, key.database, key.user, key.host, key.port, server_state(server),
+            wall(header, server.created_at), wall(header, server.last_used), server.pid or None,
+            client.id if client is not None else None, server.transactions, server.queries, server.rollbacks,
+            len(server.prepared), server.errors, server.bytes_in, round(now - server.created_at, 3),
+            server.resyncs, server.reported.get("application_name", ""),
+        ])
+    columns, rows = pick(SERVER_COLUMNS, rows, args)
+    return result("SHOW", columns, rows)
