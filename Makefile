@@ -18,13 +18,18 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# PostgreSQL server binaries, psql and pgbench from Debian's packages when missing.
+# PostgreSQL server binaries, psql, pgbench and openssl from Debian's packages when missing.
 postgres:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null || \
 	    ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then \
 	  echo "installing PostgreSQL from Debian packages"; \
 	  $(SUDO) apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q postgresql postgresql-contrib postgresql-client; \
+	fi
+	@# The TLS tests make their own CA and certificates with openssl.
+	@if ! command -v openssl >/dev/null; then \
+	  echo "installing openssl from Debian packages"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssl; \
 	fi
 
 run: setup

@@ -169,6 +169,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
         # Set for a client of the admin console: its queries never need a server.
         self.admin = False
         self._admin_running = False
+        self.close_reason: Reason | None = None
         self._startup_buf = bytearray()
         self._framer: Framer | None = None
         self._scram: ScramServer | None = None
@@ -842,6 +843,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
         if self.state is ClientState.CLOSED:
             return
         was = self.state
+        self.close_reason = reason
         self._cancel_timer()
         self._transition(now, ClientState.CLOSED, reason)
         server = self.server

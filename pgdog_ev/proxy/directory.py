@@ -78,6 +78,7 @@ class Directory:
         self._db_clients: dict[str, int] = {}
         self._user_clients: dict[tuple[str, str], int] = {}
         self._admitted: set[int] = set()
+        self._admitted_admin: set[int] = set()
         self.console: AdminConsole | None = None
         # SSLContexts for new connections. A bad TLS file is a ConfigError here, at start.
         self.tls: TlsContexts = build_tls(config.general, config.config_path)
@@ -180,9 +181,11 @@ class Directory:
     def admit(self, client: ClientSession) -> tuple[str, str] | None:
         """Count a client that just authenticated against its database's and user's client limits;
         (SQLSTATE, message) when it is one too many."""
-        if client.admin:
-            return None
         g = self.config.general
+        if client.admin:
+            self._admitted_admin.add(client.id)
+            self._log_login(client)
+            return None
         db_key, user_key = client.database, (client.user, client.database)
         db_limit = user_limit = None
         for entry in self.config.hosts(client.database):
@@ -204,7 +207,23 @@ class Directory:
         self._db_clients[db_key] = self._db_clients.get(db_key, 0) + 1
         self._user_clients[user_key] = self._user_clients.get(user_key, 0) + 1
         self._admitted.add(client.id)
+        self._log_login(client)
         return None
+
+    def _log_login(self, client: ClientSession) -> None:
+        if self.config.general.log_connections:
+            log.info("client %d logged in: user %r database %r from %s", client.id, client.user, client.database,
+                     client.peer, extra={"client_id": client.id, "user": client.user, "database": client.database,
+                                         "addr": client.peer, "application_name": client.application_name})
+
+    def _log_logout(self, client: ClientSession) -> None:
+        if self.config.general.log_disconnections:
+            seconds = self.reactor.now() - client.connected_at
+            reason = client.close_reason.name.lower() if client.close_reason is not None else "closed"
+            log.info("client %d closed (%s) after %.3f s: user %r database %r from %s", client.id, reason, seconds,
+                     client.user, client.database, client.peer,
+                     extra={"client_id": client.id, "user": client.user, "database": client.database,
+                            "addr": client.peer, "reason": reason, "queries": client.queries})
 
     def next_client_id(self) -> int:
         cid = self._next_client
@@ -223,8 +242,12 @@ class Directory:
     def client_closed(self, client: ClientSession) -> None:
         if self.clients.pop(client.id, None) is not None and client.reject is None:
             self._accepted -= 1
+        if client.id in self._admitted_admin:
+            self._admitted_admin.discard(client.id)
+            self._log_logout(client)
         if client.id in self._admitted:
             self._admitted.discard(client.id)
+            self._log_logout(client)
             db_key, user_key = client.database, (client.user, client.database)
             self._db_clients[db_key] -= 1
             self._user_clients[user_key] -= 1

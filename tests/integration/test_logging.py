@@ -136,3 +136,29 @@ def test_unreachable_server_logged_with_fields(pg, proxy_factory, poll):
     rec = poll(failure, what="connect failure logged")
     assert rec["level"] == "warning"
     assert rec["addr"] == "127.0.0.1:1" and rec["user"] == APP_USER and rec["database"] == APP_DB
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_log_connections_and_disconnections(pg, proxy_factory, poll, enabled):
+    proxy = proxy_factory(
+        general={"log_format": "json_flattened", "log_connections": enabled, "log_disconnections": enabled},
+        databases=[app_database(pg)],
+        users=[{"name": APP_USER, "database": APP_DB, "password": APP_PASSWORD}],
+    )
+    with connect(proxy, application_name="logged_app") as c:
+        c.execute("SELECT 1")
+        assert c.execute("SELECT 2").fetchone() == (2,)
+
+    def records() -> list[dict]:
+        return [json.loads(line) for line in proxy.log_text().splitlines() if line.strip()]
+
+    if not enabled:
+        assert proxy.stop() == 0
+        assert not [r for r in records() if "logged in" in r["message"] or " closed (" in r["message"]]
+        return
+    logout = poll(lambda: next((r for r in records() if " closed (" in r["message"]), None), what="logout logged")
+    assert logout["user"] == APP_USER
+    assert logout["reason"] == "client_terminate" and logout["queries"] >= 2
+    logins = [r for r in records() if "logged in" in r["message"]]
+    assert logins[0]["user"] == APP_USER and logins[0]["database"] == APP_DB
+    assert logins[0]["application_name"] == "logged_app" and logins[0]["addr"].startswith("127.0.0.1:")
