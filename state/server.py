@@ -205,6 +205,11 @@ class ServerSession:
         """TCP is up: ask for TLS unless tls_verify is disabled, else send the startup packet."""
         self._transition(now, ServerState.STARTUP, Reason.CONNECTED)
         self._framer = Framer(self.pool.max_message_size)
+        timeout = self.pool.settings.connect_timeout
+        if timeout:
+            # connect_timeout bounds the login too: a server that accepts TCP and then says
+            # nothing (overloaded, half-dead, a black hole) must not hold a slot forever.
+            self._timer = self.timers.arm(now + timeout / 1000.0, self._login_expired)
         if self.tls_verify != "disabled":
             self._tls_wait = True
             self.io.send(build_ssl_request())
@@ -274,6 +279,7 @@ class ServerSession:
                 self.txn_status = be.parse_ready_for_query(body)
                 self._framer = None
                 self.last_used = now
+                self._cancel_timer()
                 self._transition(now, ServerState.IDLE, Reason.SERVER_READY)
                 self.scanner.forwarding = False
                 self.pool.server_ready(now, self)
@@ -718,6 +724,12 @@ class ServerSession:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _login_expired(self, now: float) -> None:
+        self._timer = None
+        if self.state is ServerState.STARTUP:
+            self.error = "login timeout: the server did not complete the login within connect_timeout"
+            self._close(now, Reason.LOGIN_TIMEOUT)
 
     def _arm_cleanup_timer(self, now: float) -> None:
         self._cancel_timer()

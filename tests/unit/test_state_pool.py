@@ -493,3 +493,18 @@ def test_a_lowered_checkout_timeout_applies_to_the_next_waiter(world: World) -> 
     assert list(pool.waiters) == [early]
     world.advance(3.01)
     assert early.failed and not pool.waiters
+
+
+def test_a_server_that_never_answers_the_login_times_out(world: World) -> None:
+    pool = world.make_pool(pool_size=1, connect_timeout=500, checkout_timeout=5000)
+    rec = Recorder(1)
+    assert pool.checkout(world.now, rec) is None
+    (server,) = world.pool_io.opened
+    server.on_connected(world.now)  # TCP is up, then silence
+    assert server.state is S.STARTUP
+    world.advance(0.49)
+    assert server.state is S.STARTUP
+    world.advance(0.51)
+    assert server.state is S.CLOSED and "login timeout" in (server.error or "")
+    assert pool.stats.connect_errors == 1 and pool.last_error == server.error
+    assert rec.failed and "login timeout" in rec.failed[0][1]  # nothing else could serve it
