@@ -150,6 +150,11 @@ class Daemon:
             self.reload_error = str(exc)
             return False
         self.reload_error = None
+        old = self.config.general
+        if (old.log_level, old.log_format) != (config.general.log_level, config.general.log_format):
+            from pgdog_ev.logs import setup_logging
+
+            setup_logging(config.general.log_level, config.general.log_format)
         self.config = config
         self.directory.apply(config)
         self.events.emit(now, Kind.RELOAD, Machine.DAEMON, 0, 0, 0, Reason.RELOAD)

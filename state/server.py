@@ -156,6 +156,7 @@ class ServerSession:
         self.rollbacks = 0
         self.errors = 0
         self.bytes_in = 0
+        self.bytes_out = 0  # counted by the connection that sends them
         # Settings syncs and health checks run on this connection.
         self.resyncs = 0
         # Client requests (Query/Sync/FunctionCall) awaiting their ReadyForQuery, and

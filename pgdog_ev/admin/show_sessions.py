@@ -62,7 +62,7 @@ SERVER_COLUMNS = [
     int8("id"), int8("pool_id"), text("database"), text("user"), text("addr"), int8("port"), text("state"),
     text("connect_time"), text("request_time"), int8("remote_pid"), int8("client_id"), int8("transactions"),
     int8("queries"), int8("rollbacks"), int8("prepared_statements"), int8("errors"), int8("bytes_received"),
-    float8("age"), int8("re_synced"), text("application_name"),
+    int8("bytes_sent"), float8("age"), int8("re_synced"), text("application_name"),
 ]
 
 
@@ -80,7 +80,7 @@ def show_servers(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
             server.id, server.pool.id, key.database, key.user, key.host, key.port, server_state(server),
             wall(header, server.created_at), wall(header, server.last_used), server.pid or None,
             client.id if client is not None else None, server.transactions, server.queries, server.rollbacks,
-            len(server.prepared), server.errors, server.bytes_in, round(now - server.created_at, 3),
+            len(server.prepared), server.errors, server.bytes_in, server.bytes_out, round(now - server.created_at, 3),
             server.resyncs, server.reported.get("application_name", ""),
         ])
     columns, rows = pick(SERVER_COLUMNS, rows, args)

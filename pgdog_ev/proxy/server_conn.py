@@ -115,6 +115,7 @@ class ServerConnection(Protocol):
     def send(self, data: bytes | bytearray | memoryview) -> None:
         if self.transport is not None:
             self.transport.write(data)
+            self.session.bytes_out += len(data)
 
     def close(self) -> None:
         if self._connector is not None:

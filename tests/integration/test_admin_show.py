@@ -58,10 +58,10 @@ PGDOG_STATS = ["database", "user", "addr", "port", "shard", "role"] + [
     f"{prefix}_{name}" for prefix in ("total", "avg") for name in _STAT_NAMES
 ]
 # PgDog columns for features pgdog-ev does not have (two-phase commit, health checks, row counts by
-# statement kind, per-server sent bytes, averages of some totals). Every other PgDog column must be there.
+# statement kind, averages of some totals). Every other PgDog column must be there.
 NOT_PROVIDED = {
     "SHOW CLIENTS": {"transactions_2pc"},
-    "SHOW SERVERS": {"healthchecks", "bytes_sent", "last_sent", "last_received"},
+    "SHOW SERVERS": {"healthchecks", "last_sent", "last_received"},
     "SHOW STATS": {
         f"{prefix}_{name}"
         for prefix in ("total", "avg")
@@ -90,7 +90,7 @@ ALL_COLUMNS = {
     "SHOW CLIENTS": [c for c in PGDOG_CLIENTS if c != "transactions_2pc"] + ["server_id", "pool_mode", "admin"],
     "SHOW SERVERS": ["id", "pool_id", "database", "user", "addr", "port", "state", "connect_time", "request_time",
                      "remote_pid", "client_id", "transactions", "queries", "rollbacks", "prepared_statements",
-                     "errors", "bytes_received", "age", "re_synced", "application_name"],
+                     "errors", "bytes_received", "bytes_sent", "age", "re_synced", "application_name"],
     "SHOW STATS": ["database", "user", "addr", "port", "shard", "role"]
     + [f"total_{n}" for n in ("xact_count", "query_count", "server_assignment_count", "received", "sent",
                               "xact_time", "idle_xact_time", "query_time", "wait_time", "client_parse_count",
