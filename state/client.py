@@ -511,6 +511,11 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
                 status.update(reported)
             elif k in by_lower:
                 status[by_lower[k]] = v
+        pool.stats.logins += 1
+        self._logged_in(now, status)
+
+    def _logged_in(self, now: float, status: dict[str, str]) -> None:
+        """Tell the client its settings, cancel key and ReadyForQuery; run what it pipelined."""
         out = bytearray()
         for name, value in status.items():
             out += be.parameter_status(name, value)
@@ -518,7 +523,6 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
         out += be.backend_key_data(self.key_pid, self.key_secret)
         out += be.ready_for_query(b"I")
         self.io.send(out)
-        pool.stats.logins += 1
         self._cancel_timer()
         self._transition(now, ClientState.IDLE, Reason.LOGIN_DONE)
         self._arm_idle_timer(now)
@@ -536,20 +540,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
         self._transition(now, ClientState.LOGIN, Reason.AUTH_OK)
         status = self.directory.admin_parameters()  # type: ignore[attr-defined]
         status["application_name"] = self.application_name
-        out = bytearray()
-        for name, value in status.items():
-            out += be.parameter_status(name, value)
-        self.told = status
-        out += be.backend_key_data(self.key_pid, self.key_secret)
-        out += be.ready_for_query(b"I")
-        self.io.send(out)
-        self._cancel_timer()
-        self._transition(now, ClientState.IDLE, Reason.LOGIN_DONE)
-        self._arm_idle_timer(now)
-        if self._held:
-            held = bytes(self._held)
-            self._held.clear()
-            self._dispatch(now, memoryview(held))
+        self._logged_in(now, status)
 
     def _admin_wait(self, now: float) -> None:
         self._transition(now, ClientState.WAITING, Reason.ADMIN_COMMAND)
