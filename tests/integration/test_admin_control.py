@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -288,9 +290,11 @@ def test_pause_and_resume_one_database(pg: PgServer, proxy_factory: ProxyFactory
             c.close()
 
 
-def test_resume_answers_a_waiting_pause_with_an_error(
-    pg: PgServer, proxy_factory: ProxyFactory, poll: Poll
-) -> None:
+@contextlib.contextmanager
+def _waiting_pause(pg: PgServer, proxy_factory: ProxyFactory, poll: Poll) -> Iterator[tuple[Any, ...]]:
+    """A PAUSE from client "adm_pauser" waiting on a transaction ``holder`` keeps open.
+
+    Yields (proxy, holder, pauser, admin, the PAUSE's future); the caller ends the wait."""
     proxy = _proxy(pg, proxy_factory)
     holder = connect(proxy, autocommit=False)
     pauser = admin_connect(proxy, application_name="adm_pauser")
@@ -300,34 +304,33 @@ def test_resume_answers_a_waiting_pause_with_an_error(
         with concurrent.futures.ThreadPoolExecutor(1) as ex:
             pause = ex.submit(lambda: pauser.execute("PAUSE"))
             poll(lambda: client_row(admin, "adm_pauser")["state"] == "waiting", what="PAUSE waiting")
-            assert admin.execute("RESUME").statusmessage == "RESUME"
-            with pytest.raises(psycopg.errors.QueryCanceled, match="RESUME was issued") as info:
-                pause.result(timeout=10)
-            assert info.value.sqlstate == "57014"
-        assert show(pauser, "SHOW VERSION")
-        assert pool_row(admin)["paused"] is False
-        assert holder.execute("SELECT 2").fetchone() == (2,)
-        holder.commit()
+            yield proxy, holder, pauser, admin, pause
     finally:
         for c in (holder, pauser, admin):
             c.close()
 
 
+def test_resume_answers_a_waiting_pause_with_an_error(
+    pg: PgServer, proxy_factory: ProxyFactory, poll: Poll
+) -> None:
+    with _waiting_pause(pg, proxy_factory, poll) as (_, holder, pauser, admin, pause):
+        assert admin.execute("RESUME").statusmessage == "RESUME"
+        with pytest.raises(psycopg.errors.QueryCanceled, match="RESUME was issued") as info:
+            pause.result(timeout=10)
+        assert info.value.sqlstate == "57014"
+        assert show(pauser, "SHOW VERSION")
+        assert pool_row(admin)["paused"] is False
+        assert holder.execute("SELECT 2").fetchone() == (2,)
+        holder.commit()
+
+
 def test_cancel_a_waiting_pause_from_psycopg_and_psql(
     pg: PgServer, proxy_factory: ProxyFactory, poll: Poll
 ) -> None:
-    proxy = _proxy(pg, proxy_factory)
-    holder = connect(proxy, autocommit=False)
-    pauser = admin_connect(proxy, application_name="adm_pauser")
-    admin = admin_connect(proxy)
-    try:
-        holder.execute("SELECT 1")
-        with concurrent.futures.ThreadPoolExecutor(1) as ex:
-            pause = ex.submit(lambda: pauser.execute("PAUSE"))
-            poll(lambda: client_row(admin, "adm_pauser")["state"] == "waiting", what="PAUSE waiting")
-            pauser.cancel_safe()
-            with pytest.raises(psycopg.errors.QueryCanceled, match="canceling statement due to user request"):
-                pause.result(timeout=10)
+    with _waiting_pause(pg, proxy_factory, poll) as (proxy, holder, pauser, admin, pause):
+        pauser.cancel_safe()
+        with pytest.raises(psycopg.errors.QueryCanceled, match="canceling statement due to user request"):
+            pause.result(timeout=10)
         assert client_row(admin, "adm_pauser")["state"] == "idle"
         assert show(pauser, "SHOW VERSION")
         # The pools stay paused: canceling stops the waiting, not the pause.
@@ -349,9 +352,6 @@ def test_cancel_a_waiting_pause_from_psycopg_and_psql(
         assert admin.execute("RESUME").statusmessage == "RESUME"
         assert holder.execute("SELECT 2").fetchone() == (2,)
         holder.commit()
-    finally:
-        for c in (holder, pauser, admin):
-            c.close()
 
 
 # --------------------------------------------------------------------------- MAINTENANCE
