@@ -12,32 +12,13 @@ entries nor pay for hashing.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-
-import xxhash
 
 from pgdog_ev.sql.model import OTHER_ANALYSIS, Analysis
 from pgdog_ev.sql.parse import parse_analysis
 from pgdog_ev.sql.prefilter import needs_parse
+from pgdog_ev.sql.text_lru import DEFAULT_LIMIT, DEFAULT_MAX_ENTRY_CHARS, TextLRU, hash_text
 
-DEFAULT_LIMIT = 1000
-# Longer texts are analyzed but not kept: a thousand megabyte-sized INSERTs that happen to
-# mention "_config" must not pin a gigabyte of memory.
-DEFAULT_MAX_ENTRY_CHARS = 64 * 1024
-
-
-def hash_text(sql: str) -> int:
-    # surrogatepass: decoded wire bytes may hold lone surrogates; hashing must not fail on them.
-    return xxhash.xxh3_64_intdigest(sql.encode("utf-8", "surrogatepass"))
-
-
-class _Entry:
-    __slots__ = ("analysis", "hits", "text")
-
-    def __init__(self, text: str, analysis: Analysis) -> None:
-        self.text = text
-        self.analysis = analysis
-        self.hits = 0
+__all__ = ["DEFAULT_LIMIT", "DEFAULT_MAX_ENTRY_CHARS", "QueryCache", "hash_text"]
 
 
 class QueryCache:
@@ -46,11 +27,7 @@ class QueryCache:
     def __init__(
         self, query_cache_limit: int = DEFAULT_LIMIT, max_entry_chars: int = DEFAULT_MAX_ENTRY_CHARS
     ) -> None:
-        if query_cache_limit < 0:
-            raise ValueError("query_cache_limit must be >= 0")
-        self._limit = query_cache_limit
-        self._max_entry_chars = max_entry_chars
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()
+        self._lru: TextLRU[Analysis] = TextLRU(query_cache_limit, max_entry_chars)
         self.hits = 0
         self.misses = 0
         self.fast_path = 0
@@ -58,32 +35,26 @@ class QueryCache:
 
     @property
     def limit(self) -> int:
-        return self._limit
+        return self._lru.limit
 
     @property
     def size(self) -> int:
-        return len(self._entries)
+        return self._lru.size
 
     def analyze(self, sql: str) -> Analysis:
         if not needs_parse(sql):
             self.fast_path += 1
             return OTHER_ANALYSIS
-        if self._limit == 0 or len(sql) > self._max_entry_chars:
+        lru = self._lru
+        if not lru.keeps(sql):
             return self._parse(sql)
         key = hash_text(sql)
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is not None and entry.text == sql:
-            entries.move_to_end(key)
-            entry.hits += 1
+        analysis = lru.get(key, sql)
+        if analysis is not None:
             self.hits += 1
-            return entry.analysis
+            return analysis
         analysis = self._parse(sql)
-        # On a collision the newer text takes the slot: both cannot be kept under one key.
-        entries[key] = _Entry(sql, analysis)
-        entries.move_to_end(key)
-        if len(entries) > self._limit:
-            entries.popitem(last=False)
+        lru.put(key, sql, analysis)
         return analysis
 
     def _parse(self, sql: str) -> Analysis:
@@ -96,15 +67,11 @@ class QueryCache:
 
     def resize(self, limit: int) -> None:
         """Apply a reloaded query_cache_limit, evicting least recently used entries."""
-        if limit < 0:
-            raise ValueError("query_cache_limit must be >= 0")
-        self._limit = limit
-        while len(self._entries) > limit:
-            self._entries.popitem(last=False)
+        self._lru.resize(limit)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._lru.clear()
 
     def entries(self) -> list[tuple[str, int]]:
         """(text, hits) pairs, most recently used first."""
-        return [(entry.text, entry.hits) for entry in reversed(self._entries.values())]
+        return self._lru.items()

@@ -61,12 +61,10 @@ libpg_query 18, one core); microseconds per call through ``RouteCache.route``:
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from typing import NamedTuple
 
 import pglast
 import pglast.parser
-import xxhash
 from pglast import ast
 from pglast.enums import VariableSetKind
 
@@ -79,6 +77,8 @@ from pgdog_ev.sql.route_lexer import (
     has_dollar_quote,
     tokens,
 )
+from pgdog_ev.sql.text_lru import DEFAULT_LIMIT, DEFAULT_MAX_ENTRY_CHARS, TextLRU
+from pgdog_ev.sql.text_lru import hash_text as _hash_text
 from pgdog_ev.sql.write_functions import WRITE_FUNCTIONS
 
 __all__ = [
@@ -93,8 +93,6 @@ __all__ = [
     "route_slow",
 ]
 
-DEFAULT_LIMIT = 1000
-DEFAULT_MAX_ENTRY_CHARS = 64 * 1024
 
 
 class Route(NamedTuple):
@@ -583,26 +581,10 @@ def route_slow(sql: str) -> Route:
 # Cache
 
 
-def _hash_text(sql: str) -> int:
-    # surrogatepass: decoded wire bytes may hold lone surrogates; hashing must not fail on them.
-    return xxhash.xxh3_64_intdigest(sql.encode("utf-8", "surrogatepass"))
-
-
-class _Entry:
-    __slots__ = ("result", "text")
-
-    def __init__(self, text: str, result: Route) -> None:
-        self.text = text
-        self.result = result
-
-
 class RouteCache:
-    """LRU of slow-path answers, keyed by the text's xxh3 hash; the text is compared on every
-    hit, because another query's answer on a collision could send a write to a replica.
-
-    ``query_cache_limit`` as in the config: 0 disables caching. ``cache_fast_path`` also stores
-    fast-path answers; it exists to measure that choice (see the module docstring) and is off.
-    Counters are cumulative statistics.
+    """LRU of slow-path answers (see text_lru for the keying). ``query_cache_limit`` as in the
+    config: 0 disables caching. ``cache_fast_path`` also stores fast-path answers; it exists to
+    measure that choice (see the module docstring) and is off. Counters are cumulative.
     """
 
     def __init__(
@@ -611,23 +593,19 @@ class RouteCache:
         max_entry_chars: int = DEFAULT_MAX_ENTRY_CHARS,
         cache_fast_path: bool = False,
     ) -> None:
-        if query_cache_limit < 0:
-            raise ValueError("query_cache_limit must be >= 0")
-        self._limit = query_cache_limit
-        self._max_entry_chars = max_entry_chars
+        self._lru: TextLRU[Route] = TextLRU(query_cache_limit, max_entry_chars)
         self._cache_fast_path = cache_fast_path
-        self._entries: OrderedDict[int, _Entry] = OrderedDict()
         self.hits = 0
         self.misses = 0
         self.fast_path = 0
 
     @property
     def limit(self) -> int:
-        return self._limit
+        return self._lru.limit
 
     @property
     def size(self) -> int:
-        return len(self._entries)
+        return self._lru.size
 
     def route(self, sql: str) -> Route:
         """Prefilter, then the LRU, then the lexer, then the parser. The LRU is consulted before
@@ -638,15 +616,14 @@ class RouteCache:
             if result is not None:
                 self.fast_path += 1
                 return result
-        if self._limit == 0 or len(sql) > self._max_entry_chars:
+        lru = self._lru
+        if not lru.keeps(sql):
             return self._uncached(sql)
         key = _hash_text(sql)
-        entries = self._entries
-        entry = entries.get(key)
-        if entry is not None and entry.text == sql:
-            entries.move_to_end(key)
+        cached = lru.get(key, sql)
+        if cached is not None:
             self.hits += 1
-            return entry.result
+            return cached
         if cache_fast:
             result = route_fast(sql)
             if result is None:
@@ -659,11 +636,7 @@ class RouteCache:
                 return result
             self.misses += 1
             result = route_slow(sql)
-        # On a collision the newer text takes the slot: both cannot be kept under one key.
-        entries[key] = _Entry(sql, result)
-        entries.move_to_end(key)
-        if len(entries) > self._limit:
-            entries.popitem(last=False)
+        lru.put(key, sql, result)
         return result
 
     def _uncached(self, sql: str) -> Route:
@@ -676,14 +649,10 @@ class RouteCache:
 
     def resize(self, limit: int) -> None:
         """Apply a reloaded query_cache_limit, evicting least recently used entries."""
-        if limit < 0:
-            raise ValueError("query_cache_limit must be >= 0")
-        self._limit = limit
-        while len(self._entries) > limit:
-            self._entries.popitem(last=False)
+        self._lru.resize(limit)
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._lru.clear()
 
 
 _DEFAULT_CACHE = RouteCache(DEFAULT_LIMIT)
