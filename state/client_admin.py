@@ -11,9 +11,12 @@ similar tools recognise a virtual database.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
+from pgdog_ev.wire.scanner import MessageScanner
 from state.client_fields import ClientFields
 from state.reasons import Reason
 
@@ -42,7 +45,7 @@ class AdminAnswers(ClientFields):
                 self.io.send(reply + READY_IDLE)
             else:
                 self._admin_running = True
-                self.scanner.suspend()  # type: ignore[attr-defined]
+                self.scanner.suspend()
                 self._admin_wait(now)
             return
         if mtype in EXTENDED_ONLY:
@@ -74,10 +77,7 @@ class AdminAnswers(ClientFields):
 
     # Provided by ClientSession.
     _admin_running: bool
-    scanner: object
-
-    def _admin_wait(self, now: float) -> None: ...
-
-    def _admin_done(self, now: float) -> None: ...
-
-    def _close(self, now: float, reason: Reason) -> None: ...
+    scanner: MessageScanner
+    _admin_wait: Callable[[float], None]
+    _admin_done: Callable[[float], None]
+    _close: Callable[[float, Reason], None]
