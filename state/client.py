@@ -43,6 +43,7 @@ from state.client_admin import AdminAnswers
 from state.client_effects import KNOWN_SETTINGS_LIMIT, SessionEffects
 from state.client_local import LocalAnswers
 from state.client_routing import MessageRouting
+from state.client_rw import ROLE_VALUES, ReadWriteSplit
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
 from state.pool import PoolState
@@ -52,6 +53,7 @@ from state.server import IllegalTransition, ServerSession
 from state.settings_tracker import SettingsTracker
 
 if TYPE_CHECKING:
+    from state.cluster import Cluster
     from state.interfaces import Directory, Entropy, Scheduler, StreamIO, TimerHandle
     from state.pool import Pool
     from state.prepared import GlobalStatement
@@ -110,9 +112,11 @@ class Login:
     extra: dict[str, Any] = field(default_factory=dict)
     # The admin console's login: no pool; queries go to the directory's console.
     admin: bool = False
+    # The hosts behind this (database, user); None for a lone pool (unit tests).
+    cluster: Cluster | None = None
 
 
-class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
+class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, ReadWriteSplit):
     """Protocol state of one client connection."""
 
     def __init__(
@@ -343,6 +347,9 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
         options = parse_options(msg.params.get("options", ""))
         self.settings = SettingsTracker(session_params(msg.params, options))
         self.application_name = self.params.get("application_name", "")
+        role = msg.params.get("pgdog.role", options.get("pgdog.role"))
+        if role is not None:
+            self.role_override = ROLE_VALUES.get(role.strip().lower())
         if msg.protocol_options or msg.version & 0xFFFF:
             self.io.send(be.negotiate_protocol_version(0, list(msg.protocol_options)))
         login = self.directory.lookup(self.database, self.user)
@@ -457,6 +464,11 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
             self._fatal(now, refusal[0], refusal[1], Reason.TOO_MANY_CLIENTS)
             return
         self.pool = login.pool
+        cluster = self.cluster = login.cluster
+        if cluster is not None and cluster.multi:
+            # Settings are checked where a read could run if the primary is away.
+            self.pool = cluster.login_pool()
+            self.route_write = False
         self.session_mode = login.pooler_mode == "session"
         self.rename = not self.session_mode and self.pool.settings.prepared_statements != "disabled"
         self.full_sql = self.rename and self.pool.settings.prepared_statements == "full"
@@ -603,7 +615,21 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
             self._close(now, Reason.CLIENT_TERMINATE)
             return
         server = self.server
+        if mtype == fe.QUERY and self.cluster is not None and not self.admin:
+            reply = self._role_statement(body)
+            if reply is not None:
+                self.queries += 1
+                if server is not None:
+                    server.answer(reply)
+                else:
+                    self.io.send(reply + be.ready_for_query(self._local_status()))
+                return
         if server is not None:
+            if self._read_guard and self._must_reroute(server, mtype, body):
+                self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+                self.scanner.suspend()
+                self._want_reroute = True
+                return
             self._to_server(now, server, mtype, body)
             return
         if self._skip_to_sync:
@@ -624,16 +650,27 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
     def _need_server(self, now: float) -> None:
         pool = self.pool
         assert pool is not None
-        if pool.state is PoolState.CLOSED:
+        cluster = self.cluster
+        if pool.state is PoolState.CLOSED or (cluster is not None and cluster.closed):
             # A reload replaced our pool: follow the configuration.
             login = self.directory.lookup(self.database, self.user)
             if login is not None:
                 self.login = login
                 self.pool = pool = login.pool
+                self.cluster = cluster = login.cluster
         self._transition(now, ClientState.WAITING, Reason.QUERY)
-        server = pool.checkout(now, self)
+        if cluster is not None and cluster.multi:
+            server = self._route_checkout(now, cluster)
+        else:
+            server = pool.checkout(now, self)
         if server is not None:
             self.on_checkout(now, server)
+
+    def _cancel_wait(self, now: float) -> None:
+        if self.pool is not None:
+            self.pool.cancel_wait(now, self)
+        if self.cluster is not None and self.cluster.write_waiters:
+            self.cluster.cancel_wait(now, self)
 
     def on_checkout(self, now: float, server: ServerSession) -> None:
         """The pool lends us ``server``."""
@@ -710,9 +747,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
             if self.admin:
                 self._admin_cancel(now)
                 return
-            pool = self.pool
-            if pool is not None:
-                pool.cancel_wait(now, self)
+            self._cancel_wait(now)
             self.on_checkout_failed(now, "canceling statement due to user request", code=codes.QUERY_CANCELED)
             return
         server = self.server
@@ -723,10 +758,15 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
         """Our server answered everything we sent; ``status`` is its transaction state."""
         self._ready_at = now
         if status != b"I":
+            if self._want_reroute:
+                self._keep_route(now)
             if self.idle_txn_timeout_ms:
                 self._arm_idle_timer(now)
             return
+        self._txn_role = None
         if self.session_mode or self.pinned or self.state is not ClientState.ACTIVE:
+            if self._want_reroute:
+                self._keep_route(now)
             return
         if not self.scanner.at_boundary():
             # Part of the client's next message already went to this server:
@@ -734,8 +774,20 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
             return
         self.transactions += 1
         self.server = None
+        self._read_guard = False
         server.release(now, session_mode=False)
         self._transition(now, ClientState.IDLE, Reason.TRANSACTION_DONE, server.id)
+        if self._want_reroute:
+            # A request held back from a replica: route it afresh.
+            self._want_reroute = False
+            self._replay_held(now)
+
+    def _keep_route(self, now: float) -> None:
+        """The server stays ours after all (a transaction opened, the client pinned it):
+        what was held back from it follows it there."""
+        self._want_reroute = False
+        self._read_guard = False
+        self._replay_held(now)
 
     def on_server_lost(self, now: float, server: ServerSession, query_timeout: bool = False) -> None:
         if self.server is not server:
@@ -762,8 +814,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
     def _login_expired(self, now: float) -> None:
         self._timer = None
         if self.state in (ClientState.STARTUP, ClientState.AUTH, ClientState.LOGIN):
-            if self.state is ClientState.LOGIN and self.pool is not None:
-                self.pool.cancel_wait(now, self)
+            if self.state is ClientState.LOGIN:
+                self._cancel_wait(now)
             self._fatal(now, codes.PROTOCOL_VIOLATION, "client_login_timeout: login did not complete in time",
                         Reason.LOGIN_TIMEOUT)
 
@@ -839,8 +891,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers):
         self._transition(now, ClientState.CLOSED, reason)
         server = self.server
         self.server = None
-        if was in (ClientState.WAITING, ClientState.LOGIN) and self.pool is not None:
-            self.pool.cancel_wait(now, self)
+        if was in (ClientState.WAITING, ClientState.LOGIN):
+            self._cancel_wait(now)
         if was is ClientState.WAITING and self.admin:
             self.directory.admin_cancel(now, self)  # type: ignore[attr-defined]
         if server is not None:

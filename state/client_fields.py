@@ -39,6 +39,7 @@ class ClientFields:
     _unnamed: Analysis
     _segment: list[Analysis] | None
     _local_txn: list[str] | None
+    _txn_role: str | None
     _skip_to_sync: bool
     _parameter_status: Callable[[set[str]], bytes]
     _register: Callable[[fe.Parse], GlobalStatement]

@@ -154,6 +154,7 @@ class LocalAnswers(ClientFields):
                                          severity="WARNING")
             return warning + be.command_complete("COMMIT" if commit else "ROLLBACK")
         self._local_txn = None
+        self._txn_role = None
         if commit:
             self.settings.commit()
             return be.command_complete("COMMIT")

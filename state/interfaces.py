@@ -63,6 +63,18 @@ class PoolIO(Protocol):
         """A paused pool's last server connection closed (admin PAUSE waits for this)."""
 
 
+class PoolOwner(Protocol):
+    """The cluster a pool serves in (state/cluster.py)."""
+
+    def pool_health(self, now: float, pool: Pool, ok: bool, reason: int, error: str | None) -> None:
+        """The pool's host answered (``ok``) or failed: a health check, a connect error or
+        timeout. ``reason`` is a Reason saying which."""
+
+    def reroute(self, now: float, pool: Pool, clients: list[ClientSession], error: str) -> None:
+        """Clients queued at ``pool`` that it cannot serve (its host refuses connections):
+        find them another host, or fail them with ``error``."""
+
+
 class Directory(Protocol):
     """What a client session needs to know about the rest of the proxy."""
 

@@ -16,6 +16,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING
 
 from state.events import EventLog, Kind, Machine
+from state.probe import HEALTHCHECK_SQL, Probe
 from state.reasons import Reason
 from state.registry import register_states
 from state.server import IllegalTransition, ServerSession, ServerState
@@ -23,7 +24,7 @@ from state.server import IllegalTransition, ServerSession, ServerState
 if TYPE_CHECKING:
     from pgdog_ev.config import PoolSettings
     from state.client import ClientSession
-    from state.interfaces import PoolIO, Scheduler, TimerHandle
+    from state.interfaces import PoolIO, PoolOwner, Scheduler, TimerHandle
 
 MAINTENANCE_INTERVAL = 0.333
 HOLD_PAUSE = 1
@@ -95,6 +96,12 @@ class PoolStats:
     force_closed: int = 0
     # Time spent connecting and logging in new servers.
     connect_time: float = 0.0
+    # Health checks run (checkout, idle and admin HEALTHCHECK) and how many failed.
+    healthchecks: int = 0
+    healthcheck_failures: int = 0
+    # Checkouts routed here as reads and as writes (multi-host clusters only).
+    reads: int = 0
+    writes: int = 0
     # Checkout wait times: counts per WAIT_BUCKETS bound, plus one for +Inf.
     wait_buckets: list[int] = field(default_factory=lambda: [0] * (len(WAIT_BUCKETS) + 1))
 
@@ -151,6 +158,20 @@ class Pool:
         self._wait_timer: TimerHandle | None = None
         self._wait_when = 0.0
         self._maint_timer: TimerHandle | None = None
+        # The cluster this pool serves in (bans, roles, rerouting); None for a lone pool.
+        self.owner: PoolOwner | None = None
+        # The host's current role: the configured one, or what the LSN monitor detected
+        # ("auto" until it knows).
+        self.role = key.role
+        # Whether the last health evidence (check, connect, login) was good, and the error if not.
+        self.healthy = True
+        self.health_error: str | None = None
+        self.probes: deque[Probe] = deque()
+        # Connections running a probe right now (they return through checkin).
+        self.checking = 0
+        self._started = 0.0
+        self._next_idle_check = 0.0
+        self._health_probe = Probe(HEALTHCHECK_SQL, 0.0, self._health_done)
 
     # -- bookkeeping ---------------------------------------------------------
 
@@ -169,21 +190,32 @@ class Pool:
         return len(self.servers)
 
     def start(self, now: float) -> None:
+        self._started = now
+        self._next_idle_check = now + self.settings.idle_healthcheck_delay / 1000.0
         self._maint_timer = self.timers.arm(now, self._maintenance)
 
     # -- checkout ------------------------------------------------------------
 
-    def checkout(self, now: float, client: ClientSession) -> ServerSession | None:
-        """A server for ``client`` now, or None and the client waits."""
+    def checkout(self, now: float, client: ClientSession, deadline: float | None = None) -> ServerSession | None:
+        """A server for ``client`` now, or None and the client waits.
+
+        ``deadline`` keeps the checkout_timeout of a client the cluster moved here from
+        another host; a fresh checkout starts its own."""
         if self.state is PoolState.CLOSED:
             client.on_checkout_failed(now, "the pool was closed (configuration reload or shutdown)")
             return None
         if self.state is PoolState.OPEN and self.idle and not self.waiters:
             server = self.idle.pop()
-            self._lend(now, server, client, 0.0)
-            return server
-        client.wait_started = now
-        client.wait_deadline = now + self.settings.checkout_timeout / 1000.0
+            if now - server.last_check < self.settings.healthcheck_interval / 1000.0:
+                self._lend(now, server, client, 0.0)
+                return server
+            # Unused for longer than healthcheck_interval: check it before lending.
+            # The client queues meanwhile; the server comes back through checkin.
+            self._run_probe(now, server, self._health_probe)
+        if deadline is None:
+            client.wait_started = now
+            deadline = now + self.settings.checkout_timeout / 1000.0
+        client.wait_deadline = deadline
         self.waiters.append(client)
         self.log.emit(now, Kind.ENQUEUE, Machine.POOL, self.id, 0, 0, client.id, len(self.waiters))
         if not self.holds and (self._wait_timer is None or client.wait_deadline < self._wait_when):
@@ -209,7 +241,7 @@ class Pool:
         """Open connections for waiters, up to the pool size."""
         if self.state is not PoolState.OPEN:
             return
-        while len(self.waiters) > self.connecting and self.total < self.settings.pool_size:
+        while len(self.waiters) > self.connecting + self.checking and self.total < self.settings.pool_size:
             self._open(now)
 
     def _open(self, now: float) -> None:
@@ -250,6 +282,8 @@ class Pool:
         """A new connection finished logging in."""
         self.connecting -= 1
         self.last_error = None
+        if not self.healthy:
+            self._health(now, True, Reason.SERVER_READY, None)
         self.stats.connect_time += now - server.created_at
         if self.server_params is None:
             self.server_params = dict(server.reported)
@@ -263,6 +297,9 @@ class Pool:
     def checkin(self, now: float, server: ServerSession) -> None:
         """``server`` is IDLE and clean again."""
         self.log.emit(now, Kind.CHECKIN, Machine.POOL, self.id, 0, 0, 0, server.id)
+        # It answered every request it was sent: as good as a health check.
+        if server.last_active > server.last_check:
+            server.last_check = server.last_active
         if self.state is PoolState.CLOSED or self._expired(now, server):
             server.terminate(now, Reason.LIFETIME)
             return
@@ -273,6 +310,9 @@ class Pool:
             server.terminate(now, Reason.RECONNECT)
             if self.waiters:
                 self._grow(now)
+            return
+        if self.probes and self.state is not PoolState.CLOSED:
+            self._run_probe(now, server, self.probes.popleft())
             return
         if self.state is PoolState.OPEN:
             while self.waiters:
@@ -294,12 +334,12 @@ class Pool:
             self.connecting -= 1
             self.stats.connect_errors += 1
             self.last_error = server.error
+            reason = Reason.LOGIN_TIMEOUT if server.error and "timeout" in server.error else Reason.CONNECT_FAILED
+            self._health(now, False, reason, server.error)
             if not self.servers and self.connecting == 0:
-                # Nothing can come back to the waiters: tell them why now.
-                waiters = list(self.waiters)
-                self.waiters.clear()
-                for client in waiters:
-                    client.on_checkout_failed(now, f"could not connect to the server: {server.error}")
+                # Nothing can come back to the waiters or the probes: tell them why now.
+                self._fail_probes(now, f"could not connect to the server: {server.error}")
+                self._fail_waiters(now, f"could not connect to the server: {server.error}")
             if self.holds & HOLD_PAUSE and self.drained:
                 self.io.pool_drained(now, self)
             return
@@ -325,6 +365,8 @@ class Pool:
             if stale or self._expired(now, server):
                 self.idle.remove(server)
                 server.terminate(now, Reason.IDLE_TIMEOUT if stale else Reason.LIFETIME)
+        if now >= self._next_idle_check and self.state is not PoolState.CLOSED:
+            self._idle_health_check(now)
         if self.state is PoolState.OPEN:
             self._grow(now)
             floor = min(keep, self.settings.pool_size)
@@ -334,6 +376,102 @@ class Pool:
             elif self.total < floor and self.connecting == 0:
                 self._open(now)  # one probe per tick while the host is failing
         self._maint_timer = self.timers.arm(now + MAINTENANCE_INTERVAL, self._maintenance)
+
+    # -- health ----------------------------------------------------------------
+    #
+    # Evidence about the host arrives from connects and logins, from checks of
+    # connections unused for healthcheck_interval (at checkout), and from the idle
+    # check every idle_healthcheck_interval. Each change of verdict goes to the
+    # owner (the cluster), which bans and unbans; the pool only keeps the verdict.
+
+    def _health(self, now: float, ok: bool, reason: Reason, error: str | None) -> None:
+        changed = ok != self.healthy
+        self.healthy = ok
+        self.health_error = None if ok else error
+        if changed:
+            self.log.emit(now, Kind.NOTE, Machine.POOL, self.id, 0, 0,
+                          Reason.HEALTHCHECK_OK if ok else Reason.HEALTHCHECK_FAILED, reason)
+        if self.owner is not None:
+            self.owner.pool_health(now, self, ok, reason, error)
+
+    def probe(self, now: float, probe: Probe) -> None:
+        """Run ``probe`` on a connection of this pool as soon as one is free (see state/probe.py)."""
+        if self.state is PoolState.CLOSED:
+            probe.done(now, self, None, "the pool is closed")
+            return
+        if self.idle:
+            self._run_probe(now, self.idle.pop(), probe)
+            return
+        self.probes.append(probe)
+        if len(self.probes) > self.connecting and self.total < self.settings.pool_size \
+                and not self.holds & HOLD_PAUSE:
+            self._open(now)
+
+    def health_check(self, now: float) -> None:
+        """Check the host now (admin HEALTHCHECK, and the idle check)."""
+        if self._health_probe not in self.probes:
+            self.probe(now, self._health_probe)
+
+    def _run_probe(self, now: float, server: ServerSession, probe: Probe) -> None:
+        if probe.health:
+            self.stats.healthchecks += 1
+        self.checking += 1
+
+        def done(at: float, srv: ServerSession, row: list[str | None] | None, error: str | None) -> None:
+            self.checking -= 1
+            if probe.health and error is not None:
+                self.stats.healthcheck_failures += 1
+            probe.done(at, self, row, error)
+            if error is None:
+                self.checkin(at, srv)
+            elif self.waiters and self.state is PoolState.OPEN:
+                self._grow(at)
+
+        server.probe(now, probe.sql, probe.timeout or self.settings.healthcheck_timeout / 1000.0, done)
+
+    def _health_done(self, now: float, pool: Pool, row: list[str | None] | None, error: str | None) -> None:
+        if error is None:
+            self._health(now, True, Reason.HEALTHCHECK_OK, None)
+        else:
+            timeout = "timed out" in error
+            self._health(now, False, Reason.HEALTHCHECK_TIMEOUT if timeout else Reason.HEALTHCHECK_FAILED, error)
+
+    def _idle_health_check(self, now: float) -> None:
+        """Every idle_healthcheck_interval: check an idle connection, or open one to check.
+        A pool whose connections are all busy is evidently answering: nothing to do."""
+        self._next_idle_check = now + max(self.settings.idle_healthcheck_interval, 100) / 1000.0
+        if self.idle or not self.servers or not self.healthy:
+            self.health_check(now)
+
+    def _fail_probes(self, now: float, message: str) -> None:
+        probes = list(self.probes)
+        self.probes.clear()
+        for probe in probes:
+            probe.done(now, self, None, message)
+
+    def _fail_waiters(self, now: float, message: str) -> None:
+        waiters = list(self.waiters)
+        self.waiters.clear()
+        if self.owner is not None and waiters:
+            self.owner.reroute(now, self, waiters, message)
+            return
+        for client in waiters:
+            client.on_checkout_failed(now, message)
+
+    def take_waiters(self) -> list[ClientSession]:
+        """Hand the queue over (the cluster moves it to another host)."""
+        waiters = list(self.waiters)
+        self.waiters.clear()
+        if self._wait_timer is not None and not self.waiters:
+            self._wait_timer.cancel()
+            self._wait_timer = None
+        return waiters
+
+    def dump_idle(self, now: float, reason: Reason) -> None:
+        """Close idle connections (the host was banned: they may be broken too)."""
+        for server in list(self.idle):
+            server.terminate(now, reason)
+        self.idle.clear()
 
     # -- admin ---------------------------------------------------------------
 
@@ -421,10 +559,11 @@ class Pool:
         self.waiters.clear()
         for client in waiters:
             client.on_checkout_failed(now, "the pool was closed (configuration reload or shutdown)")
+        self._fail_probes(now, "the pool was closed")
         for server in list(self.idle):
             server.terminate(now, reason)
         self.idle.clear()
         for server in list(self.servers.values()):
-            if server.state in (ServerState.CONNECTING, ServerState.STARTUP):
+            if server.state in (ServerState.CONNECTING, ServerState.STARTUP, ServerState.CHECKING):
                 server.terminate(now, reason)
 

@@ -23,6 +23,7 @@ import pglast.parser
 
 from pgdog_ev.sql import Analysis, analyze
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS
+from pgdog_ev.sql.route import Route, route
 from pgdog_ev.wire import frontend as fe
 
 PREFIX = "__pgdog_ev_"
@@ -56,7 +57,7 @@ SQL_LEVEL = (-1,)
 
 
 class GlobalStatement:
-    __slots__ = ("analysis", "error", "key", "name", "parse", "prepare_sql", "refs", "sql", "types")
+    __slots__ = ("_route", "analysis", "error", "key", "name", "parse", "prepare_sql", "refs", "sql", "types")
 
     def __init__(self, name: str, sql: str, types: tuple[int, ...]) -> None:
         self.name = name
@@ -64,6 +65,7 @@ class GlobalStatement:
         self.types = types
         self.key = (sql, types)
         self.refs = 0
+        self._route: Route | None = None
         if types == SQL_LEVEL:
             # ``sql`` is what follows the name in PREPARE name [(types)] AS statement.
             self.prepare_sql = f"PREPARE {name} {sql}"
@@ -78,6 +80,15 @@ class GlobalStatement:
         self.parse = fe.parse(name, sql, types)
         self.analysis = analyze(sql)
         self.error = syntax_error(sql)
+
+    @property
+    def route(self) -> Route:
+        """Read or write, decided once per statement (at its first use by a multi-host cluster)."""
+        found = self._route
+        if found is None:
+            text = self.sql if self.types != SQL_LEVEL else self.prepare_sql
+            found = self._route = route(text)
+        return found
 
 
 class PreparedRegistry:

@@ -60,3 +60,27 @@ class Reason(IntEnum):
     # TLS (numbered apart too).
     TLS_ACCEPTED = 70
     TLS_REQUIRED = 71
+    # Replicas: health checks, bans, roles and routing (numbered apart as well).
+    HEALTHCHECK = 80
+    HEALTHCHECK_OK = 81
+    HEALTHCHECK_FAILED = 82
+    HEALTHCHECK_TIMEOUT = 83
+    BAN_MANUAL = 84
+    BAN_CONNECT_ERROR = 85
+    BAN_HEALTHCHECK = 86
+    BAN_LAG = 87
+    UNBAN_EXPIRED = 88
+    UNBAN_MANUAL = 89
+    UNBAN_ALL_BANNED = 90
+    ROLE_PRIMARY = 91
+    ROLE_REPLICA = 92
+    ROLE_LOST = 93
+    LSN_CHECK = 94
+    LSN_CHECK_FAILED = 95
+    ROUTE_WRITE = 96
+    ROUTE_READ = 97
+    ROUTE_TRANSACTION = 98
+    ROUTE_HINT = 99
+    ROUTE_OVERRIDE = 100
+    ROUTE_SESSION = 101
+    PRIMARY_WAIT = 102

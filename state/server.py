@@ -33,6 +33,8 @@ from state.reasons import Reason
 from state.registry import register_states
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from state.client import ClientSession
     from state.interfaces import Entropy, Scheduler, ServerIO, TimerHandle
     from state.pool import Pool
@@ -45,15 +47,18 @@ class ServerState(IntEnum):
     ACTIVE = 4
     CLEANING = 5
     CLOSED = 6
+    # Running a query of the proxy's own (health check, LSN poll) between clients.
+    CHECKING = 7
 
 
 S = ServerState
 TRANSITIONS: dict[ServerState, frozenset[ServerState]] = {
     S.CONNECTING: frozenset({S.STARTUP, S.CLOSED}),
     S.STARTUP: frozenset({S.IDLE, S.CLOSED}),
-    S.IDLE: frozenset({S.ACTIVE, S.CLOSED}),
+    S.IDLE: frozenset({S.ACTIVE, S.CHECKING, S.CLOSED}),
     S.ACTIVE: frozenset({S.IDLE, S.CLEANING, S.CLOSED}),
     S.CLEANING: frozenset({S.IDLE, S.CLOSED}),
+    S.CHECKING: frozenset({S.IDLE, S.CLOSED}),
     S.CLOSED: frozenset(),
 }
 register_states(Machine.SERVER, ServerState)
@@ -71,7 +76,8 @@ TO_CLIENT = 0
 HIDDEN = 1
 LOGIN_CHECK = 2
 HIDDEN_PREPARE = 3  # a SQL PREPARE the proxy injected (prepared_statements = "full")
-NOT_FOR_CLIENT = (HIDDEN, LOGIN_CHECK, HIDDEN_PREPARE)
+PROBE = 4  # a health check or LSN poll (state CHECKING)
+NOT_FOR_CLIENT = (HIDDEN, LOGIN_CHECK, HIDDEN_PREPARE, PROBE)
 
 # What to do with the next ParseComplete/CloseComplete (prepared statements).
 EXPECT_FORWARD = 0  # the client's own Parse or Close
@@ -86,6 +92,9 @@ FORCE_CLOSED = frozenset({Reason.OUT_OF_SYNC, Reason.QUERY_TIMEOUT, Reason.CLEAN
 # ErrorResponse (bodies); CopyIn/CopyBoth responses, ParseComplete and
 # CloseComplete only need their header.
 SERVER_TABLE = action_table(header=b"GW13", body=b"ZSE")
+# While probing, the first DataRow is read too (the answer of an LSN poll).
+PROBE_TABLE = action_table(header=b"GW13", body=b"ZSED")
+DATA_ROW = ord("D")
 PARSE_COMPLETE = ord("1")
 CLOSE_COMPLETE = ord("3")
 
@@ -173,6 +182,12 @@ class ServerSession:
         self._login_reported: dict[str, str] = {}
         self._login_error: dict[str, str] | None = None
         self._timer: TimerHandle | None = None
+        # When this connection last proved the server alive (a check passed, a request answered).
+        self.last_check = now
+        # The probe running in CHECKING: its callback, the first row and the error it got.
+        self._probe_done: Callable[[float, ServerSession, list[str | None] | None, str | None], None] | None = None
+        self._probe_row: list[str | None] | None = None
+        self._probe_error: str | None = None
         self.scanner = MessageScanner(
             SERVER_TABLE,
             self._to_client,
@@ -386,6 +401,10 @@ class ServerSession:
     def _on_message(self, mtype: int, body: memoryview) -> None:
         if mtype == be.READY_FOR_QUERY:
             self._on_ready(body)
+        elif mtype == DATA_ROW:
+            if self.state is ServerState.CHECKING and self._probe_row is None:
+                self._probe_row = [None if v is None else v.decode("utf-8", "replace")
+                                   for v in be.parse_data_row(body)]
         elif mtype == be.PARAMETER_STATUS:
             name, value = be.parse_parameter_status(body)
             self.reported[name] = value
@@ -406,6 +425,8 @@ class ServerSession:
                 self._drop_expectations(self._rfq_seen + 1)
             if self.owed and self.owed[0] == LOGIN_CHECK:
                 self._login_error = be.parse_error_fields(body)
+            elif self.owed and self.owed[0] == PROBE:
+                self._probe_error = be.parse_error_fields(body).get("M", "server error")
             elif self.owed and self.owed[0] == HIDDEN_PREPARE and self._sql_prepares:
                 # The statement fails here; the client's EXECUTE (next) gets this error
                 # in place of "does not exist", as if it had prepared the statement itself.
@@ -453,6 +474,9 @@ class ServerSession:
             self.queries += 1
         elif reader == LOGIN_CHECK:
             self._finish_login_check(now)
+        elif reader == PROBE:
+            self._finish_probe(now)
+            return
         elif reader == HIDDEN_PREPARE and self._sql_prepares:
             self._sql_prepares.popleft()
         self._failed = False
@@ -493,6 +517,51 @@ class ServerSession:
             self._xact_at = now if self._requests else None
         elif status != b"I" and self._xact_at is None:
             self._xact_at = now
+
+    # -- probes (health checks, LSN polls) ------------------------------------
+
+    def probe(
+        self,
+        now: float,
+        sql: str,
+        timeout: float,
+        done: Callable[[float, ServerSession, list[str | None] | None, str | None], None],
+    ) -> None:
+        """Run one query of the proxy's own on this idle, clean connection.
+
+        ``done(now, server, first_row, error)`` is called exactly once: with the first row
+        (None if there was none) and ``error`` None when the server answered in time; with
+        an error otherwise. A probe that errors or times out closes the connection, since a
+        server that cannot answer ``;`` within healthcheck_timeout is not one to lend."""
+        self._probe_done = done
+        self._probe_row = None
+        self._probe_error = None
+        self._transition(now, ServerState.CHECKING, Reason.HEALTHCHECK)
+        self.scanner.table = PROBE_TABLE
+        self.scanner.forwarding = False
+        self._send_hidden(sql, PROBE)
+        self._cancel_timer()
+        self._timer = self.timers.arm(now + timeout, self._probe_expired)
+
+    def _finish_probe(self, now: float) -> None:
+        self._cancel_timer()
+        self.scanner.table = SERVER_TABLE
+        error = self._probe_error
+        if error is not None:
+            self.error = f"health check failed: {error}"
+            self._close(now, Reason.HEALTHCHECK_FAILED)
+            return
+        done, self._probe_done = self._probe_done, None
+        self.last_check = now
+        self._transition(now, ServerState.IDLE, Reason.HEALTHCHECK_OK)
+        if done is not None:
+            done(now, self, self._probe_row, None)
+
+    def _probe_expired(self, now: float) -> None:
+        self._timer = None
+        if self.state is ServerState.CHECKING:
+            self.error = "health check timed out (healthcheck_timeout)"
+            self._close(now, Reason.HEALTHCHECK_TIMEOUT)
 
     # -- being lent to a client ---------------------------------------------
 
@@ -773,7 +842,7 @@ class ServerSession:
 
     def terminate(self, now: float, reason: Reason) -> None:
         """Close politely (pool shrinking, shutdown): Terminate, then the socket."""
-        if self.state in (ServerState.IDLE, ServerState.CLEANING, ServerState.STARTUP):
+        if self.state in (ServerState.IDLE, ServerState.CLEANING, ServerState.STARTUP, ServerState.CHECKING):
             self.io.send(fe.terminate())
         self._close(now, reason)
 
@@ -791,5 +860,9 @@ class ServerSession:
             self.pool.stats.force_closed += 1
         self.io.close()
         self.pool.server_closed(now, self, was)
+        if was is ServerState.CHECKING:
+            done, self._probe_done = self._probe_done, None
+            if done is not None:
+                done(now, self, None, self.error or "server connection closed during the health check")
         if client is not None and reason is not Reason.QUERY_TIMEOUT:
             client.on_server_lost(now, self)

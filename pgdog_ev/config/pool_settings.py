@@ -42,6 +42,11 @@ class PoolSettings:
     prepared_statements: str = "extended"
     prepared_statements_limit: int | None = None
     session_state: str = "pin"
+    # Health checks, in milliseconds (see state/pool.py).
+    healthcheck_interval: int = 30000
+    healthcheck_timeout: int = 5000
+    idle_healthcheck_interval: int = 30000
+    idle_healthcheck_delay: int = 5000
 
 
 T = TypeVar("T")
@@ -99,4 +104,8 @@ def resolve_pool_settings(general: General, user: UserEntry, db: DatabaseEntry) 
         prepared_statements=general.prepared_statements,
         prepared_statements_limit=general.prepared_statements_limit,
         session_state=general.session_state,
+        healthcheck_interval=general.healthcheck_interval,
+        healthcheck_timeout=general.healthcheck_timeout,
+        idle_healthcheck_interval=general.idle_healthcheck_interval,
+        idle_healthcheck_delay=general.idle_healthcheck_delay,
     )

@@ -22,6 +22,7 @@ from pgdog_ev.tls import TlsContexts, build_tls, rebuild_tls
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire.errors import PROTOCOL_VIOLATION, TOO_MANY_CONNECTIONS
 from state.client import ClientSession, Login
+from state.cluster import Cluster
 from state.events import EventLog, Kind, Machine
 from state.pool import Pool, PoolKey
 from state.prepared import PreparedRegistry
@@ -63,6 +64,9 @@ class Directory:
         self.scheduler = ReactorScheduler(reactor)
         self.config = config
         self.pools: dict[PoolKey, Pool] = {}
+        # One cluster per (database, user): its pools, one per host, in file order.
+        self.clusters: dict[tuple[str, str], Cluster] = {}
+        self._next_cluster = 1
         self.logins: dict[tuple[str, str], Login] = {}
         self.clients: dict[int, ClientSession] = {}
         self.statements = PreparedRegistry()
@@ -87,11 +91,10 @@ class Directory:
     # -- building ---------------------------------------------------------------
 
     @staticmethod
-    def _primary(hosts: list[DatabaseEntry]) -> DatabaseEntry:
-        for entry in hosts:
-            if entry.role == "primary":
-                return entry
-        return hosts[0]
+    def _cluster_hosts(hosts: list[DatabaseEntry]) -> list[DatabaseEntry]:
+        """The hosts of the first shard (sharding routes across shards in its own layer)."""
+        shard = min(entry.shard for entry in hosts)
+        return [entry for entry in hosts if entry.shard == shard]
 
     def _credentials_for(self, user: UserEntry) -> Credentials:
         key = (user.name, user.database)
@@ -113,27 +116,42 @@ class Directory:
         auth_type = config.general.auth_type
         wanted: dict[PoolKey, Pool] = {}
         logins: dict[tuple[str, str], Login] = {}
+        clusters: dict[tuple[str, str], Cluster] = {}
         for name in config.database_names():
-            hosts = list(config.hosts(name))
-            primary = self._primary(hosts)
+            hosts = self._cluster_hosts(list(config.hosts(name)))
             for user in config.users_for(name):
-                settings = config.pool_settings(user, primary)
-                key = PoolKey(user.name, name, primary.host, primary.port, primary.shard, primary.role)
-                pool = self.pools.get(key)
-                if pool is None or pool.state.name == "CLOSED":
-                    pool = Pool(
-                        self._next_pool, key, settings, self, self.log, self.scheduler,
-                        config.general.max_message_size,
-                    )
-                    self._next_pool += 1
-                    pool.start(now)
+                members: list[Pool] = []
+                for entry in hosts:
+                    settings = config.pool_settings(user, entry)
+                    key = PoolKey(user.name, name, entry.host, entry.port, entry.shard, entry.role)
+                    pool = self.pools.get(key) or wanted.get(key)
+                    if pool is None or pool.state.name == "CLOSED":
+                        pool = Pool(
+                            self._next_pool, key, settings, self, self.log, self.scheduler,
+                            config.general.max_message_size,
+                        )
+                        self._next_pool += 1
+                        pool.start(now)
+                    else:
+                        pool.settings = settings
+                        pool.max_message_size = config.general.max_message_size
+                    wanted[key] = pool
+                    if pool not in members:
+                        members.append(pool)
+                cluster = self.clusters.get((name, user.name))
+                if cluster is None or cluster.closed:
+                    cluster = Cluster(self._next_cluster, user.name, name, members, config.general, self.log,
+                                      self.scheduler, self.entropy)
+                    self._next_cluster += 1
                 else:
-                    pool.settings = settings
-                    pool.max_message_size = config.general.max_message_size
-                wanted[key] = pool
+                    cluster.set_pools(now, members, config.general)
+                cluster.start(now)
+                clusters[(name, user.name)] = cluster
+                pool = cluster.login_pool()
                 creds = self._credentials_for(user)
                 logins[(name, user.name)] = Login(
                     pool=pool,
+                    cluster=cluster,
                     user=user.name,
                     database=name,
                     auth_type=auth_type,
@@ -145,7 +163,11 @@ class Directory:
         for key, pool in self.pools.items():
             if key not in wanted:
                 pool.close(now, Reason.RELOAD)
+        for ckey, old in self.clusters.items():
+            if clusters.get(ckey) is not old:
+                old.close(now)
         self.pools = wanted
+        self.clusters = clusters
         self.logins = logins
         self._admin_login = self._make_admin_login(config)
         default_cache().resize(config.general.query_cache_limit)
@@ -295,5 +317,7 @@ class Directory:
     # -- shutdown -----------------------------------------------------------------
 
     def close_pools(self, now: float) -> None:
+        for cluster in self.clusters.values():
+            cluster.close(now)
         for pool in self.pools.values():
             pool.close(now, Reason.SHUTDOWN)

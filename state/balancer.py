@@ -1,0 +1,75 @@
+"""Load-balancing strategies: which of several eligible hosts a checkout goes to.
+
+The choice is a pure function of the candidates, their load and a little state (a rotation
+counter, a PRNG seeded from the proxy's entropy source), so the simulator can replay it and
+unit tests can feed it loads without sockets. Candidates arrive in configuration order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from state.pool import Pool
+
+STRATEGIES = ("random", "round_robin", "least_active_connections")
+
+_MASK = (1 << 64) - 1
+
+
+class XorShift:
+    """xorshift64*: a few integer operations per draw, seeded once (``random`` is off limits in
+    state/, and drawing entropy per checkout would put an entropy record in the log each time)."""
+
+    __slots__ = ("_s",)
+
+    def __init__(self, seed: bytes) -> None:
+        self._s = int.from_bytes(seed[:8].ljust(8, b"\x01"), "little") or 0x9E3779B97F4A7C15
+
+    def below(self, n: int) -> int:
+        s = self._s
+        s ^= s >> 12
+        s ^= (s << 25) & _MASK
+        s ^= s >> 27
+        self._s = s
+        return ((s * 0x2545F4914F6CDD1D) & _MASK) % n
+
+
+def load(pool: Pool) -> int:
+    """Connections lent out plus clients queued: what least_active_connections compares."""
+    return pool.total - len(pool.idle) + len(pool.waiters)
+
+
+class Balancer:
+    """Picks one candidate by the configured strategy."""
+
+    __slots__ = ("_prng", "_turn", "strategy")
+
+    def __init__(self, strategy: str, seed: bytes) -> None:
+        self.strategy = strategy
+        self._prng = XorShift(seed)
+        self._turn = 0
+
+    def pick(self, candidates: Sequence[Pool]) -> Pool:
+        n = len(candidates)
+        if n == 1:
+            return candidates[0]
+        strategy = self.strategy
+        if strategy == "round_robin":
+            self._turn += 1
+            return candidates[self._turn % n]
+        if strategy == "least_active_connections":
+            # Ties (an idle cluster) rotate, so equal hosts share the load instead of the
+            # first one taking every sequential client.
+            self._turn += 1
+            start = self._turn % n
+            best = candidates[start]
+            best_load = load(best)
+            for i in range(1, n):
+                pool = candidates[(start + i) % n]
+                pool_load = load(pool)
+                if pool_load < best_load:
+                    best, best_load = pool, pool_load
+            return best
+        return candidates[self._prng.below(n)]

@@ -1,0 +1,442 @@
+"""The hosts of one (user, database): a pool per host, roles, bans, and where each checkout goes.
+
+Writes go to the primary; reads to the hosts ``read_write_split`` allows, chosen by the
+load-balancing strategy among those not banned. Bans only ever take a host out of the *read*
+rotation: the primary keeps taking writes whatever its ban says, because a write has nowhere else
+to go. A host is banned for ``ban_timeout`` when its health checks or connects fail, or when it
+lags too far behind (``ban_replica_lag``/``ban_replica_lag_bytes``); at expiry the ban lifts only
+if the host answers again. If every host a read could use is banned, the automatic bans are
+cleared rather than failing every read (a manual ``BAN`` stays).
+
+With ``role = "auto"`` on every host and ``lsn_check_delay`` set, the replication monitor
+(state/replication.py) tells the cluster which host is out of recovery: that one is the primary.
+While there is none (the primary died, nothing promoted yet), writes queue here for up to
+``checkout_timeout`` and go to the new primary the moment it is seen.
+
+Every decision is an event: BAN/UNBAN (id = pool, a = reason), ROLE (id = pool, frm/to = role
+codes, a = reason), and the clients' ROUTE records.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING
+
+from state.balancer import Balancer
+from state.events import EventLog, Kind, Machine
+from state.reasons import Reason
+from state.replication import ReplicationMonitor
+
+if TYPE_CHECKING:
+    from pgdog_ev.config.model import General
+    from state.client import ClientSession
+    from state.interfaces import Entropy, Scheduler, TimerHandle
+    from state.pool import Pool
+    from state.replication import ReplicationStatus
+    from state.server import ServerSession
+
+TICK = 0.333
+
+
+class RoleCode(IntEnum):
+    """Roles as event fields (frm/to of ROLE records)."""
+
+    UNKNOWN = 0
+    PRIMARY = 1
+    REPLICA = 2
+
+
+ROLE_CODES = {"primary": RoleCode.PRIMARY, "replica": RoleCode.REPLICA}
+
+BAN_REASONS = {
+    Reason.BAN_MANUAL: "manual",
+    Reason.BAN_CONNECT_ERROR: "connect error",
+    Reason.BAN_HEALTHCHECK: "health check failed",
+    Reason.BAN_LAG: "replication lag",
+}
+
+
+@dataclass(slots=True)
+class Ban:
+    reason: Reason
+    since: float
+    # None: a manual ban, lifted only by UNBAN.
+    until: float | None
+    error: str | None = None
+
+
+class Cluster:
+    """Pools of one (user, database), one per host."""
+
+    def __init__(
+        self,
+        cid: int,
+        user: str,
+        database: str,
+        pools: list[Pool],
+        general: General,
+        log: EventLog,
+        timers: Scheduler,
+        entropy: Entropy,
+    ) -> None:
+        self.id = cid
+        self.user = user
+        self.database = database
+        self.log = log
+        self.timers = timers
+        self.general = general
+        self.balancer = Balancer(general.load_balancing_strategy, entropy(8))
+        self.pools: list[Pool] = []
+        self.primary: Pool | None = None
+        self.bans: dict[int, Ban] = {}
+        # Lag verdicts of the replication monitor: pool id -> whether the host is within the limits.
+        self.lag_ok: dict[int, bool] = {}
+        # Writes waiting for a primary (failover in progress), oldest first.
+        self.write_waiters: deque[ClientSession] = deque()
+        self.monitor: ReplicationMonitor | None = None
+        self.closed = False
+        self._wait_timer: TimerHandle | None = None
+        self._tick_timer: TimerHandle | None = None
+        self.set_pools(0.0, pools, general)
+
+    # -- shape ---------------------------------------------------------------------
+
+    @property
+    def multi(self) -> bool:
+        return len(self.pools) > 1
+
+    @property
+    def detecting(self) -> bool:
+        """Roles come from the replication monitor (every host "auto", lsn_check_delay set)."""
+        return (
+            self.general.lsn_check_delay is not None
+            and bool(self.pools)
+            and all(pool.key.role == "auto" for pool in self.pools)
+        )
+
+    def set_pools(self, now: float, pools: list[Pool], general: General) -> None:
+        """Install the pools (at start and on reload); pools that stay keep bans and roles."""
+        self.general = general
+        self.balancer.strategy = general.load_balancing_strategy
+        for pool in pools:
+            pool.owner = self
+        self.pools = list(pools)
+        ids = {pool.id for pool in pools}
+        for pid in [pid for pid in self.bans if pid not in ids]:
+            del self.bans[pid]
+        if self.detecting:
+            # Keep what the monitor found; hosts it has not seen yet have no role.
+            if self.primary is not None and self.primary.id not in ids:
+                self.primary = None
+            return
+        primary = next((p for p in pools if p.key.role == "primary"), None)
+        if primary is None:
+            primary = next((p for p in pools if p.key.role == "auto"), None)
+        for pool in pools:
+            pool.role = "primary" if pool is primary else "replica"
+        self.primary = primary
+
+    @property
+    def monitored(self) -> bool:
+        """Whether the replication monitor runs: role detection, lag bans, or just SHOW
+        REPLICATION for a cluster with lsn_check_delay set."""
+        g = self.general
+        return self.multi and (
+            g.lsn_check_delay is not None or g.ban_replica_lag is not None or g.ban_replica_lag_bytes is not None
+        )
+
+    def start(self, now: float) -> None:
+        """Arm the ban tick and the replication monitor (again after a reload changed the shape)."""
+        if self._tick_timer is None and self.multi:
+            self._tick_timer = self.timers.arm(now + TICK, self._tick)
+        if self.monitored:
+            if self.monitor is None:
+                self.monitor = ReplicationMonitor(self)
+                self.monitor.start(now)
+            else:
+                self.monitor.sync_pools(now)
+        elif self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
+
+    def close(self, now: float) -> None:
+        self.closed = True
+        for timer in (self._wait_timer, self._tick_timer):
+            if timer is not None:
+                timer.cancel()
+        self._wait_timer = self._tick_timer = None
+        if self.monitor is not None:
+            self.monitor.stop()
+            self.monitor = None
+        waiters = list(self.write_waiters)
+        self.write_waiters.clear()
+        for client in waiters:
+            client.on_checkout_failed(now, "the pool was closed (configuration reload or shutdown)")
+
+    def login_pool(self) -> Pool:
+        """Where a new client's settings are checked: the primary when it is up, else a read host."""
+        primary = self.primary
+        if primary is not None and primary.healthy:
+            return primary
+        targets = self._read_targets(False)
+        return targets[0] if targets else (primary or self.pools[0])
+
+    # -- checkout ------------------------------------------------------------------
+
+    def checkout(
+        self, now: float, client: ClientSession, write: bool, replica: bool = False, deadline: float | None = None
+    ) -> ServerSession | None:
+        """Route ``client`` to a host and check out there (None: it waits).
+
+        ``replica`` asks for replicas only (a read-only transaction, ``pgdog.role = replica``),
+        falling back to the primary only when no replica is usable."""
+        if write or not self.multi:
+            primary = self.primary
+            if primary is None:
+                if self.detecting:
+                    self._wait_for_primary(now, client, deadline)
+                    return None
+                primary = self.pools[0] if not self.multi else None
+            if primary is not None:
+                if self.multi:
+                    primary.stats.writes += 1
+                client.pool = primary
+                return primary.checkout(now, client, deadline)
+            # A cluster of replicas only: writes go where reads go, for the server to refuse.
+        pool = self.pick(now, replica)
+        if pool is None:
+            self._fail(now, client, "no host is available for reads: every host is banned")
+            return None
+        pool.stats.reads += 1
+        client.pool = pool
+        return pool.checkout(now, client, deadline)
+
+    def pick(self, now: float, replica: bool, exclude: Pool | None = None) -> Pool | None:
+        targets = self._read_targets(replica, exclude)
+        if not targets:
+            if self._clear_bans(now):
+                targets = self._read_targets(replica, exclude)
+            if not targets:
+                return None
+        return self.balancer.pick(targets)
+
+    def _read_targets(self, replica: bool, exclude: Pool | None = None) -> list[Pool]:
+        primary = self.primary
+        bans = self.bans
+        replicas = [p for p in self.pools if p is not primary and p is not exclude and p.id not in bans]
+        primary_ok = primary is not None and primary is not exclude and primary.id not in bans
+        split = self.general.read_write_split
+        if split == "prefer_primary" and not replica:
+            return [primary] if primary_ok else replicas  # type: ignore[list-item]
+        if replica or split == "exclude_primary":
+            return replicas or ([primary] if primary_ok else [])  # type: ignore[list-item]
+        if split == "include_primary_if_replica_banned" and replicas and not any(
+            p.id in bans for p in self.pools if p is not primary
+        ):
+            return replicas
+        return [*replicas, primary] if primary_ok else replicas  # type: ignore[list-item]
+
+    def cancel_wait(self, now: float, client: ClientSession) -> None:
+        try:
+            self.write_waiters.remove(client)
+        except ValueError:
+            pass
+        else:
+            self.log.emit(now, Kind.DEQUEUE, Machine.LB, self.id, 0, 0, client.id)
+
+    def _fail(self, now: float, client: ClientSession, message: str) -> None:
+        client.on_checkout_failed(now, message)
+
+    # -- waiting for a primary -----------------------------------------------------
+
+    def _wait_for_primary(self, now: float, client: ClientSession, deadline: float | None) -> None:
+        if deadline is None:
+            client.wait_started = now
+            deadline = now + self.general.checkout_timeout / 1000.0
+        client.wait_deadline = deadline
+        self.write_waiters.append(client)
+        self.log.emit(now, Kind.ENQUEUE, Machine.LB, self.id, 0, 0, client.id, len(self.write_waiters))
+        if self._wait_timer is None:
+            self._arm_wait_timer()
+
+    def _arm_wait_timer(self) -> None:
+        if self._wait_timer is not None:
+            self._wait_timer.cancel()
+            self._wait_timer = None
+        if self.write_waiters:
+            when = min(client.wait_deadline for client in self.write_waiters)
+            self._wait_timer = self.timers.arm(when, self._wait_expired)
+
+    def _wait_expired(self, now: float) -> None:
+        self._wait_timer = None
+        expired = [client for client in self.write_waiters if client.wait_deadline <= now]
+        for client in expired:
+            self.write_waiters.remove(client)
+            self.log.emit(now, Kind.TIMEOUT, Machine.LB, self.id, 0, 0, client.id)
+            client.on_checkout_failed(now, "checkout timeout: no primary is available for writes", timeout=True)
+        self._arm_wait_timer()
+
+    def _dispatch_writes(self, now: float) -> None:
+        primary = self.primary
+        if primary is None or not self.write_waiters:
+            return
+        waiters = list(self.write_waiters)
+        self.write_waiters.clear()
+        self._arm_wait_timer()
+        for client in waiters:
+            client.pool = primary
+            primary.stats.writes += 1
+            server = primary.checkout(now, client, client.wait_deadline)
+            if server is not None:
+                client.on_checkout(now, server)
+
+    # -- the PoolOwner interface ------------------------------------------------------
+
+    def pool_health(self, now: float, pool: Pool, ok: bool, reason: int, error: str | None) -> None:
+        if ok:
+            if pool is self.primary and self.write_waiters:
+                self._dispatch_writes(now)
+            return
+        if pool.id in self.bans or not self.multi or self.general.ban_timeout <= 0:
+            return
+        if reason in (Reason.CONNECT_FAILED, Reason.LOGIN_TIMEOUT, Reason.SERVER_READY):
+            ban_reason = Reason.BAN_CONNECT_ERROR
+        else:
+            ban_reason = Reason.BAN_HEALTHCHECK
+        self.ban(now, pool, ban_reason, error)
+
+    def reroute(self, now: float, pool: Pool, clients: list[ClientSession], error: str) -> None:
+        """``pool`` cannot serve these clients: writes wait for a primary (during failover) or
+        fail; reads try another host, keeping their checkout deadline."""
+        for client in clients:
+            if client.route_write and (pool is self.primary or not self.multi):
+                if self.detecting:
+                    self._wait_for_primary(now, client, client.wait_deadline)
+                else:
+                    client.on_checkout_failed(now, error)
+                continue
+            other = self.pick(now, client.route_replica, exclude=pool) if self.multi else None
+            if other is None:
+                client.on_checkout_failed(now, error)
+                continue
+            client.pool = other
+            server = other.checkout(now, client, client.wait_deadline)
+            if server is not None:
+                client.on_checkout(now, server)
+
+    # -- bans ----------------------------------------------------------------------
+
+    def ban(self, now: float, pool: Pool, reason: Reason, error: str | None = None) -> None:
+        manual = reason is Reason.BAN_MANUAL
+        until = None if manual else now + self.general.ban_timeout / 1000.0
+        existing = self.bans.get(pool.id)
+        if existing is not None and (existing.until is None or not manual):
+            return
+        self.bans[pool.id] = Ban(reason, now, until, error)
+        self.log.emit(now, Kind.BAN, Machine.POOL, pool.id, 0, 0, reason, self.id)
+        # Idle connections to a failing host are suspect too; reads queued there move on.
+        pool.dump_idle(now, Reason.BAN_MANUAL if manual else reason)
+        if self.multi and pool.waiters:
+            waiters = pool.take_waiters()
+            movers = []
+            for client in waiters:
+                if client.route_write and pool is self.primary:
+                    server = pool.checkout(now, client, client.wait_deadline)  # writes stay
+                    if server is not None:
+                        client.on_checkout(now, server)
+                else:
+                    movers.append(client)
+            if movers:
+                self.reroute(now, pool, movers, error or "the host was banned")
+
+    def unban(self, now: float, pool: Pool, reason: Reason) -> bool:
+        if self.bans.pop(pool.id, None) is None:
+            return False
+        self.log.emit(now, Kind.UNBAN, Machine.POOL, pool.id, 0, 0, reason, self.id)
+        return True
+
+    def _clear_bans(self, now: float) -> bool:
+        """Every usable host is banned: lift the automatic bans (better a suspect host than none)."""
+        cleared = False
+        for pool in self.pools:
+            ban = self.bans.get(pool.id)
+            if ban is not None and ban.until is not None:
+                self.unban(now, pool, Reason.UNBAN_ALL_BANNED)
+                cleared = True
+        return cleared
+
+    def _tick(self, now: float) -> None:
+        """Lift expired bans of hosts that answer again (and are within the lag limits)."""
+        self._tick_timer = None
+        if self.closed:
+            return
+        for pool in self.pools:
+            ban = self.bans.get(pool.id)
+            if ban is None or ban.until is None or now < ban.until:
+                continue
+            if pool.healthy and self.lag_ok.get(pool.id, True):
+                self.unban(now, pool, Reason.UNBAN_EXPIRED)
+        self._tick_timer = self.timers.arm(now + TICK, self._tick)
+
+    # -- roles and lag (from the replication monitor) ------------------------------
+
+    def replication_report(self, now: float, pool: Pool, status: ReplicationStatus) -> None:
+        """A poll of ``pool`` finished (or failed): re-elect the primary, judge lag."""
+        monitor = self.monitor
+        if monitor is None:
+            return
+        if self.detecting:
+            self._elect(now, monitor)
+        self._judge_lag(now, monitor)
+
+    def _elect(self, now: float, monitor: ReplicationMonitor) -> None:
+        current = self.primary
+        candidates = [p for p in self.pools if monitor.out_of_recovery(p)]
+        if current is not None and current in candidates:
+            new: Pool | None = current
+        elif candidates:
+            # Two hosts out of recovery (a promoted replica and the old primary back as it was):
+            # the one furthest ahead in WAL wins.
+            new = max(candidates, key=monitor.lsn_of)
+        else:
+            new = None
+        for pool in self.pools:
+            status = monitor.status.get(pool.id)
+            if pool is new:
+                role = "primary"
+            elif status is not None and status.ok and status.in_recovery:
+                role = "replica"
+            else:
+                role = pool.role if pool.role != "primary" else "auto"
+            if role != pool.role:
+                self.log.emit(now, Kind.ROLE, Machine.POOL, pool.id, ROLE_CODES.get(pool.role, RoleCode.UNKNOWN),
+                              ROLE_CODES.get(role, RoleCode.UNKNOWN),
+                              Reason.ROLE_PRIMARY if role == "primary" else
+                              Reason.ROLE_REPLICA if role == "replica" else Reason.ROLE_LOST, self.id)
+                pool.role = role
+        if new is not current:
+            self.primary = new
+            if new is not None:
+                # The new primary takes writes whatever its read ban says.
+                self._dispatch_writes(now)
+
+    def _judge_lag(self, now: float, monitor: ReplicationMonitor) -> None:
+        max_ms = self.general.ban_replica_lag
+        max_bytes = self.general.ban_replica_lag_bytes
+        for pool in self.pools:
+            if pool is self.primary:
+                self.lag_ok[pool.id] = True
+                continue
+            lag = monitor.lag(pool, self.primary)
+            if lag is None:
+                continue
+            lag_bytes, lag_seconds = lag
+            ok = not (
+                (max_bytes is not None and lag_bytes >= max_bytes)
+                or (max_ms is not None and lag_seconds is not None and lag_seconds * 1000.0 >= max_ms)
+            )
+            self.lag_ok[pool.id] = ok
+            if not ok and pool.id not in self.bans and self.multi and self.general.ban_timeout > 0:
+                self.ban(now, pool, Reason.BAN_LAG, f"replication lag {lag_bytes} bytes")
