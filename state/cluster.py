@@ -335,6 +335,7 @@ class Cluster:
         if existing is not None and (existing.until is None or not manual):
             return
         self.bans[pool.id] = Ban(reason, now, until, error)
+        pool.stats.bans += 1
         self.log.emit(now, Kind.BAN, Machine.POOL, pool.id, 0, 0, reason, self.id)
         # Idle connections to a failing host are suspect too; reads queued there move on.
         pool.dump_idle(now, Reason.BAN_MANUAL if manual else reason)

@@ -99,6 +99,7 @@ class PoolStats:
     # Health checks run (checkout, idle and admin HEALTHCHECK) and how many failed.
     healthchecks: int = 0
     healthcheck_failures: int = 0
+    bans: int = 0
     # Checkouts routed here as reads and as writes (multi-host clusters only).
     reads: int = 0
     writes: int = 0
@@ -373,8 +374,10 @@ class Pool:
             if self.last_error is None:
                 while self.total < floor:
                     self._open(now)
-            elif self.total < floor and self.connecting == 0:
-                self._open(now)  # one probe per tick while the host is failing
+            elif self.total < floor and self.connecting == 0 and not self.banned:
+                # One attempt per tick while the host is failing; a banned host is
+                # retried by the idle health check, at its slower pace.
+                self._open(now)
         self._maint_timer = self.timers.arm(now + MAINTENANCE_INTERVAL, self._maintenance)
 
     # -- health ----------------------------------------------------------------
@@ -383,6 +386,12 @@ class Pool:
     # connections unused for healthcheck_interval (at checkout), and from the idle
     # check every idle_healthcheck_interval. Each change of verdict goes to the
     # owner (the cluster), which bans and unbans; the pool only keeps the verdict.
+
+    @property
+    def banned(self) -> bool:
+        """Out of the read rotation (the cluster's bans)."""
+        owner = self.owner
+        return owner is not None and self.id in owner.bans  # type: ignore[attr-defined]
 
     def _health(self, now: float, ok: bool, reason: Reason, error: str | None) -> None:
         changed = ok != self.healthy

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pgdog_ev.admin import control, show_misc, show_pools, show_sessions, show_stats
+from pgdog_ev.admin import control, replicas, show_misc, show_pools, show_sessions, show_stats
 from pgdog_ev.admin.averages import StatsWindow
 from pgdog_ev.admin.parser import AdminSyntaxError, Command, parse, split_statements
 from pgdog_ev.admin.resultset import done, result, text
@@ -48,6 +48,10 @@ HELP = [
     ("SHOW QUERY_CACHE", "the SQL analysis cache"),
     ("SHOW EVENTS [n]", "the last n event-log records (default 50)"),
     ("SHOW VERSION", "version"),
+    ("SHOW BANS", "hosts out of the read rotation, why, and for how long"),
+    ("SHOW REPLICATION", "per host: role, WAL position, lag behind the primary"),
+    ("BAN [id] / UNBAN [id]", "take a pool's host out of (back into) the read rotation; ids from SHOW POOLS"),
+    ("HEALTHCHECK [id]", "health-check a pool's host now"),
     ("SET <general key> TO <value>", "change a [general] key until the next RELOAD"),
     ("RELOAD", "re-read pgdog.toml and users.toml (same as SIGHUP)"),
     ("RECONNECT [db]", "replace server connections as they come free"),
@@ -87,6 +91,8 @@ class AdminConsole:
             "prepared": show_misc.show_prepared,
             "query_cache": show_misc.show_query_cache,
             "events": show_misc.show_events,
+            "bans": replicas.show_bans,
+            "replication": replicas.show_replication,
             "help": lambda h, a: self._help(),
         }
         self.commands: dict[str, Callable[[ClientSession, Command], bytes | None]] = {
@@ -98,6 +104,9 @@ class AdminConsole:
             "RESUME": self._resume,
             "MAINTENANCE": lambda c, cmd: control.maintenance(self.host, cmd.args),
             "SHUTDOWN": self._shutdown,
+            "BAN": lambda c, cmd: replicas.ban(self.host, cmd.args),
+            "UNBAN": lambda c, cmd: replicas.unban(self.host, cmd.args),
+            "HEALTHCHECK": lambda c, cmd: replicas.healthcheck(self.host, cmd.args),
         }
 
     # -- the Directory's admin interface ----------------------------------------------

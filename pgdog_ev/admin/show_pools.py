@@ -45,10 +45,10 @@ def _pool_row(host: ConsoleHost, view: PoolView, now: float) -> list[Any]:
     )
     stats = pool.stats
     return [
-        pool.id, key.database, key.user, key.host, key.port, key.shard, key.role,
+        pool.id, key.database, key.user, key.host, key.port, key.shard, pool.role,
         len(pool.waiters), len(pool.idle), counts["active"], counts["idle_xact"], len(pool.servers),
-        wait_us // 1_000_000, wait_us % 1_000_000, pool.settings.pooler_mode, pool.paused, False,
-        pool.last_error is None, stats.connect_errors + stats.server_errors, stats.re_synced,
+        wait_us // 1_000_000, wait_us % 1_000_000, pool.settings.pooler_mode, pool.paused, pool.banned,
+        pool.healthy and pool.last_error is None, stats.connect_errors + stats.server_errors, stats.re_synced,
         stats.out_of_sync, stats.force_closed, pool.state is not PoolState.CLOSED,
         bool(user is not None and user.schema_admin),
         active_clients, counts["used"], counts["login"], pool.maintenance, pool.last_error,

@@ -56,7 +56,7 @@ def _avg(window: StatsWindow, pool: Pool) -> list[Any]:
 
 def _key(pool: Pool) -> list[Any]:
     k = pool.key
-    return [k.database, k.user, k.host, k.port, k.shard, k.role]
+    return [k.database, k.user, k.host, k.port, k.shard, pool.role]
 
 
 def _pools(host: ConsoleHost) -> list[Pool]:

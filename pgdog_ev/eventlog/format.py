@@ -64,6 +64,10 @@ def _errno_text(code: int) -> str:
     return f"{name}({code})" if name else str(code)
 
 
+# Role codes of ROLE records (state.cluster.RoleCode).
+_ROLES = {0: "unknown", 1: "primary", 2: "replica"}
+
+
 def _details(rec: Record) -> list[str]:
     kind, m, a, b = rec.kind, rec.machine, rec.a, rec.b
     parts: list[str] = []
@@ -94,6 +98,13 @@ def _details(rec: Record) -> list[str]:
     elif kind in (Kind.NOTE, Kind.SIGNAL, Kind.RELOAD, Kind.ERROR) and a:
         parts.append(f"reason={registry.reason_name(m, a)}")
         a = 0
+    elif kind in (Kind.BAN, Kind.UNBAN):
+        return [f"reason={registry.reason_name(m, a)}", f"cluster={b}"]
+    elif kind == Kind.ROLE:
+        return [f"{_ROLES.get(rec.frm, rec.frm)} -> {_ROLES.get(rec.to, rec.to)}",
+                f"reason={registry.reason_name(m, a)}", f"cluster={b}"]
+    elif kind == Kind.ROUTE:
+        return [f"reason={registry.reason_name(m, a)}", "write" if b else "read"]
     elif kind in (Kind.ENQUEUE, Kind.DEQUEUE, Kind.TIMEOUT):
         parts.append(f"client={a}")
         if b:
@@ -147,6 +158,11 @@ def record_to_json(rec: Record, header: LogHeader | None = None) -> dict:
         d["frm_name"] = registry.state_name(rec.machine, rec.frm)
         d["to_name"] = registry.state_name(rec.machine, rec.to)
         d["reason"] = registry.reason_name(rec.machine, rec.a)
+    elif rec.kind in (Kind.NOTE, Kind.BAN, Kind.UNBAN, Kind.ROLE, Kind.ROUTE) and rec.a:
+        d["reason"] = registry.reason_name(rec.machine, rec.a)
+        if rec.kind == Kind.ROLE:
+            d["frm_name"] = _ROLES.get(rec.frm, str(rec.frm))
+            d["to_name"] = _ROLES.get(rec.to, str(rec.to))
     elif rec.kind == Kind.TIMER:
         d["timer"] = registry.timer_name(rec.a)
     elif rec.kind == Kind.CONNECT:

@@ -8,6 +8,7 @@ Families are built from the list in names.py, which is what dashboards are check
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -26,7 +27,7 @@ from pgdog_ev.admin.snapshot import client_state, server_state
 from pgdog_ev.metrics.names import GLOBAL_METRICS, POOL_METRICS, Kind, MetricSpec
 from pgdog_ev.sql import default_cache
 from state.client import ClientState
-from state.pool import WAIT_BUCKETS
+from state.pool import WAIT_BUCKETS, Pool
 
 if TYPE_CHECKING:
     from pgdog_ev.eventlog.filesink import RotatingFileSink
@@ -71,6 +72,20 @@ def _stat(name: str) -> Callable[[PoolReading], float]:
     return lambda r: getattr(r.pool.stats, name)
 
 
+def _lag(pool: Pool) -> tuple[float, float]:
+    """(bytes, seconds) behind the primary; NaN while the replication monitor has no answer."""
+    cluster = pool.owner
+    monitor = cluster.monitor if cluster is not None else None  # type: ignore[attr-defined]
+    if monitor is None:
+        return math.nan, math.nan
+    if pool is cluster.primary:  # type: ignore[attr-defined]
+        return 0.0, 0.0
+    lag = monitor.lag(pool, cluster.primary)  # type: ignore[attr-defined]
+    if lag is None:
+        return math.nan, math.nan
+    return float(lag[0]), math.nan if lag[1] is None else lag[1]
+
+
 POOL_VALUES: dict[str, Callable[[PoolReading], float]] = {
     "clients_waiting": lambda r: len(r.pool.waiters),
     "clients_active": lambda r: r.clients_active,
@@ -84,7 +99,7 @@ POOL_VALUES: dict[str, Callable[[PoolReading], float]] = {
     "pool_size": lambda r: r.pool.settings.pool_size,
     "pool_paused": lambda r: int(r.pool.paused),
     "pool_maintenance": lambda r: int(r.pool.maintenance),
-    "pool_healthy": lambda r: int(r.pool.last_error is None),
+    "pool_healthy": lambda r: int(r.pool.healthy and r.pool.last_error is None),
     "maxwait_seconds": lambda r: r.maxwait,
     "transactions": _stat("xact_count"),
     "queries": _stat("query_count"),
@@ -107,6 +122,15 @@ POOL_VALUES: dict[str, Callable[[PoolReading], float]] = {
     "client_parse": _stat("client_parse_count"),
     "server_parse": _stat("server_parse_count"),
     "binds": _stat("bind_count"),
+    "pool_banned": lambda r: int(r.pool.banned),
+    "pool_primary": lambda r: int(r.pool.owner is not None and r.pool.owner.primary is r.pool),  # type: ignore[attr-defined]
+    "reads": _stat("reads"),
+    "writes": _stat("writes"),
+    "healthchecks": _stat("healthchecks"),
+    "healthcheck_failures": _stat("healthcheck_failures"),
+    "bans": _stat("bans"),
+    "replica_lag_bytes": lambda r: _lag(r.pool)[0],
+    "replica_lag_seconds": lambda r: _lag(r.pool)[1],
 }
 
 _BUCKET_BOUNDS: tuple[str, ...] = (*(floatToGoString(b) for b in WAIT_BUCKETS), "+Inf")

@@ -75,6 +75,16 @@ POOL_METRICS: tuple[MetricSpec, ...] = (
     _pool("client_parse", C, "Parse messages received from clients (total_client_parse_count)."),
     _pool("server_parse", C, "Parse messages sent to servers (total_server_parse_count)."),
     _pool("binds", C, "Bind messages received from clients (total_bind_count)."),
+    # Replicas: routing, health checks, bans and replication (SHOW BANS, SHOW REPLICATION).
+    _pool("pool_banned", G, "1 while the host is banned from the read rotation."),
+    _pool("pool_primary", G, "1 while the host is its database's primary (detected, for role = auto)."),
+    _pool("reads", C, "Checkouts routed to this host as reads (multi-host databases)."),
+    _pool("writes", C, "Checkouts routed to this host as writes (multi-host databases)."),
+    _pool("healthchecks", C, "Health checks run on the host (at checkout, idle, admin HEALTHCHECK)."),
+    _pool("healthcheck_failures", C, "Health checks that failed or timed out."),
+    _pool("bans", C, "Times the host was banned (health, connect errors, lag, admin BAN)."),
+    _pool("replica_lag_bytes", G, "WAL bytes the host is behind the primary (NaN when unknown)."),
+    _pool("replica_lag_seconds", G, "Seconds the host's replay is behind the primary (NaN when unknown)."),
 )
 
 GLOBAL_METRICS: tuple[MetricSpec, ...] = (

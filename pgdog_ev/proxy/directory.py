@@ -18,6 +18,7 @@ from pgdog_ev.config import Config
 from pgdog_ev.proxy.scheduler import ReactorScheduler
 from pgdog_ev.proxy.server_conn import ServerConnection
 from pgdog_ev.sql import default_cache
+from pgdog_ev.sql.route import default_route_cache
 from pgdog_ev.tls import TlsContexts, build_tls, rebuild_tls
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire.errors import PROTOCOL_VIOLATION, TOO_MANY_CONNECTIONS
@@ -171,6 +172,7 @@ class Directory:
         self.logins = logins
         self._admin_login = self._make_admin_login(config)
         default_cache().resize(config.general.query_cache_limit)
+        default_route_cache().resize(config.general.query_cache_limit)
 
     def _make_admin_login(self, config: Config) -> Login | None:
         admin = config.admin
