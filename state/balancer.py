@@ -62,14 +62,9 @@ class Balancer:
         if strategy == "least_active_connections":
             # Ties (an idle cluster) rotate, so equal hosts share the load instead of the
             # first one taking every sequential client.
+            loads = [load(pool) for pool in candidates]
+            least = min(loads)
+            ties = [pool for pool, pool_load in zip(candidates, loads, strict=True) if pool_load == least]
             self._turn += 1
-            start = self._turn % n
-            best = candidates[start]
-            best_load = load(best)
-            for i in range(1, n):
-                pool = candidates[(start + i) % n]
-                pool_load = load(pool)
-                if pool_load < best_load:
-                    best, best_load = pool, pool_load
-            return best
+            return ties[self._turn % len(ties)]
         return candidates[self._prng.below(n)]

@@ -585,9 +585,15 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
 
     def _feed(self, now: float, data: memoryview) -> None:
         self._now = now
-        consumed = self.scanner.feed(data)
-        if consumed < len(data):
-            self._hold(data[consumed:])
+        if self._await_batch:
+            self._hold(data)  # behind the batch waiting to be routed
+        else:
+            consumed = self.scanner.feed(data)
+            if consumed < len(data):
+                self._hold(data[consumed:])
+        if self._await_batch and self._batch_complete():
+            self._await_batch = False
+            self._want_server = True
         if self._want_server:
             self._want_server = False
             self._need_server(now)
@@ -658,10 +664,15 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
                 self.login = login
                 self.pool = pool = login.pool
                 self.cluster = cluster = login.cluster
-        self._transition(now, ClientState.WAITING, Reason.QUERY)
         if cluster is not None and cluster.multi:
+            if not self._batch_complete():
+                # Route the extended-protocol batch as a whole: wait for its Sync or Flush.
+                self._await_batch = True
+                return
+            self._transition(now, ClientState.WAITING, Reason.QUERY)
             server = self._route_checkout(now, cluster)
         else:
+            self._transition(now, ClientState.WAITING, Reason.QUERY)
             server = pool.checkout(now, self)
         if server is not None:
             self.on_checkout(now, server)

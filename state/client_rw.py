@@ -21,6 +21,7 @@ released and is then routed afresh, so a pipelined INSERT never reaches a replic
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from pgdog_ev.sql import Analysis, analyze
@@ -43,9 +44,18 @@ ROLE_SETTING = "pgdog.role"
 ROLE_VALUES = {"primary": "primary", "replica": "replica", "auto": None, "any": None, "default": None}
 # Messages that begin a request (when no extended-protocol batch is open).
 REQUEST_STARTS = frozenset({fe.QUERY, fe.PARSE, fe.BIND, fe.DESCRIBE, fe.FUNCTION_CALL})
+ROLE_STATEMENT = re.compile(
+    r"\s*(set|reset)\s+(?:(local|session)\s+)?pgdog\.role"
+    r"(?:\s*(?:to|=)\s*(?:'([^']*)'|\"([^\"]*)\"|([a-z_]+)))?\s*;?\s*$",
+    re.IGNORECASE,
+)
+# Extended-protocol messages that continue a batch; anything else (Sync, Flush, Query...) ends it.
+BATCH_PARTS = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 TRUE_VALUES = frozenset({"on", "true", "yes", "1", "t", "y"})
 
 _WRITE = (True, False, Reason.ROUTE_WRITE)
+# A message that continues a request (Execute, an unnamed Bind, a portal Describe): no say in it.
+NO_OPINION = (False, False, Reason.NONE)
 
 
 class ReadWriteSplit(ClientFields):
@@ -59,6 +69,8 @@ class ReadWriteSplit(ClientFields):
     # Holding a server chosen for a lone read; a request that must go elsewhere waits for it.
     _read_guard = False
     _want_reroute = False
+    # An extended-protocol batch is waiting for its Sync or Flush before it is routed.
+    _await_batch = False
     session_mode: bool
 
     # -- the decision ----------------------------------------------------------------
@@ -67,7 +79,9 @@ class ReadWriteSplit(ClientFields):
         write, replica, why = self._decide(cluster)
         self.route_write = write
         self.route_replica = replica
-        self._read_guard = not write and self._local_txn is None and not self.session_mode
+        # Only a read the statement itself decided may meet a write later in the pipeline:
+        # an override or a read-only transaction keeps what follows where it is.
+        self._read_guard = why is Reason.ROUTE_READ and self._local_txn is None and not self.session_mode
         self.log.emit(now, Kind.ROUTE, Machine.CLIENT, self.id, 0, 0, why, int(write))
         return cluster.checkout(now, self, write, replica)  # type: ignore[arg-type]
 
@@ -75,9 +89,7 @@ class ReadWriteSplit(ClientFields):
         role = self._txn_role
         if role is not None:
             return role == "primary", role == "replica", Reason.ROUTE_OVERRIDE
-        held = self._held  # type: ignore[attr-defined]
-        decided = self._message_route(cluster, held[0], memoryview(held)[5 : 1 + int.from_bytes(held[1:5], "big")]) \
-            if len(held) >= 5 else None
+        decided = self._batch_route(cluster)
         if decided is not None and decided[2] is Reason.ROUTE_HINT:
             return decided
         role = self.role_override
@@ -86,11 +98,55 @@ class ReadWriteSplit(ClientFields):
         if self.session_mode:
             return True, False, Reason.ROUTE_SESSION
         if self._local_txn is not None:
-            if self._read_only_txn():
+            if self._read_only_txn() or self._held_sets_read_only():
                 return False, True, Reason.ROUTE_TRANSACTION
             if cluster.general.read_write_strategy != "aggressive":
                 return True, False, Reason.ROUTE_TRANSACTION
         return decided if decided is not None else _WRITE
+
+    def _batch_route(self, cluster: Cluster) -> tuple[bool, bool, Reason] | None:
+        """The route of the request waiting in ``_held``: its first message, or for an
+        extended-protocol batch every message up to its Sync or Flush (one write makes the
+        batch a write; the first comment hint decides outright)."""
+        held = self._held  # type: ignore[attr-defined]
+        view = memoryview(held)
+        pos, end = 0, len(held)
+        verdict: tuple[bool, bool, Reason] | None = None
+        while pos + 5 <= end:
+            mtype = held[pos]
+            length = int.from_bytes(held[pos + 1 : pos + 5], "big")
+            if pos + 1 + length > end:
+                break
+            if mtype in REQUEST_STARTS:
+                found = self._message_route(cluster, mtype, view[pos + 5 : pos + 1 + length])
+                if found is NO_OPINION:
+                    pos += 1 + length
+                    continue
+                if found is None:
+                    found = _WRITE
+                if found[2] is Reason.ROUTE_HINT:
+                    return found
+                if verdict is None or (found[0] and not verdict[0]):
+                    verdict = found
+            if mtype not in BATCH_PARTS or (verdict is not None and verdict[0]):
+                break  # a Query or FunctionCall stands alone; Sync/Flush end the batch
+            pos += 1 + length
+        return verdict
+
+    def _batch_complete(self) -> bool:
+        """Whether ``_held`` holds the whole request the first message begins: extended-protocol
+        messages are routed together, so the checkout waits for the batch's Sync or Flush (as
+        PgDog does), unless the client sends so much that reading it was paused."""
+        held = self._held  # type: ignore[attr-defined]
+        if self._hold_paused:  # type: ignore[attr-defined]
+            return True
+        pos, end = 0, len(held)
+        while pos + 5 <= end:
+            mtype = held[pos]
+            if mtype not in BATCH_PARTS:
+                return True
+            pos += 1 + int.from_bytes(held[pos + 1 : pos + 5], "big")
+        return False
 
     def _message_route(self, cluster: Cluster, mtype: int, body: memoryview) -> tuple[bool, bool, Reason] | None:
         """Where one request-starting message should run; None if it says nothing (a write)."""
@@ -110,12 +166,16 @@ class ReadWriteSplit(ClientFields):
             else:
                 describe = fe.parse_describe(body)
                 name = describe.name if describe.kind == "S" else ""
-            stmt = self.statements.get(name) if name else None
+            if not name:
+                return NO_OPINION  # the unnamed statement or a portal: its Parse decided
+            stmt = self.statements.get(name)
             if stmt is None:
                 return None
             found = stmt.route
-        else:
+        elif mtype == fe.FUNCTION_CALL:
             return None
+        else:
+            return NO_OPINION
         if found.hint is not None:
             return found.hint == "primary", found.hint == "replica", Reason.ROUTE_HINT
         return (True, False, Reason.ROUTE_WRITE) if found.write else (False, False, Reason.ROUTE_READ)
@@ -129,9 +189,12 @@ class ReadWriteSplit(ClientFields):
             if stmt is not None:
                 write = stmt.route.write
             return (True, False, Reason.ROUTE_WRITE) if write else (False, False, Reason.ROUTE_READ)
-        for st in statements:
+        for i, st in enumerate(statements):
             if st.kind is Sql.BEGIN:
-                if "read_only" in st.flags or self._default_read_only():
+                read_only = "read_only" in st.flags or any(
+                    later.kind is Sql.SET_TRANSACTION and "read_only" in later.flags for later in statements[i + 1 :]
+                )
+                if read_only or self._default_read_only():
                     return False, True, Reason.ROUTE_TRANSACTION
                 if cluster.general.read_write_strategy != "aggressive":
                     return True, False, Reason.ROUTE_TRANSACTION
@@ -150,6 +213,17 @@ class ReadWriteSplit(ClientFields):
                         read_only = False
         return read_only
 
+    def _held_sets_read_only(self) -> bool:
+        """The request waiting is a Query with SET TRANSACTION READ ONLY (after a local BEGIN)."""
+        held = self._held  # type: ignore[attr-defined]
+        if len(held) < 5 or held[0] != fe.QUERY:
+            return False
+        body = memoryview(held)[5 : 1 + int.from_bytes(held[1:5], "big")]
+        analysis = self._analyze(body)
+        return analysis is not OTHER_ANALYSIS and any(
+            st.kind is Sql.SET_TRANSACTION and "read_only" in st.flags for st in analysis.statements
+        )
+
     def _default_read_only(self) -> bool:
         value = self.settings.effective().get("default_transaction_read_only")
         return value is not None and value.strip().lower() in TRUE_VALUES
@@ -167,38 +241,41 @@ class ReadWriteSplit(ClientFields):
         if mtype == fe.FUNCTION_CALL:
             return True
         decided = self._message_route(self.cluster, mtype, body)
+        if decided is NO_OPINION:
+            return False  # an unnamed Bind: its statement lives on this server
         return decided is None or decided[0]
 
     # -- pgdog.role ------------------------------------------------------------------
 
     def _role_statement(self, body: memoryview) -> bytes | None:
-        """The reply to a SET/RESET of pgdog.role (never sent to a server), or None."""
-        if b"pgdog" not in body:
+        """The reply to a SET/RESET of pgdog.role (never sent to a server), or None.
+
+        Matched by a pattern rather than the SQL parser: PRIMARY is a reserved word, so the
+        natural ``SET pgdog.role TO primary`` does not parse, yet it is what users type."""
+        if b"pgdog" not in bytes(body[:256]).lower():  # SET/RESET pgdog.role names it near the start
             return None
-        analysis = self._analyze(body)
-        statements = analysis.statements if analysis is not OTHER_ANALYSIS else ()
-        if len(statements) != 1:
+        match = ROLE_STATEMENT.match(decode_text(bytes(body[:-1])))
+        if match is None:
             return None
-        st = statements[0]
-        if (st.name or "").lower() != ROLE_SETTING or st.kind not in (
-            Sql.SET, Sql.SET_LOCAL, Sql.RESET, Sql.SET_DEFAULT
-        ):
-            return None
+        verb, scope = match.group(1).upper(), (match.group(2) or "").upper()
+        raw = next((g for g in match.group(3, 4, 5) if g is not None), None)
         value: str | None = None
-        if st.kind in (Sql.SET, Sql.SET_LOCAL) and st.value is not None:
-            key = st.value.strip().lower()
+        if verb == "SET":
+            if raw is None:
+                return None  # SET pgdog.role with no value: let the server report the syntax error
+            key = raw.strip().lower()
             if key not in ROLE_VALUES:
                 self.errors += 1
                 return be.error_response(
-                    codes.INVALID_PARAMETER_VALUE, f'invalid value for parameter "pgdog.role": "{st.value}"',
+                    codes.INVALID_PARAMETER_VALUE, f'invalid value for parameter "pgdog.role": "{raw}"',
                     hint="Available values: primary, replica, auto.")
             value = ROLE_VALUES[key]
-        if st.kind is Sql.SET_LOCAL:
+        if scope == "LOCAL":
             if self._local_txn is None and (self.server is None or self.server.txn_status == b"I"):  # type: ignore[attr-defined]
                 return be.notice_response(codes.NO_ACTIVE_SQL_TRANSACTION,
                                           "SET LOCAL can only be used in transaction blocks",
                                           severity="WARNING") + be.command_complete("SET")
             self._txn_role = value
-            return be.command_complete("SET")
+            return be.command_complete(verb)
         self.role_override = value
-        return be.command_complete("RESET" if st.kind is Sql.RESET else "SET")
+        return be.command_complete(verb)

@@ -98,6 +98,7 @@ class Cluster:
         self.monitor: ReplicationMonitor | None = None
         self.closed = False
         self._wait_timer: TimerHandle | None = None
+        self._wait_when = 0.0
         self._tick_timer: TimerHandle | None = None
         self.set_pools(0.0, pools, general)
 
@@ -112,7 +113,7 @@ class Cluster:
         """Roles come from the replication monitor (every host "auto", lsn_check_delay set)."""
         return (
             self.general.lsn_check_delay is not None
-            and bool(self.pools)
+            and self.multi
             and all(pool.key.role == "auto" for pool in self.pools)
         )
 
@@ -216,7 +217,7 @@ class Cluster:
     def pick(self, now: float, replica: bool, exclude: Pool | None = None) -> Pool | None:
         targets = self._read_targets(replica, exclude)
         if not targets:
-            if self._clear_bans(now):
+            if self._clear_bans(now, exclude):
                 targets = self._read_targets(replica, exclude)
             if not targets:
                 return None
@@ -258,7 +259,7 @@ class Cluster:
         client.wait_deadline = deadline
         self.write_waiters.append(client)
         self.log.emit(now, Kind.ENQUEUE, Machine.LB, self.id, 0, 0, client.id, len(self.write_waiters))
-        if self._wait_timer is None:
+        if self._wait_timer is None or deadline < self._wait_when:
             self._arm_wait_timer()
 
     def _arm_wait_timer(self) -> None:
@@ -267,6 +268,7 @@ class Cluster:
             self._wait_timer = None
         if self.write_waiters:
             when = min(client.wait_deadline for client in self.write_waiters)
+            self._wait_when = when
             self._wait_timer = self.timers.arm(when, self._wait_expired)
 
     def _wait_expired(self, now: float) -> None:
@@ -295,6 +297,8 @@ class Cluster:
     # -- the PoolOwner interface ------------------------------------------------------
 
     def pool_health(self, now: float, pool: Pool, ok: bool, reason: int, error: str | None) -> None:
+        if self.closed or pool not in self.pools or pool.state.name == "CLOSED":
+            return  # a pool a reload dropped, cut off mid-check
         if ok:
             if pool is self.primary and self.write_waiters:
                 self._dispatch_writes(now)
@@ -311,12 +315,20 @@ class Cluster:
         """``pool`` cannot serve these clients: writes wait for a primary (during failover) or
         fail; reads try another host, keeping their checkout deadline."""
         for client in clients:
-            if client.route_write and (pool is self.primary or not self.multi):
-                if self.detecting:
+            if client.route_write and (self.detecting or self.primary is not None or not self.multi):
+                primary = self.primary
+                if self.detecting and primary is not None and primary is not pool:
+                    # The primary moved while this write queued at the old one.
+                    client.pool = primary
+                    server = primary.checkout(now, client, client.wait_deadline)
+                    if server is not None:
+                        client.on_checkout(now, server)
+                elif self.detecting:
                     self._wait_for_primary(now, client, client.wait_deadline)
                 else:
                     client.on_checkout_failed(now, error)
                 continue
+            # A read, or a write in a cluster without a primary (it goes where reads go).
             other = self.pick(now, client.route_replica, exclude=pool) if self.multi else None
             if other is None:
                 client.on_checkout_failed(now, error)
@@ -358,10 +370,13 @@ class Cluster:
         self.log.emit(now, Kind.UNBAN, Machine.POOL, pool.id, 0, 0, reason, self.id)
         return True
 
-    def _clear_bans(self, now: float) -> bool:
-        """Every usable host is banned: lift the automatic bans (better a suspect host than none)."""
+    def _clear_bans(self, now: float, keep: Pool | None = None) -> bool:
+        """Every usable host is banned: lift the automatic bans (better a suspect host than none),
+        except that of ``keep``, the host a client is being moved away from."""
         cleared = False
         for pool in self.pools:
+            if pool is keep:
+                continue
             ban = self.bans.get(pool.id)
             if ban is not None and ban.until is not None:
                 self.unban(now, pool, Reason.UNBAN_ALL_BANNED)
@@ -377,7 +392,7 @@ class Cluster:
             ban = self.bans.get(pool.id)
             if ban is None or ban.until is None or now < ban.until:
                 continue
-            if pool.healthy and self.lag_ok.get(pool.id, True):
+            if pool.healthy and (pool is self.primary or self.lag_ok.get(pool.id, True)):
                 self.unban(now, pool, Reason.UNBAN_EXPIRED)
         self._tick_timer = self.timers.arm(now + TICK, self._tick)
 
@@ -390,7 +405,12 @@ class Cluster:
             return
         if self.detecting:
             self._elect(now, monitor)
-        self._judge_lag(now, monitor)
+        if pool is self.primary:
+            self.lag_ok[pool.id] = True
+        else:
+            # Judged when the replica reports: against the primary's last position, which is
+            # never newer than this report, so a replica keeping up is never late.
+            self._judge_lag(now, monitor, pool)
 
     def _elect(self, now: float, monitor: ReplicationMonitor) -> None:
         current = self.primary
@@ -423,21 +443,19 @@ class Cluster:
                 # The new primary takes writes whatever its read ban says.
                 self._dispatch_writes(now)
 
-    def _judge_lag(self, now: float, monitor: ReplicationMonitor) -> None:
+    def _judge_lag(self, now: float, monitor: ReplicationMonitor, pool: Pool) -> None:
         max_ms = self.general.ban_replica_lag
         max_bytes = self.general.ban_replica_lag_bytes
-        for pool in self.pools:
-            if pool is self.primary:
-                self.lag_ok[pool.id] = True
-                continue
-            lag = monitor.lag(pool, self.primary)
-            if lag is None:
-                continue
-            lag_bytes, lag_seconds = lag
-            ok = not (
-                (max_bytes is not None and lag_bytes >= max_bytes)
-                or (max_ms is not None and lag_seconds is not None and lag_seconds * 1000.0 >= max_ms)
-            )
-            self.lag_ok[pool.id] = ok
-            if not ok and pool.id not in self.bans and self.multi and self.general.ban_timeout > 0:
-                self.ban(now, pool, Reason.BAN_LAG, f"replication lag {lag_bytes} bytes")
+        lag = monitor.lag(pool, self.primary)
+        if lag is None:
+            return
+        lag_bytes, lag_seconds = lag
+        ok = not (
+            (max_bytes is not None and lag_bytes >= max_bytes)
+            or (max_ms is not None and lag_seconds is not None and lag_seconds * 1000.0 >= max_ms)
+        )
+        self.lag_ok[pool.id] = ok
+        if not ok and pool.id not in self.bans and self.multi and self.general.ban_timeout > 0:
+            by_bytes = max_bytes is not None and lag_bytes >= max_bytes
+            what = f"{lag_bytes} bytes" if by_bytes else f"{(lag_seconds or 0.0) * 1000.0:.0f} ms"
+            self.ban(now, pool, Reason.BAN_LAG, f"replication lag {what}")

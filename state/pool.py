@@ -242,7 +242,8 @@ class Pool:
         """Open connections for waiters, up to the pool size."""
         if self.state is not PoolState.OPEN:
             return
-        while len(self.waiters) > self.connecting + self.checking and self.total < self.settings.pool_size:
+        while len(self.waiters) + len(self.probes) > self.connecting + self.checking \
+                and self.total < self.settings.pool_size:
             self._open(now)
 
     def _open(self, now: float) -> None:
@@ -436,7 +437,8 @@ class Pool:
             elif self.waiters and self.state is PoolState.OPEN:
                 self._grow(at)
 
-        server.probe(now, probe.sql, probe.timeout or self.settings.healthcheck_timeout / 1000.0, done)
+        server.probe(now, probe.sql, probe.timeout or self.settings.healthcheck_timeout / 1000.0, done,
+                     "health check" if probe.health else "LSN check")
 
     def _health_done(self, now: float, pool: Pool, row: list[str | None] | None, error: str | None) -> None:
         if error is None:

@@ -10,6 +10,7 @@ with writes until it, or a promoted replica, answers again.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,15 +30,15 @@ LSN_SQL = (
 )
 
 
+_LSN = re.compile(r"[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}")
+
+
 def parse_lsn(text: str | None) -> int | None:
     """'16/B374D848' -> the 64-bit WAL position; None for NULL or garbage."""
-    if not text or "/" not in text:
+    if not text or _LSN.fullmatch(text) is None:
         return None
     high, _, low = text.partition("/")
-    try:
-        return (int(high, 16) << 32) | int(low, 16)
-    except ValueError:
-        return None
+    return (int(high, 16) << 32) | int(low, 16)
 
 
 def format_lsn(lsn: int | None) -> str:

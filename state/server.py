@@ -188,6 +188,8 @@ class ServerSession:
         self._probe_done: Callable[[float, ServerSession, list[str | None] | None, str | None], None] | None = None
         self._probe_row: list[str | None] | None = None
         self._probe_error: str | None = None
+        self._probe_label = "health check"
+        self._probe_limit = "healthcheck_timeout"
         self.scanner = MessageScanner(
             SERVER_TABLE,
             self._to_client,
@@ -526,6 +528,7 @@ class ServerSession:
         sql: str,
         timeout: float,
         done: Callable[[float, ServerSession, list[str | None] | None, str | None], None],
+        label: str = "health check",
     ) -> None:
         """Run one query of the proxy's own on this idle, clean connection.
 
@@ -534,6 +537,8 @@ class ServerSession:
         an error otherwise. A probe that errors or times out closes the connection, since a
         server that cannot answer ``;`` within healthcheck_timeout is not one to lend."""
         self._probe_done = done
+        self._probe_label = label
+        self._probe_limit = "healthcheck_timeout" if label == "health check" else "lsn_check_timeout"
         self._probe_row = None
         self._probe_error = None
         self._transition(now, ServerState.CHECKING, Reason.HEALTHCHECK)
@@ -548,7 +553,7 @@ class ServerSession:
         self.scanner.table = SERVER_TABLE
         error = self._probe_error
         if error is not None:
-            self.error = f"health check failed: {error}"
+            self.error = f"{self._probe_label} failed: {error}"
             self._close(now, Reason.HEALTHCHECK_FAILED)
             return
         done, self._probe_done = self._probe_done, None
@@ -560,7 +565,7 @@ class ServerSession:
     def _probe_expired(self, now: float) -> None:
         self._timer = None
         if self.state is ServerState.CHECKING:
-            self.error = "health check timed out (healthcheck_timeout)"
+            self.error = f"{self._probe_label} timed out ({self._probe_limit})"
             self._close(now, Reason.HEALTHCHECK_TIMEOUT)
 
     # -- being lent to a client ---------------------------------------------

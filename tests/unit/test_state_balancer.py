@@ -198,11 +198,6 @@ def test_least_active_follows_changing_loads() -> None:
     assert picks(balancer, candidates, 2) == ["b", "b"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: least_active_connections shares ties unevenly when not every candidate is tied "
-    "(the rotation start, not the set of tied hosts, decides)",
-    strict=True,
-)
 def test_least_active_shares_evenly_among_tied_least_loaded() -> None:
     """With one busy host and two equally idle ones, the idle pair should split the picks evenly."""
     balancer = Balancer("least_active_connections", b"seed")

@@ -224,12 +224,6 @@ def test_aggressive_strategy_lets_the_first_statement_decide(sql: str, expected:
     assert last_route(r, client) == expected
 
 
-@pytest.mark.xfail(
-    reason="BUG: SET TRANSACTION READ ONLY after a locally answered BEGIN (or after BEGIN in the same "
-    "query) does not make the transaction read-only: it is not in _local_txn when _read_only_txn runs, "
-    "and _query_details only reads BEGIN's flags",
-    strict=True,
-)
 @pytest.mark.parametrize(
     ("setup", "sql"),
     [(["BEGIN"], "SET TRANSACTION READ ONLY"), ([], "BEGIN; SET TRANSACTION READ ONLY")],
@@ -341,12 +335,6 @@ def test_set_role_while_holding_a_server_is_answered_in_turn() -> None:
     assert client.role_override == "replica" and client.server is server
 
 
-@pytest.mark.xfail(
-    reason="BUG: with the session's pgdog.role = replica, a write is routed to a replica and then held "
-    "back by the lone-read guard (_must_reroute), which waits for a release that never comes: the "
-    "client hangs",
-    strict=True,
-)
 @pytest.mark.parametrize("how", ["set", "startup"])
 def test_session_role_replica_write_reaches_the_replica(how: str) -> None:
     """pgdog.role = replica sends every request to a replica, writes included (for the server to
@@ -366,11 +354,6 @@ def test_session_role_replica_write_reaches_the_replica(how: str) -> None:
     assert r.forwarded[server.id] == [INSERT]
 
 
-@pytest.mark.xfail(
-    reason="BUG: _role_statement prefilters on the lower-case bytes b'pgdog', so SET PGDOG.ROLE ... "
-    "(SQL identifiers are case-insensitive) is sent to the server and silently changes nothing",
-    strict=True,
-)
 def test_set_role_upper_case_is_answered_locally() -> None:
     """PostgreSQL folds unquoted names: SET PGDOG.ROLE is the same statement as SET pgdog.role."""
     r = RwRig()

@@ -796,11 +796,6 @@ def test_no_lag_ban_without_ban_timeout() -> None:
 # -- known bugs ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: Cluster.reroute treats a write queued at a just-demoted primary as a read and sends "
-    "it to a replica (it tests `pool is self.primary`, which is None after the demotion)",
-    strict=True,
-)
 def test_write_queued_at_demoted_primary_waits_instead_of_going_to_a_replica() -> None:
     """Failover: the primary's poll fails, then its pool cannot connect for a queued write. The
     write must wait for the next primary; it must never be lent a replica's connection."""
@@ -824,11 +819,6 @@ def test_write_queued_at_demoted_primary_waits_instead_of_going_to_a_replica() -
     assert list(r.cluster.write_waiters) == [writer]
 
 
-@pytest.mark.xfail(
-    reason="BUG: a single-host cluster with role = auto and lsn_check_delay set never gets a primary "
-    "(the monitor only runs for multi-host clusters), so every checkout waits and times out",
-    strict=True,
-)
 def test_single_auto_host_with_lsn_check_delay_serves_queries() -> None:
     """One host, role "auto", lsn_check_delay set globally: the host must still take queries."""
     r = Rig(("auto",), lsn_check_delay=0, checkout_timeout=1000)
@@ -840,11 +830,6 @@ def test_single_auto_host_with_lsn_check_delay_serves_queries() -> None:
     assert [e for e in r.events(Kind.TIMEOUT) if e.machine == Machine.LB] == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: Cluster._wait_for_primary arms the wait timer only when none is armed, so a waiter "
-    "with an earlier deadline (checkout_timeout lowered by a reload) times out late",
-    strict=True,
-)
 def test_lowered_checkout_timeout_applies_to_the_next_write_waiter() -> None:
     """Like the pool's queue: the timer follows the earliest deadline, not the first waiter's."""
     r = Rig(("auto", "auto"), lsn_check_delay=60_000, checkout_timeout=5000)
@@ -859,11 +844,6 @@ def test_lowered_checkout_timeout_applies_to_the_next_write_waiter() -> None:
     assert first.failed == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: Cluster.pick(exclude=pool) clears every automatic ban when the other hosts are "
-    "banned, including the ban just placed on the excluded, failing host",
-    strict=True,
-)
 def test_host_just_banned_keeps_its_ban_while_its_reads_move() -> None:
     """Both hosts fail in turn. Moving the second one's reads may lift the first one's ban (it is
     the only place left), but the host that has just failed must stay banned."""
@@ -878,11 +858,6 @@ def test_host_just_banned_keeps_its_ban_while_its_reads_move() -> None:
     assert P in r.cluster.bans
 
 
-@pytest.mark.xfail(
-    reason="BUG: closing a pool (reload, shutdown) during a health check reports a health failure, "
-    "and the cluster bans the pool it no longer has",
-    strict=True,
-)
 def test_closing_a_pool_during_a_health_check_does_not_ban_it() -> None:
     """A reload removes a host while its idle check runs: the cancelled check is not evidence
     against the host, and the cluster keeps no ban for a pool it dropped."""
@@ -897,11 +872,6 @@ def test_closing_a_pool_during_a_health_check_does_not_ban_it() -> None:
     assert removed.id not in r.cluster.bans
 
 
-@pytest.mark.xfail(
-    reason="BUG: Cluster._judge_lag re-judges every replica when the primary reports, against the "
-    "replica's status from the previous poll round, and bans caught-up replicas of a busy primary",
-    strict=True,
-)
 def test_primary_report_does_not_ban_a_replica_on_its_stale_position() -> None:
     """Polls of all hosts run together; whichever answers first, a replica that keeps up with a
     primary writing 8 kB per interval must not be banned for 4 kB of lag."""

@@ -403,12 +403,6 @@ def test_probe_opens_a_connection_when_none_is_idle() -> None:
 # -- known bugs --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    reason="BUG: probes queued while the pool is paused never run after RESUME unless a client "
-    "checks out (_release/_grow/_maintenance open connections for waiters only, and the idle check "
-    "finds its probe already queued)",
-    strict=True,
-)
 def test_probes_queued_during_pause_run_after_resume() -> None:
     """An LSN poll queued while PAUSE held the pool (long enough for an idle check to queue too)
     must run once it resumes, traffic or not: the monitor polls a host again only when its
