@@ -43,7 +43,7 @@ from state.client_admin import AdminAnswers
 from state.client_effects import KNOWN_SETTINGS_LIMIT, SessionEffects
 from state.client_local import LocalAnswers
 from state.client_routing import MessageRouting
-from state.client_rw import ROLE_VALUES, ReadWriteSplit
+from state.client_rw import REQUEST_STARTS, ROLE_VALUES, ReadWriteSplit
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
 from state.pool import PoolState
@@ -631,11 +631,16 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
                     self.io.send(reply + be.ready_for_query(self._local_status()))
                 return
         if server is not None:
-            if self._read_guard and self._must_reroute(server, mtype, body):
-                self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
-                self.scanner.suspend()
-                self._want_reroute = True
-                return
+            if self._read_guard:
+                if not server.unsynced and mtype in REQUEST_STARTS and self._must_reroute(server, mtype, body):
+                    self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+                    self.scanner.suspend()
+                    self._want_reroute = True
+                    return
+            elif self._guard_pending:
+                # The routed request itself: what comes after it is checked.
+                self._guard_pending = False
+                self._read_guard = True
             self._to_server(now, server, mtype, body)
             return
         if self._skip_to_sync:
@@ -785,7 +790,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             return
         self.transactions += 1
         self.server = None
-        self._read_guard = False
+        self._read_guard = self._guard_pending = False
         server.release(now, session_mode=False)
         self._transition(now, ClientState.IDLE, Reason.TRANSACTION_DONE, server.id)
         if self._want_reroute:
@@ -797,7 +802,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         """The server stays ours after all (a transaction opened, the client pinned it):
         what was held back from it follows it there."""
         self._want_reroute = False
-        self._read_guard = False
+        self._read_guard = self._guard_pending = False
         self._replay_held(now)
 
     def on_server_lost(self, now: float, server: ServerSession, query_timeout: bool = False) -> None:

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING
 from pgdog_ev.sql import Analysis, analyze
 from pgdog_ev.sql import Kind as Sql
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS
-from pgdog_ev.sql.route import route
+from pgdog_ev.sql.route import Route, route
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
 from state.client_fields import ClientFields
-from state.client_routing import decode_text
+from state.client_routing import MEMO_LIMIT, decode_text
 from state.events import Kind, Machine
 from state.reasons import Reason
 
@@ -49,6 +49,8 @@ ROLE_STATEMENT = re.compile(
     r"(?:\s*(?:to|=)\s*(?:'([^']*)'|\"([^\"]*)\"|([a-z_]+)))?\s*;?\s*$",
     re.IGNORECASE,
 )
+# How a SET/RESET can start: the letters, or whitespace and comments before them.
+ROLE_FIRST_BYTES = frozenset(b"sSrR \t\r\n/-(")
 # Extended-protocol messages that continue a batch; anything else (Sync, Flush, Query...) ends it.
 BATCH_PARTS = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 TRUE_VALUES = frozenset({"on", "true", "yes", "1", "t", "y"})
@@ -68,6 +70,9 @@ class ReadWriteSplit(ClientFields):
     _txn_role: str | None = None
     # Holding a server chosen for a lone read; a request that must go elsewhere waits for it.
     _read_guard = False
+    _route_memo_text = b"\xff"  # never a query text (those are UTF-8)
+    _route_memo: Route = Route(True, "none")
+    _guard_pending = False
     _want_reroute = False
     # An extended-protocol batch is waiting for its Sync or Flush before it is routed.
     _await_batch = False
@@ -81,9 +86,13 @@ class ReadWriteSplit(ClientFields):
         self.route_replica = replica
         # Only a read the statement itself decided may meet a write later in the pipeline:
         # an override or a read-only transaction keeps what follows where it is.
-        self._read_guard = why is Reason.ROUTE_READ and self._local_txn is None and not self.session_mode
+        self._read_guard = False
         self.log.emit(now, Kind.ROUTE, Machine.CLIENT, self.id, 0, 0, why, int(write))
-        return cluster.checkout(now, self, write, replica)  # type: ignore[arg-type]
+        server = cluster.checkout(now, self, write, replica)  # type: ignore[arg-type]
+        if why is Reason.ROUTE_READ and self._local_txn is None and not self.session_mode:
+            # Armed once the routed request itself has gone (on_checkout replays it first).
+            self._guard_pending = True
+        return server
 
     def _decide(self, cluster: Cluster) -> tuple[bool, bool, Reason]:
         role = self._txn_role
@@ -151,16 +160,32 @@ class ReadWriteSplit(ClientFields):
     def _message_route(self, cluster: Cluster, mtype: int, body: memoryview) -> tuple[bool, bool, Reason] | None:
         """Where one request-starting message should run; None if it says nothing (a write)."""
         if mtype == fe.QUERY:
-            text = decode_text(bytes(body[:-1]))
-            found = route(text)
+            raw = bytes(body[:-1])
+            if raw == self._route_memo_text:
+                found = self._route_memo
+            else:
+                found = route(decode_text(raw))
+                self._remember_route(raw, found)
             if found.hint is not None:
                 return found.hint == "primary", found.hint == "replica", Reason.ROUTE_HINT
-            if found.reason == "transaction control" or text.lstrip()[:7].upper() == "EXECUTE":
+            if found.reason == "transaction control" or raw.lstrip()[:7].upper() == b"EXECUTE":
                 return self._query_details(cluster, body, found.write)
             return (True, False, Reason.ROUTE_WRITE) if found.write else (False, False, Reason.ROUTE_READ)
         if mtype == fe.PARSE:
-            found = route(fe.parse_parse(body).sql)
+            # name NUL sql NUL ...: only the text matters here.
+            raw = bytes(body)
+            start = raw.index(0) + 1
+            sql = raw[start : raw.index(0, start)]
+            if sql == self._route_memo_text:
+                found = self._route_memo
+            else:
+                found = route(decode_text(sql))
+                self._remember_route(sql, found)
         elif mtype == fe.BIND or mtype == fe.DESCRIBE:
+            # The common cases first, from the bytes: an unnamed portal and statement (Bind),
+            # a portal (Describe 'P') or the unnamed statement (Describe 'S' "").
+            if body[:2] == b"\0\0" or (mtype == fe.DESCRIBE and (body[0] == 0x50 or body[1:2] == b"\0")):
+                return NO_OPINION
             if mtype == fe.BIND:
                 name = fe.statement_name_of_bind(body)
             else:
@@ -179,6 +204,13 @@ class ReadWriteSplit(ClientFields):
         if found.hint is not None:
             return found.hint == "primary", found.hint == "replica", Reason.ROUTE_HINT
         return (True, False, Reason.ROUTE_WRITE) if found.write else (False, False, Reason.ROUTE_READ)
+
+    def _remember_route(self, raw: bytes, found: Route) -> None:
+        """The last text routed, per client: clients repeat texts (pgbench, ORMs, pools of
+        prepared texts), and a byte comparison is cheaper than even the prefilter."""
+        if len(raw) <= MEMO_LIMIT:
+            self._route_memo_text = raw
+            self._route_memo = found
 
     def _query_details(self, cluster: Cluster, body: memoryview, write: bool) -> tuple[bool, bool, Reason]:
         """A Query that opens a transaction, or EXECUTEs a statement prepared with SQL PREPARE."""
@@ -252,8 +284,8 @@ class ReadWriteSplit(ClientFields):
 
         Matched by a pattern rather than the SQL parser: PRIMARY is a reserved word, so the
         natural ``SET pgdog.role TO primary`` does not parse, yet it is what users type."""
-        if b"pgdog" not in bytes(body[:256]).lower():  # SET/RESET pgdog.role names it near the start
-            return None
+        if not body or body[0] not in ROLE_FIRST_BYTES or b"pgdog" not in bytes(body[:256]).lower():
+            return None  # SET/RESET pgdog.role names it near the start
         match = ROLE_STATEMENT.match(decode_text(bytes(body[:-1])))
         if match is None:
             return None

@@ -99,6 +99,8 @@ class Cluster:
         self.closed = False
         self._wait_timer: TimerHandle | None = None
         self._wait_when = 0.0
+        # Read targets (by "replicas only"), recomputed when bans, roles or settings change.
+        self._targets: dict[bool, list[Pool]] = {}
         self._tick_timer: TimerHandle | None = None
         self.set_pools(0.0, pools, general)
 
@@ -120,6 +122,7 @@ class Cluster:
     def set_pools(self, now: float, pools: list[Pool], general: General) -> None:
         """Install the pools (at start and on reload); pools that stay keep bans and roles."""
         self.general = general
+        self._targets.clear()
         self.balancer.strategy = general.load_balancing_strategy
         for pool in pools:
             pool.owner = self
@@ -224,6 +227,14 @@ class Cluster:
         return self.balancer.pick(targets)
 
     def _read_targets(self, replica: bool, exclude: Pool | None = None) -> list[Pool]:
+        if exclude is None:
+            cached = self._targets.get(replica)
+            if cached is None:
+                cached = self._targets[replica] = self._compute_targets(replica, None)
+            return cached
+        return self._compute_targets(replica, exclude)
+
+    def _compute_targets(self, replica: bool, exclude: Pool | None) -> list[Pool]:
         primary = self.primary
         bans = self.bans
         replicas = [p for p in self.pools if p is not primary and p is not exclude and p.id not in bans]
@@ -347,6 +358,7 @@ class Cluster:
         if existing is not None and (existing.until is None or not manual):
             return
         self.bans[pool.id] = Ban(reason, now, until, error)
+        self._targets.clear()
         pool.stats.bans += 1
         self.log.emit(now, Kind.BAN, Machine.POOL, pool.id, 0, 0, reason, self.id)
         # Idle connections to a failing host are suspect too; reads queued there move on.
@@ -367,6 +379,7 @@ class Cluster:
     def unban(self, now: float, pool: Pool, reason: Reason) -> bool:
         if self.bans.pop(pool.id, None) is None:
             return False
+        self._targets.clear()
         self.log.emit(now, Kind.UNBAN, Machine.POOL, pool.id, 0, 0, reason, self.id)
         return True
 
@@ -439,6 +452,7 @@ class Cluster:
                 pool.role = role
         if new is not current:
             self.primary = new
+            self._targets.clear()
             if new is not None:
                 # The new primary takes writes whatever its read ban says.
                 self._dispatch_writes(now)
