@@ -1,8 +1,10 @@
-"""Demo cluster for `make run`: one PostgreSQL plus the proxy in the foreground.
+"""Demo cluster for `make run`: a PostgreSQL primary, one streaming replica, and the proxy in the
+foreground, splitting reads and writes between them.
 
-Run from the repo root:  .venv/bin/python ops/demo/demo.py --data .data [--port 6432] [--pg-port 5433]
+Run from the repo root:
+    .venv/bin/python ops/demo/demo.py --data .data [--port 6432] [--pg-port 5433] [--replica-port 5434]
 
-The PostgreSQL cluster lives in DATA/pg and is reused by later runs. Ctrl-C or SIGTERM stops the
+The PostgreSQL clusters live in DATA/pg and DATA/replica and are reused by later runs. Ctrl-C or SIGTERM stops the
 proxy, then PostgreSQL (pg_ctl stop -m fast). `--check` starts everything, runs `SELECT 1` through
 the proxy, stops everything and exits 0 or 1.
 """
@@ -39,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data", default=".data", help="state directory (default: .data)")
     ap.add_argument("--port", type=int, default=6432, help="proxy port (default: 6432)")
     ap.add_argument("--pg-port", type=int, default=5433, help="PostgreSQL port (default: 5433)")
+    ap.add_argument("--replica-port", type=int, default=5434, help="replica port (default: 5434)")
     ap.add_argument("--check", action="store_true", help="start, run SELECT 1 through the proxy, stop")
     return ap.parse_args(argv)
 
@@ -59,7 +62,20 @@ def start_postgres(data: str, pg_port: int) -> PgServer:
     return pg
 
 
-def write_configs(data: str, port: int, pg: PgServer) -> tuple[str, str]:
+def start_replica(data: str, pg: PgServer, port: int) -> PgServer:
+    replica = PgServer(base_dir=data, name="replica", port=port, persistent=True)
+    if replica.initialized:
+        if replica.is_running():
+            replica.stop()
+        log(f"reusing the replica in {replica.server_dir}, port {port}")
+        replica.primary = pg
+        replica.start()
+        return replica
+    log(f"creating a streaming replica (pg_basebackup) in {replica.server_dir}, port {port}")
+    return pg.make_replica("replica", port=port, persistent=True)
+
+
+def write_configs(data: str, port: int, pg: PgServer, replica: PgServer) -> tuple[str, str]:
     with open(HERE / "pgdog.toml", "rb") as f:
         cfg = tomllib.load(f)
     with open(HERE / "users.toml", "rb") as f:
@@ -69,8 +85,9 @@ def write_configs(data: str, port: int, pg: PgServer) -> tuple[str, str]:
     # Relative paths in pgdog.toml resolve against the file's own directory.
     cfg["general"]["event_log"] = "pgdog-ev.evlog"
     for db in cfg.get("databases", []):
-        db["host"] = pg.host
-        db["port"] = pg.port
+        server = replica if db.get("role") == "replica" else pg
+        db["host"] = server.host
+        db["port"] = server.port
     config_path = os.path.join(data, "pgdog.toml")
     users_path = os.path.join(data, "users.toml")
     Path(config_path).write_text(dump_toml(cfg))
@@ -131,13 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     pg: PgServer | None = None
+    replica: PgServer | None = None
     proxy: subprocess.Popen | None = None
     code = 0
     try:
         pg = start_postgres(data, args.pg_port)
         if stop.is_set():
             return 0
-        config_path, users_path = write_configs(data, args.port, pg)
+        replica = start_replica(data, pg, args.replica_port)
+        config_path, users_path = write_configs(data, args.port, pg, replica)
         proxy = start_proxy(config_path, users_path)
         if not wait_for_port("127.0.0.1", args.port, timeout=30, proc=proxy):
             log(f"the proxy did not start listening on 127.0.0.1:{args.port} (exit code {proxy.poll()})")
@@ -148,7 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "\npgdog-ev demo is running.\n"
             f'  connect:  psql "postgres://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{args.port}/{DEMO_DB}"\n'
-            f'  direct:   psql "postgres://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{pg.port}/{DEMO_DB}"\n'
+            f'  primary:  psql "postgres://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{pg.port}/{DEMO_DB}"\n'
+            f'  replica:  psql "postgres://{DEMO_USER}:{DEMO_PASSWORD}@127.0.0.1:{replica.port}/{DEMO_DB}"\n'
+            "  where:    SELECT inet_server_port();  -- reads alternate, writes go to the primary\n"
+            f'  admin:    psql "postgres://admin:admin@127.0.0.1:{args.port}/admin" -c "SHOW POOLS"\n'
             f"  events:   .venv/bin/pgdog-ev events {os.path.join(data, 'pgdog-ev.evlog')}\n"
             "Press Ctrl-C to stop.\n",
             flush=True,
@@ -168,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_proxy(proxy)
+        if replica is not None:
+            log("stopping the replica")
+            try:
+                replica.stop("fast")
+            except PgServerError as e:
+                log(f"could not stop the replica cleanly: {e}")
         if pg is not None:
             log("stopping PostgreSQL")
             try:

@@ -520,8 +520,12 @@ class PgServer:
             time.sleep(0.05)
         self.primary = None
 
-    def make_replica(self, name: str = "replica", *, settings: dict[str, str] | None = None) -> PgServer:
-        """pg_basebackup -R -X stream from this server into a new server dir; start it as hot standby."""
+    def make_replica(
+        self, name: str = "replica", *, settings: dict[str, str] | None = None, port: int | None = None,
+        persistent: bool = False,
+    ) -> PgServer:
+        """pg_basebackup -R -X stream from this server into a new server dir; start it as hot standby.
+        `port` and `persistent` as for PgServer (the demo keeps its replica between runs)."""
         if not self._running:
             raise PgServerError(f"{self.name}: start the primary before make_replica()")
         replica = PgServer(
@@ -530,6 +534,8 @@ class PgServer:
             settings={**self.settings, **(settings or {})},
             name=name,
             ssl=self.ssl,
+            port=port,
+            persistent=persistent,
         )
         if os.path.exists(replica.server_dir):
             replica._cleaned = True

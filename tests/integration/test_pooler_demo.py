@@ -17,11 +17,11 @@ def test_demo_check():
     # Not under pytest's 0700 basetemp: as root the server runs as another OS user that must reach it.
     data = tempfile.mkdtemp(prefix="pgdog-ev-demo-")
     os.chmod(data, 0o755)
-    port, pg_port = free_port(), free_port()
+    port, pg_port, replica_port = free_port(), free_port(), free_port()
     try:
         res = subprocess.run(
             [sys.executable, os.path.join("ops", "demo", "demo.py"), "--data", data, "--check",
-             "--port", str(port), "--pg-port", str(pg_port)],
+             "--port", str(port), "--pg-port", str(pg_port), "--replica-port", str(replica_port)],
             capture_output=True, text=True, timeout=180, cwd=REPO_ROOT, env=_child_env(None),
             stdin=subprocess.DEVNULL,
         )
@@ -31,6 +31,7 @@ def test_demo_check():
         # Everything it started is stopped again.
         assert not port_open("127.0.0.1", port)
         assert not port_open("127.0.0.1", pg_port)
+        assert not port_open("127.0.0.1", replica_port)
         assert os.path.exists(os.path.join(data, "pgdog.toml"))
     finally:
         shutil.rmtree(data, ignore_errors=True)
