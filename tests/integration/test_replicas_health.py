@@ -8,7 +8,12 @@ BANS, SHOW REPLICATION, BAN, UNBAN, HEALTHCHECK).
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import subprocess
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,6 +25,7 @@ import pytest
 from state.reasons import Reason
 from tests.harness.admin import ADMIN, admin_connect, only, show
 from tests.harness.clients import connect
+from tests.harness.pgserver import PgServer
 from tests.harness.proxy import ProxyProcess
 from tests.harness.replicas import Event, ReplicaSet, cluster_general, cluster_users, events, wait_event
 
@@ -247,6 +253,94 @@ def test_primary_down_writes_fail_fast_reads_continue(
         assert set(reads) == rs.replica_ports, Counter(reads)
         _ban_of(proxy, pid, poll)
         assert set(_reads(conn, 4)) == rs.replica_ports
+
+
+@contextlib.contextmanager
+def _frozen(server: PgServer) -> Iterator[None]:
+    """SIGSTOP a server's postmaster and backends (a host that accepts connections but never
+    answers), SIGCONT on the way out."""
+    with open(os.path.join(server.datadir, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True,
+                              timeout=10).stdout.split()
+    pids = [postmaster, *(int(p) for p in children)]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+
+
+def test_hung_replica_banned_by_check_timeout(
+    shared: ReplicaSet, proxy_factory: Callable[..., ProxyProcess], poll: Poll
+) -> None:
+    """A replica that stops answering (processes frozen, sockets still open) fails its health
+    check by healthcheck_timeout and is banned; reads avoid it; once it answers again the ban
+    lifts."""
+    rs = shared
+    proxy = _proxy(rs, proxy_factory)
+    victim = rs.replicas[1]
+    vid = _pool_ids(proxy)[victim.port]
+    with connect(proxy) as conn:
+        assert set(_reads(conn, 6)) == {s.port for s in rs.servers}
+        with _frozen(victim):
+            t0 = time.monotonic()
+            ban = _ban_of(proxy, vid, poll, after=t0)
+            detect = ban.at - t0
+            print(f"\nfreeze -> BAN: {detect * 1000:.0f} ms")
+            assert ban.a == Reason.BAN_HEALTHCHECK, ban
+            assert detect <= (IDLE_CHECK_MS + CHECK_TIMEOUT_MS) / 1000 + TICK + SLACK, detect
+            assert detect >= CHECK_TIMEOUT_MS / 1000, "banned before the check could time out"
+            assert only(_bans(proxy), id=vid)["ban_reason"] == "health check failed"
+            assert Counter(_reads(conn, 8)) == {rs.primary.port: 4, rs.replicas[0].port: 4}
+            t_thaw = time.monotonic()
+        unban = _unban_of(proxy, vid, poll, after=t_thaw)
+        assert unban.a == Reason.UNBAN_EXPIRED, unban
+        assert victim.port in _reads(conn, 3)
+
+
+def test_reads_queued_at_a_banned_host_move(
+    shared: ReplicaSet, proxy_factory: Callable[..., ProxyProcess], poll: Poll
+) -> None:
+    """A read waiting for a busy replica's only connection moves to the other replica the moment
+    the busy one is banned, instead of waiting for checkout_timeout."""
+    rs = shared
+    proxy = _proxy(rs, proxy_factory, default_pool_size=1, read_write_split="exclude_primary",
+                   checkout_timeout=15000)
+    ids = _pool_ids(proxy)
+    holder = connect(proxy)
+    try:
+        holder.execute("BEGIN READ ONLY")
+        row = holder.execute("SELECT inet_server_port()").fetchone()
+        assert row is not None
+        busy = int(row[0])
+        other = (rs.replica_ports - {busy}).pop()
+        result: dict[str, Any] = {}
+
+        def read_twice() -> None:
+            # Round robin: one of two reads is routed to the busy replica and queues there.
+            with connect(proxy) as conn:
+                result["ports"] = _reads(conn, 2)
+                result["at"] = time.monotonic()
+
+        t0 = time.monotonic()
+        thread = threading.Thread(target=read_twice, daemon=True)
+        thread.start()
+        wait_event(poll, proxy, "enqueue", lambda e: e.machine == "pool" and e.id == ids[busy] and e.at >= t0,
+                   what="a read queued at the busy replica")
+        assert "ports" not in result
+        with admin_connect(proxy) as admin:
+            t_ban = time.monotonic()
+            admin.execute(f"BAN {ids[busy]}")
+        thread.join(10)
+        assert not thread.is_alive(), "the queued read did not move"
+        assert set(result["ports"]) == {other}, result
+        assert result["at"] - t_ban < 2.0, result["at"] - t_ban
+    finally:
+        holder.close()
 
 
 # --------------------------------------------------------------------------- lag
