@@ -631,7 +631,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
                     self.io.send(reply + be.ready_for_query(self._local_status()))
                 return
         if server is not None:
-            if self._read_guard:
+            if self._read_guard and not self.pinned:
                 if not server.unsynced and mtype in REQUEST_STARTS and self._must_reroute(server, mtype, body):
                     self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
                     self.scanner.suspend()

@@ -93,6 +93,9 @@ class Cluster:
         self.bans: dict[int, Ban] = {}
         # Lag verdicts of the replication monitor: pool id -> whether the host is within the limits.
         self.lag_ok: dict[int, bool] = {}
+        # Hosts out of recovery that are not the primary (an old primary back after a failover:
+        # a second, diverged primary). They get no reads and no writes.
+        self.fenced: set[int] = set()
         # Writes waiting for a primary (failover in progress), oldest first.
         self.write_waiters: deque[ClientSession] = deque()
         self.monitor: ReplicationMonitor | None = None
@@ -237,7 +240,9 @@ class Cluster:
     def _compute_targets(self, replica: bool, exclude: Pool | None) -> list[Pool]:
         primary = self.primary
         bans = self.bans
-        replicas = [p for p in self.pools if p is not primary and p is not exclude and p.id not in bans]
+        fenced = self.fenced
+        replicas = [p for p in self.pools
+                    if p is not primary and p is not exclude and p.id not in bans and p.id not in fenced]
         primary_ok = primary is not None and primary is not exclude and primary.id not in bans
         split = self.general.read_write_split
         if split == "prefer_primary" and not replica:
@@ -436,10 +441,16 @@ class Cluster:
             new = max(candidates, key=monitor.lsn_of)
         else:
             new = None
+        fenced = {p.id for p in candidates if p is not new}
+        if fenced != self.fenced:
+            self.fenced = fenced
+            self._targets.clear()
         for pool in self.pools:
             status = monitor.status.get(pool.id)
             if pool is new:
                 role = "primary"
+            elif pool.id in fenced:
+                role = "auto"
             elif status is not None and status.ok and status.in_recovery:
                 role = "replica"
             else:

@@ -287,9 +287,6 @@ def test_old_primary_back_does_not_take_writes(
     assert roles[new.port] == "primary" and roles[old.port] != "primary", roles
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: after a failover, the old primary started again (out of recovery, not the elected "
-    "primary, its data diverged) stays a read target: reads return its stale data"))
 def test_old_primary_back_gets_no_reads(
     fresh_replica_set: ReplicaSet, proxy_factory: Callable[..., ProxyProcess], poll: Poll
 ) -> None:

@@ -661,10 +661,6 @@ def test_session_mode_uses_the_primary(replica_set: ReplicaSet, module_proxy_fac
         assert len(set(ports)) == 1 and ports[0] in replica_set.replica_ports, ports
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a session pinned to a replica (SQL PREPARE or DECLARE ... WITH HOLD of a SELECT, routed "
-    "as a read) keeps the read guard armed; the next request classed as a write is held back for "
-    "a reroute that never comes, and the client hangs"))
 @pytest.mark.parametrize("pin,then", [
     ("DECLARE pin_cur CURSOR WITH HOLD FOR SELECT inet_server_port()", "FETCH ALL pin_cur"),
     ("PREPARE pin_sel AS SELECT inet_server_port()", "INSERT INTO {table} (id) VALUES (-42) ON CONFLICT DO NOTHING"),

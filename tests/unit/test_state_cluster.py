@@ -660,14 +660,16 @@ def test_primary_stays_while_out_of_recovery() -> None:
 
 
 def test_primary_stays_when_another_host_also_leaves_recovery() -> None:
-    """Split brain with a current primary: it keeps the role (no flapping), even if the other is ahead."""
+    """Split brain with a current primary: it keeps the role (no flapping), even if the other is
+    ahead; the other is fenced (no role, no reads: its data diverged)."""
     r = Rig(("auto", "auto"), lsn_check_delay=0)
     elect_first(r)
     r.advance(5.0)
     r.answer(r.pools[1], recovery=False, lsn="0/9000")
     r.answer(r.pools[0], recovery=False, lsn="0/6000")
     assert r.cluster.primary is r.pools[0]
-    assert r.pools[1].role == "replica"
+    assert r.pools[1].role == "auto" and r.cluster.fenced == {r.pools[1].id}
+    assert r.pools[1] not in r.cluster._read_targets(False)
 
 
 def test_failed_poll_of_the_primary_demotes_it_and_writes_wait() -> None:
@@ -707,7 +709,9 @@ def test_highest_lsn_wins_among_hosts_out_of_recovery() -> None:
     assert r.cluster.primary is r.pools[0]
     r.fail_poll(r.pools[0])
     assert r.cluster.primary is r.pools[2]
-    assert [p.role for p in r.pools] == ["auto", "replica", "primary"]
+    # The other host out of recovery is fenced until it rejoins as a replica.
+    assert [p.role for p in r.pools] == ["auto", "auto", "primary"]
+    assert r.cluster.fenced == {r.pools[1].id}
 
 
 def test_demoted_primary_back_in_recovery_becomes_replica() -> None:
