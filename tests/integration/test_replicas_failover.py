@@ -265,6 +265,10 @@ def _fail_over_and_restart_old(
     # The proxy polls the old primary again (a good LSN check after it is back).
     wait_event(poll, proxy, "note", lambda e: e.machine == "monitor" and e.id == ids[old.port]
                and e.a == Reason.LSN_CHECK and e.at >= t_back, what="a poll of the restarted old primary")
+    # ... and its ban from while it was down has lifted: from here on only its role keeps it out.
+    with admin_connect(proxy) as admin:
+        poll(lambda: ids[old.port] not in [b["id"] for b in show(admin, "SHOW BANS")],
+             what="the old primary's ban lifted")
     return ids, t_back
 
 
