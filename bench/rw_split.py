@@ -24,9 +24,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.harness.pgbench import pgbench_env  # noqa: E402
-from tests.harness.pgserver import PgServer, find_bindir  # noqa: E402
-from tests.harness.proxy import ProxyProcess  # noqa: E402
+from tests.harness.pgbench import pgbench_env
+from tests.harness.pgserver import PgServer, find_bindir
+from tests.harness.proxy import ProxyProcess
 
 USER, PASSWORD, DB = "app", "app_pw", "app"
 FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off", "shared_buffers": "128MB"}
@@ -47,6 +47,15 @@ def tps(output: str) -> float:
     if match is None:
         raise SystemExit(f"no tps in pgbench output:\n{output}")
     return float(match.group(1))
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of a process, from /proc (0 for direct runs)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def proxy(databases: list[dict], pool_size: int) -> ProxyProcess:
@@ -85,27 +94,38 @@ def main() -> None:
                        {**entry, "port": replica.port, "role": "replica"}], args.clients)
         proxies = [single, split]
         targets = {"direct": primary.port, "proxy-single": single.port, "proxy-split": split.port}
+        pids = {"direct": None, "proxy-single": single.pid, "proxy-split": split.pid}
         results: dict[str, dict[str, list[float]]] = {}
+        cpu: dict[str, dict[str, list[float]]] = {}
         for mode in args.modes.split(","):
             cells = results.setdefault(mode, {name: [] for name in targets})
+            cpu_cells = cpu.setdefault(mode, {name: [] for name in targets})
             for rnd in range(args.rounds):
                 for name, port in targets.items():
+                    before = cpu_seconds(pids[name])
                     out = pgbench(port, ["-S", "-n", "-M", mode, "-c", str(args.clients), "-j", "2",
                                          "-T", str(args.seconds)], timeout=args.seconds * 4 + 60)
                     cells[name].append(tps(out))
-                    print(f"{mode:9} round {rnd + 1} {name:13} {cells[name][-1]:10.0f} tps", flush=True)
+                    transactions = cells[name][-1] * args.seconds
+                    cpu_cells[name].append((cpu_seconds(pids[name]) - before) / transactions * 1e6)
+                    print(f"{mode:9} round {rnd + 1} {name:13} {cells[name][-1]:10.0f} tps "
+                          f"{cpu_cells[name][-1]:6.1f} proxy CPU us/xact", flush=True)
         print()
         print(f"pgbench -S -c {args.clients} -j 2 -T {args.seconds}, {args.rounds} interleaved rounds, median TPS")
-        print(f"{'mode':10} {'direct':>10} {'single':>10} {'split':>10} {'split/single':>13} {'single/direct':>14}")
+        print(f"{'mode':10} {'direct':>10} {'single':>10} {'split':>10} {'split/single':>13} {'single/direct':>14} "
+              f"{'CPU us/xact single':>19} {'split':>7}")
         summary = {}
         for mode, cells in results.items():
             med = {name: statistics.median(values) for name, values in cells.items()}
-            summary[mode] = {**med, "split/single": med["proxy-split"] / med["proxy-single"]}
+            cpu_med = {name: statistics.median(values) for name, values in cpu[mode].items()}
+            summary[mode] = {**med, "split/single": med["proxy-split"] / med["proxy-single"],
+                             "cpu_us_single": cpu_med["proxy-single"], "cpu_us_split": cpu_med["proxy-split"]}
             print(f"{mode:10} {med['direct']:10.0f} {med['proxy-single']:10.0f} {med['proxy-split']:10.0f} "
-                  f"{med['proxy-split'] / med['proxy-single']:13.3f} {med['proxy-single'] / med['direct']:14.3f}")
+                  f"{med['proxy-split'] / med['proxy-single']:13.3f} {med['proxy-single'] / med['direct']:14.3f} "
+                  f"{cpu_med['proxy-single']:19.1f} {cpu_med['proxy-split']:7.1f}")
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(args), "raw": results,
+                json.dump({"when": time.strftime("%Y-%m-%dT%H:%M:%S"), "args": vars(args), "raw": results, "cpu_us_per_xact": cpu,
                            "median": summary}, f, indent=2)
     finally:
         for p in proxies:
