@@ -349,7 +349,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self.application_name = self.params.get("application_name", "")
         role = msg.params.get("pgdog.role", options.get("pgdog.role"))
         if role is not None:
-            self.role_override = ROLE_VALUES.get(role.strip().lower())
+            self.role_override = self.startup_role = ROLE_VALUES.get(role.strip().lower())
         if msg.protocol_options or msg.version & 0xFFFF:
             self.io.send(be.negotiate_protocol_version(0, list(msg.protocol_options)))
         login = self.directory.lookup(self.database, self.user)

@@ -44,13 +44,14 @@ ROLE_SETTING = "pgdog.role"
 ROLE_VALUES = {"primary": "primary", "replica": "replica", "auto": None, "any": None, "default": None}
 # Messages that begin a request (when no extended-protocol batch is open).
 REQUEST_STARTS = frozenset({fe.QUERY, fe.PARSE, fe.BIND, fe.DESCRIBE, fe.FUNCTION_CALL})
+RESETS_ALL = re.compile(rb"\s*(reset|discard)\s+all\s*;?\s*\x00?$")
 ROLE_STATEMENT = re.compile(
     r"\s*(set|reset)\s+(?:(local|session)\s+)?pgdog\.role"
     r"(?:\s*(?:to|=)\s*(?:'([^']*)'|\"([^\"]*)\"|([a-z_]+)))?\s*;?\s*$",
     re.IGNORECASE,
 )
 # How a SET/RESET can start: the letters, or whitespace and comments before them.
-ROLE_FIRST_BYTES = frozenset(b"sSrR \t\r\n/-(")
+ROLE_FIRST_BYTES = frozenset(b"sSrRdD \t\r\n/-(")
 # Extended-protocol messages that continue a batch; anything else (Sync, Flush, Query...) ends it.
 BATCH_PARTS = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 TRUE_VALUES = frozenset({"on", "true", "yes", "1", "t", "y"})
@@ -67,6 +68,8 @@ class ReadWriteSplit(ClientFields):
     route_replica = False
     # pgdog.role for the session, and SET LOCAL pgdog.role for the transaction begun locally.
     role_override: str | None = None
+    # The startup parameter's role: what RESET goes back to.
+    startup_role: str | None = None
     _txn_role: str | None = None
     # Holding a server chosen for a lone read; a request that must go elsewhere waits for it.
     _read_guard = False
@@ -284,8 +287,13 @@ class ReadWriteSplit(ClientFields):
 
         Matched by a pattern rather than the SQL parser: PRIMARY is a reserved word, so the
         natural ``SET pgdog.role TO primary`` does not parse, yet it is what users type."""
-        if not body or body[0] not in ROLE_FIRST_BYTES or b"pgdog" not in bytes(body[:256]).lower():
-            return None  # SET/RESET pgdog.role names it near the start
+        if not body or body[0] not in ROLE_FIRST_BYTES:
+            return None
+        head = bytes(body[:256]).lower()
+        if b"pgdog" not in head:  # SET/RESET pgdog.role names it near the start
+            if self.role_override is not None and RESETS_ALL.match(head):
+                self.role_override = self.startup_role  # RESET ALL / DISCARD ALL: back to the startup role
+            return None
         match = ROLE_STATEMENT.match(decode_text(bytes(body[:-1])))
         if match is None:
             return None
@@ -309,5 +317,5 @@ class ReadWriteSplit(ClientFields):
                                           severity="WARNING") + be.command_complete("SET")
             self._txn_role = value
             return be.command_complete(verb)
-        self.role_override = value
+        self.role_override = value if verb == "SET" else self.startup_role
         return be.command_complete(verb)

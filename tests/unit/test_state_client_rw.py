@@ -362,3 +362,19 @@ def test_set_role_upper_case_is_answered_locally() -> None:
     driver.send(fe.query("SET PGDOG.ROLE = replica"))
     assert client.role_override == "replica"
     assert r.opened() == opened and client.state is C.IDLE
+
+
+def test_reset_goes_back_to_the_startup_role() -> None:
+    """RESET pgdog.role, RESET ALL and DISCARD ALL restore what the startup parameter asked for,
+    as PostgreSQL's RESET restores a setting's startup value."""
+    r = RwRig()
+    client, driver = r.connect(options="-c pgdog.role=replica")
+    assert client.startup_role == "replica"
+    local(driver, "SET pgdog.role TO primary")
+    local(driver, "RESET pgdog.role")
+    assert client.role_override == "replica"
+    for reset in ("RESET ALL", "DISCARD ALL"):
+        local(driver, "SET pgdog.role TO primary")
+        assert client.role_override == "primary"
+        driver.send(fe.query(reset))
+        assert client.role_override == "replica", reset
