@@ -120,6 +120,16 @@ def stop_proxy(proc: subprocess.Popen | None, timeout: float = 20) -> None:
         proc.wait(timeout=10)
 
 
+def stop_server(server: PgServer | None, what: str) -> None:
+    if server is None:
+        return
+    log(f"stopping {what}")
+    try:
+        server.stop("fast")
+    except PgServerError as e:
+        log(f"could not stop {what} cleanly: {e}")
+
+
 def check(port: int) -> bool:
     import psycopg
 
@@ -190,18 +200,8 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stop_proxy(proxy)
-        if replica is not None:
-            log("stopping the replica")
-            try:
-                replica.stop("fast")
-            except PgServerError as e:
-                log(f"could not stop the replica cleanly: {e}")
-        if pg is not None:
-            log("stopping PostgreSQL")
-            try:
-                pg.stop("fast")
-            except PgServerError as e:
-                log(f"could not stop PostgreSQL cleanly: {e}")
+        stop_server(replica, "the replica")
+        stop_server(pg, "PostgreSQL")
 
 
 if __name__ == "__main__":
