@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from pgdog_ev.sql import Analysis, analyze
 from pgdog_ev.sql import Kind as Sql
+from pgdog_ev.sql import analyze
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.sql.route import Route, route
 from pgdog_ev.wire import backend as be
@@ -52,6 +52,7 @@ ROLE_STATEMENT = re.compile(
 )
 # How a SET/RESET can start: the letters, or whitespace and comments before them.
 ROLE_FIRST_BYTES = frozenset(b"sSrRdD \t\r\n/-(")
+ROLE_LETTERS = frozenset(b"sSrRdD")
 # Extended-protocol messages that continue a batch; anything else (Sync, Flush, Query...) ends it.
 BATCH_PARTS = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 TRUE_VALUES = frozenset({"on", "true", "yes", "1", "t", "y"})
@@ -240,7 +241,7 @@ class ReadWriteSplit(ClientFields):
         assert txn is not None
         read_only = self._default_read_only()
         for text in txn:
-            for st in self._analyze_text(text).statements:
+            for st in analyze(text).statements:
                 if st.kind in (Sql.BEGIN, Sql.SET_TRANSACTION):
                     if "read_only" in st.flags:
                         read_only = True
@@ -263,10 +264,6 @@ class ReadWriteSplit(ClientFields):
         value = self.settings.effective().get("default_transaction_read_only")
         return value is not None and value.strip().lower() in TRUE_VALUES
 
-    @staticmethod
-    def _analyze_text(text: str) -> Analysis:
-        return analyze(text)
-
     # -- pipelined requests behind a read ------------------------------------------------
 
     def _must_reroute(self, server: ServerSession, mtype: int, body: memoryview) -> bool:
@@ -287,8 +284,8 @@ class ReadWriteSplit(ClientFields):
 
         Matched by a pattern rather than the SQL parser: PRIMARY is a reserved word, so the
         natural ``SET pgdog.role TO primary`` does not parse, yet it is what users type."""
-        if not body or body[0] not in ROLE_FIRST_BYTES:
-            return None
+        if len(body) < 4 or body[0] not in ROLE_FIRST_BYTES or (body[0] in ROLE_LETTERS and body[2] not in b"tTsS"):
+            return None  # the hot case: SELECT, INSERT... (SEt, REset and DIscard have t/s third)
         head = bytes(body[:256]).lower()
         if b"pgdog" not in head:  # SET/RESET pgdog.role names it near the start
             if self.role_override is not None and RESETS_ALL.match(head):

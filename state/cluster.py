@@ -214,7 +214,7 @@ class Cluster:
             # A cluster of replicas only: writes go where reads go, for the server to refuse.
         pool = self.pick(now, replica)
         if pool is None:
-            self._fail(now, client, "no host is available for reads: every host is banned")
+            client.on_checkout_failed(now, "no host is available for reads: every host is banned")
             return None
         pool.stats.reads += 1
         client.pool = pool
@@ -263,9 +263,6 @@ class Cluster:
         else:
             self.log.emit(now, Kind.DEQUEUE, Machine.LB, self.id, 0, 0, client.id)
 
-    def _fail(self, now: float, client: ClientSession, message: str) -> None:
-        client.on_checkout_failed(now, message)
-
     # -- waiting for a primary -----------------------------------------------------
 
     def _wait_for_primary(self, now: float, client: ClientSession, deadline: float | None) -> None:
@@ -304,11 +301,17 @@ class Cluster:
         self.write_waiters.clear()
         self._arm_wait_timer()
         for client in waiters:
-            client.pool = primary
             primary.stats.writes += 1
-            server = primary.checkout(now, client, client.wait_deadline)
-            if server is not None:
-                client.on_checkout(now, server)
+            self._move(now, client, primary)
+
+    @staticmethod
+    def _move(now: float, client: ClientSession, pool: Pool) -> None:
+        """Queue ``client`` at ``pool`` (from another host or the primary queue), keeping its
+        checkout deadline."""
+        client.pool = pool
+        server = pool.checkout(now, client, client.wait_deadline)
+        if server is not None:
+            client.on_checkout(now, server)
 
     # -- the PoolOwner interface ------------------------------------------------------
 
@@ -321,7 +324,7 @@ class Cluster:
             return
         if pool.id in self.bans or not self.multi or self.general.ban_timeout <= 0:
             return
-        if reason in (Reason.CONNECT_FAILED, Reason.LOGIN_TIMEOUT, Reason.SERVER_READY):
+        if reason in (Reason.CONNECT_FAILED, Reason.LOGIN_TIMEOUT):
             ban_reason = Reason.BAN_CONNECT_ERROR
         else:
             ban_reason = Reason.BAN_HEALTHCHECK
@@ -334,11 +337,7 @@ class Cluster:
             if client.route_write and (self.detecting or self.primary is not None or not self.multi):
                 primary = self.primary
                 if self.detecting and primary is not None and primary is not pool:
-                    # The primary moved while this write queued at the old one.
-                    client.pool = primary
-                    server = primary.checkout(now, client, client.wait_deadline)
-                    if server is not None:
-                        client.on_checkout(now, server)
+                    self._move(now, client, primary)  # the primary moved while this write queued
                 elif self.detecting:
                     self._wait_for_primary(now, client, client.wait_deadline)
                 else:
@@ -349,10 +348,7 @@ class Cluster:
             if other is None:
                 client.on_checkout_failed(now, error)
                 continue
-            client.pool = other
-            server = other.checkout(now, client, client.wait_deadline)
-            if server is not None:
-                client.on_checkout(now, server)
+            self._move(now, client, other)
 
     # -- bans ----------------------------------------------------------------------
 
@@ -369,15 +365,10 @@ class Cluster:
         # Idle connections to a failing host are suspect too; reads queued there move on.
         pool.dump_idle(now, Reason.BAN_MANUAL if manual else reason)
         if self.multi and pool.waiters:
-            waiters = pool.take_waiters()
-            movers = []
-            for client in waiters:
-                if client.route_write and pool is self.primary:
-                    server = pool.checkout(now, client, client.wait_deadline)  # writes stay
-                    if server is not None:
-                        client.on_checkout(now, server)
-                else:
-                    movers.append(client)
+            # Writes queued at the primary stay: bans are for reads.
+            movers = [c for c in pool.waiters if not (c.route_write and pool is self.primary)]
+            for client in movers:
+                pool.cancel_wait(now, client)
             if movers:
                 self.reroute(now, pool, movers, error or "the host was banned")
 

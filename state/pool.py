@@ -336,7 +336,7 @@ class Pool:
             self.connecting -= 1
             self.stats.connect_errors += 1
             self.last_error = server.error
-            reason = Reason.LOGIN_TIMEOUT if server.error and "timeout" in server.error else Reason.CONNECT_FAILED
+            reason = Reason.LOGIN_TIMEOUT if server.close_reason is Reason.LOGIN_TIMEOUT else Reason.CONNECT_FAILED
             self._health(now, False, reason, server.error)
             if not self.servers and self.connecting == 0:
                 # Nothing can come back to the waiters or the probes: tell them why now.
@@ -468,15 +468,6 @@ class Pool:
             return
         for client in waiters:
             client.on_checkout_failed(now, message)
-
-    def take_waiters(self) -> list[ClientSession]:
-        """Hand the queue over (the cluster moves it to another host)."""
-        waiters = list(self.waiters)
-        self.waiters.clear()
-        if self._wait_timer is not None and not self.waiters:
-            self._wait_timer.cancel()
-            self._wait_timer = None
-        return waiters
 
     def dump_idle(self, now: float, reason: Reason) -> None:
         """Close idle connections (the host was banned: they may be broken too)."""

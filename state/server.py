@@ -184,6 +184,8 @@ class ServerSession:
         self._timer: TimerHandle | None = None
         # When this connection last proved the server alive (a check passed, a request answered).
         self.last_check = now
+        # Why the connection closed (None while open): the pool tells connect errors from timeouts.
+        self.close_reason: Reason | None = None
         # The probe running in CHECKING: its callback, the first row and the error it got.
         self._probe_done: Callable[[float, ServerSession, list[str | None] | None, str | None], None] | None = None
         self._probe_row: list[str | None] | None = None
@@ -857,6 +859,7 @@ class ServerSession:
         was = self.state
         client = self.client
         self.client = None
+        self.close_reason = reason
         self._cancel_timer()
         self._transition(now, ServerState.CLOSED, reason)
         if reason is Reason.OUT_OF_SYNC:
