@@ -1,4 +1,4 @@
-"""Command line: ``pgdog-ev [run|configcheck|events|hash] ...``.
+"""Command line: ``pgdog-ev [run|configcheck|events|replay|hash] ...``.
 
 ``run`` is the default, as in PgDog, so ``pgdog-ev -c pgdog.toml`` starts the
 proxy. Default config paths are ./pgdog.toml and ./users.toml when present.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pgdog_ev import __version__
 
-COMMANDS = ("run", "configcheck", "events", "hash")
+COMMANDS = ("run", "configcheck", "events", "replay", "hash")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,8 @@ def parser() -> argparse.ArgumentParser:
     _config_args(sub.add_parser("run", help="run the proxy (default)"))
     _config_args(sub.add_parser("configcheck", help="validate the configuration and exit 0/1"))
     sub.add_parser("events", help="print an event-log file as a timeline", add_help=False)
+    sub.add_parser("replay", help="an event log as an incident timeline, or the state at one moment",
+                   add_help=False)
     h = sub.add_parser("hash", help="print a SCRAM-SHA-256 verifier for users.toml password_hash")
     h.add_argument("password")
     return p
@@ -49,6 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgdog_ev.eventlog.cli import events_main
 
         return events_main(args_list[1:])
+    if args_list and args_list[0] == "replay":
+        from pgdog_ev.eventlog.replay import replay_main
+
+        return replay_main(args_list[1:])
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "run")
     args = parser().parse_args(args_list)

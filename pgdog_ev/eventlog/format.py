@@ -18,7 +18,15 @@ from datetime import UTC, datetime, timedelta
 from state import registry
 from state.events import Kind, LogHeader, Machine, Record
 
-__all__ = ["format_record", "kind_name", "machine_name", "record_to_json", "relative_seconds", "wall_time"]
+__all__ = [
+    "details",
+    "format_record",
+    "kind_name",
+    "machine_name",
+    "record_to_json",
+    "relative_seconds",
+    "wall_time",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _KIND_NAMES = {int(k): k.name for k in Kind}
@@ -121,6 +129,12 @@ def _details(rec: Record) -> list[str]:
         if b:
             parts.append(f"b={b}")
     return parts
+
+
+def details(rec: Record) -> list[str]:
+    """The ``key=value`` words ``format_record`` prints after the kind (other renderings reuse them)."""
+    _ensure_registry()
+    return _details(rec)
 
 
 def format_record(rec: Record, header: LogHeader | None = None) -> str:
