@@ -8,7 +8,7 @@ PG_BINDIR := $(firstword $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test lint unit integration postgres clean
+.PHONY: setup run test lint unit integration postgres clean sim
 
 setup: $(STAMP) postgres
 
@@ -43,6 +43,10 @@ unit: setup
 
 integration: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -q tests/integration
+
+# Every simulator scenario for many seeds (about 5 minutes on 2 cores); SEEDS=N overrides the count.
+sim: $(STAMP)
+	PYTHONHASHSEED=0 $(PY) -m pgdog_ev sim --all --jobs $(TEST_WORKERS) $(if $(SEEDS),--seeds $(SEEDS))
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -51,6 +51,7 @@ class Connector:
         "_timer",
         "host",
         "port",
+        "seq",
     )
 
     def __init__(self, reactor: Reactor, host: str, port: int, on_done: ConnectCallback) -> None:
@@ -64,10 +65,12 @@ class Connector:
         self._timer: TimerHandle | None = None
         self._last_exc: Exception | None = None
         self._done = False
+        # Reactor.connect numbers its connectors 1, 2, ...: names this one in an input capture.
+        self.seq = 0
 
     def start(self, timeout: float | None = None) -> None:
         try:
-            self._addrs = resolve(self.host, self.port)
+            self._addrs = self._reactor.sockets.resolve(self.host, self.port)
         except OSError as exc:
             self._finish(None, exc, defer=True)
             return
@@ -79,7 +82,7 @@ class Connector:
         while self._addrs:
             family, type_, proto, addr = self._addrs.pop(0)
             try:
-                sock = socket.socket(family, type_, proto)
+                sock = self._reactor.sockets.socket(family, type_, proto)
             except OSError as exc:
                 self._last_exc = exc
                 continue
@@ -144,6 +147,9 @@ class Connector:
 
     def _finish(self, sock: socket.socket | None, exc: Exception | None, defer: bool) -> None:
         self._done = True
+        recorder = self._reactor.recorder
+        if recorder is not None:
+            recorder.on_connect(self, exc, defer, self._timer is not None)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -33,7 +33,7 @@ _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 _TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
 
 
-def _make_listen_socket(host: str | None, port: int, backlog: int, reuse_port: bool) -> socket.socket:
+def make_listen_socket(host: str | None, port: int, backlog: int, reuse_port: bool) -> socket.socket:
     if host and host.startswith("/"):
         # A host starting with "/" is a full unix socket path.
         try:
@@ -97,7 +97,7 @@ class Listener:
         self._reactor = reactor
         self._on_accept = on_accept
         self._batch = batch
-        self._sock = _make_listen_socket(host, port, backlog, reuse_port)
+        self._sock = reactor.sockets.listen_socket(host, port, backlog, reuse_port)
         self._fd = self._sock.fileno()
         self._inet = self._sock.family in (socket.AF_INET, socket.AF_INET6)
         self.path: str | None = None if self._inet else host

@@ -21,7 +21,9 @@ from loop.connector import ConnectCallback, Connector
 from loop.listener import AcceptCallback, Listener
 from loop.poller import EpollPoller, Poller
 from loop.protocol import Protocol
+from loop.recorder import Recorder
 from loop.signals import SignalDispatcher
+from loop.sockets import SocketApi, SystemSockets
 from loop.timers import TimerHandle, TimerHeap
 from loop.transport import SocketTransport, Transport
 
@@ -73,9 +75,11 @@ class Reactor:
         clock: Clock | None = None,
         poller: Poller | None = None,
         read_buffer_size: int = DEFAULT_READ_BUFFER_SIZE,
+        sockets: SocketApi | None = None,
     ) -> None:
         self.clock: Clock = clock if clock is not None else MonotonicClock()
         self._poller: Poller = poller if poller is not None else EpollPoller()
+        self.sockets: SocketApi = sockets if sockets is not None else SystemSockets()
         self.read_buffer_size = read_buffer_size
         self.stats = ReactorStats()
         self._timers = TimerHeap()
@@ -88,6 +92,10 @@ class Reactor:
         self._stopping = False
         self._running = False
         self._closed = False
+        # An input capture's hooks (loop.recorder); None unless one runs. Install it before the
+        # transports it should see: they read it once, when they are made.
+        self.recorder: Recorder | None = None
+        self._connects = 0
 
     @property
     def poller(self) -> Poller:
@@ -107,6 +115,14 @@ class Reactor:
 
     def call_later(self, delay: float, callback: Callable[..., Any], *args: Any) -> TimerHandle:
         return self._timers.push(self.clock.now() + delay, callback, *args)
+
+    def has_pending(self) -> bool:
+        """Callbacks or flushes are queued: the next pass must not block."""
+        return bool(self._ready or self._dirty)
+
+    def next_deadline(self) -> float | None:
+        """When the earliest live timer is due (None without timers)."""
+        return self._timers.next_deadline()
 
     def mark_dirty(self, transport: Transport) -> None:
         """Ask for ``transport.flush()`` at the end of the current pass (for non-socket transports)."""
@@ -140,6 +156,8 @@ class Reactor:
         timeout: float | None = None,
     ) -> Connector:
         connector = Connector(self, host, port, on_done)
+        self._connects += 1
+        connector.seq = self._connects
         connector.start(timeout)
         return connector
 
@@ -179,6 +197,9 @@ class Reactor:
         stats.passes += 1
         timers = self._timers
         clock = self.clock
+        recorder = self.recorder
+        if recorder is not None:
+            recorder.on_pass()
         if self._ready or self._dirty:
             wait: float | None = 0.0
         else:
@@ -199,11 +220,15 @@ class Reactor:
                 handle_exception(exc, f"IO handler {handler!r}")
 
         if timers:
+            if recorder is not None:
+                recorder.on_timers()
             for handle in timers.pop_due(clock.now()):
                 # A timer earlier in this batch may have cancelled a later one.
                 if handle.cancelled:
                     continue
                 stats.timers += 1
+                if recorder is not None:
+                    recorder.on_timer(handle)
                 callback = handle.callback
                 try:
                     callback(*handle.args)  # type: ignore[misc]
@@ -216,6 +241,8 @@ class Reactor:
             # reschedules itself cannot starve IO.
             self._ready = []
             stats.callbacks += len(ready)
+            if recorder is not None:
+                recorder.on_callbacks(len(ready))
             for callback, args in ready:
                 try:
                     callback(*args)

@@ -1,4 +1,4 @@
-"""Command line: ``pgdog-ev [run|configcheck|events|replay|hash] ...``.
+"""Command line: ``pgdog-ev [run|configcheck|events|replay|sim|hash] ...``.
 
 ``run`` is the default, as in PgDog, so ``pgdog-ev -c pgdog.toml`` starts the
 proxy. Default config paths are ./pgdog.toml and ./users.toml when present.
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from pgdog_ev import __version__
 
-COMMANDS = ("run", "configcheck", "events", "replay", "hash")
+COMMANDS = ("run", "configcheck", "events", "replay", "sim", "hash")
 
 
 def _config_args(p: argparse.ArgumentParser) -> None:
@@ -38,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     _config_args(sub.add_parser("run", help="run the proxy (default)"))
     _config_args(sub.add_parser("configcheck", help="validate the configuration and exit 0/1"))
     sub.add_parser("events", help="print an event-log file as a timeline", add_help=False)
+    sub.add_parser("sim", help="run scenarios in the deterministic simulator", add_help=False)
     sub.add_parser("replay", help="an event log as an incident timeline, or the state at one moment",
                    add_help=False)
     h = sub.add_parser("hash", help="print a SCRAM-SHA-256 verifier for users.toml password_hash")
@@ -51,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgdog_ev.eventlog.cli import events_main
 
         return events_main(args_list[1:])
+    if args_list and args_list[0] == "sim":
+        from sim.cli import sim_main
+
+        return sim_main(args_list[1:])
     if args_list and args_list[0] == "replay":
         from pgdog_ev.eventlog.replay import replay_main
 

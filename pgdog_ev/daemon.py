@@ -7,6 +7,7 @@ signals (SIGHUP reloads; SIGINT and SIGTERM drain and stop).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import Any
 from loop.reactor import Reactor
 from pgdog_ev import __version__
 from pgdog_ev.admin.console import AdminConsole
+from pgdog_ev.capture.recorder import INPUTS_SUFFIX, InputCapture, capture_header, config_texts
 from pgdog_ev.config import Config, ConfigError, General, load_config
 from pgdog_ev.eventlog.filesink import RotatingFileSink, make_header
 from pgdog_ev.metrics import Endpoints
@@ -26,7 +28,7 @@ from pgdog_ev.proxy.directory import Directory
 from pgdog_ev.sdnotify import SystemdNotifier
 from pgdog_ev.wire.errors import TOO_MANY_CONNECTIONS
 from state.client import ClientState
-from state.events import EventLog, Kind, Machine
+from state.events import EventLog, Kind, LogHeader, Machine
 from state.reasons import Reason
 
 log = logging.getLogger("pgdog_ev")
@@ -43,17 +45,32 @@ class Daemon:
         reload_config: Callable[[], Config] | None = None,
         entropy: Callable[[int], bytes] = os.urandom,
         reactor: Reactor | None = None,
+        header: LogHeader | None = None,
+        events: EventLog | None = None,
+        notifier: SystemdNotifier | None = None,
     ) -> None:
+        # The simulator passes its own reactor, entropy, header, event log and a silent notifier;
+        # production takes the defaults, which read the real clock and environment.
         self.config = config
         self.reload_config = reload_config
-        self.entropy = entropy
         self.reactor = reactor or Reactor()
         self.reactor.handle_exception = self._loop_exception  # type: ignore[method-assign]
         self.sink: RotatingFileSink | None = None
         # Pairs the monotonic clock with wall time once: the event log and the admin console use it.
-        self.log_header = make_header(config_digest=config.digest, code_version=__version__)
-        self.events = EventLog(sink=self._open_sink(config))
+        self.log_header = header or make_header(config_digest=config.digest, code_version=__version__)
+        # Input capture (capture_inputs) goes with the event-log file the daemon writes itself,
+        # and starts before anything draws entropy or reads the clock.
+        self.capture: InputCapture | None = None
+        if events is None:
+            self.events = EventLog(sink=self._open_sink(config))
+            self.capture = self._open_capture(config)
+        else:
+            self.events = events
+        if self.capture is not None:
+            entropy = self.capture.entropy(entropy)
+        self.entropy = entropy
         self.directory = Directory(config, self.reactor, self.events, entropy)
+        self.directory.capture = self.capture
         self.reload_error: str | None = None
         self.console = AdminConsole(self)
         self.directory.console = self.console
@@ -62,7 +79,7 @@ class Daemon:
         self.stopping = False
         self._shutdown_deadline = 0.0
         self.exit_code = 0
-        self.notifier = SystemdNotifier.from_env(os.environ)
+        self.notifier = notifier if notifier is not None else SystemdNotifier.from_env(os.environ)
 
     # -- setup ----------------------------------------------------------------
 
@@ -79,12 +96,46 @@ class Daemon:
         )
         return self.sink
 
+    def _open_capture(self, config: Config) -> InputCapture | None:
+        g = config.general
+        if not g.capture_inputs or self.sink is None or self.sink.broken:
+            return None
+        path = g.event_log + INPUTS_SUFFIX
+        try:
+            header = capture_header(config, self.log_header, os.environ, __version__, g.capture_max_bytes,
+                                    reloadable=self.reload_config is not None)
+            capture = InputCapture(path, header, g.capture_max_bytes, auth_type=lambda: self.config.general.auth_type,
+                                   past_auth=_past_auth, on_stop=self._capture_stopped)
+        except OSError as exc:
+            log.error("input capture disabled: cannot write %s: %s", path, exc.strerror or exc)
+            return None
+        capture.install(self.reactor)
+        self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, Reason.CAPTURE_STARTED)
+        log.warning("capturing every input (client and server bytes) to %s, up to %d bytes; "
+                    "passwords are masked", path, g.capture_max_bytes, extra={"path": path})
+        return capture
+
+    def _capture_stopped(self, reason: str, error: str) -> None:
+        if reason == "budget":
+            log.warning("input capture stopped: capture_max_bytes (%d) used up",
+                        self.config.general.capture_max_bytes)
+            why = Reason.CAPTURE_FULL
+        else:
+            log.error("%s", error or f"input capture stopped ({reason})")
+            why = Reason.CAPTURE_FAILED
+        self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, why)
+
+    def _open_endpoints(self) -> Endpoints:
+        return Endpoints.open(self)
+
     def start(self) -> None:
         g = self.config.general
         # Metrics and health first: once the client port accepts, they answer too.
-        self.endpoints = Endpoints.open(self)
+        self.endpoints = self._open_endpoints()
         self.listener = self.reactor.listen(g.host, g.port, self._accept)
         self.port = self.listener.port
+        if self.capture is not None:
+            self.capture.on_start(self.port)
         self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, Reason.STARTUP, self.port)
         for signum, handler in (
             (signal.SIGINT, self._on_stop_signal),
@@ -114,6 +165,9 @@ class Daemon:
     # -- clients ------------------------------------------------------------------
 
     def _accept(self, sock: socket.socket, addr: Any) -> None:
+        cid = self.directory.next_client_id()
+        if self.capture is not None:
+            self.capture.on_accept(cid, lambda: self.directory.clients)
         now = self.reactor.now()
         limit = self.config.general.max_client_conn
         reject = None
@@ -121,7 +175,6 @@ class Daemon:
             # Refused after the startup packet, so that libpq (which starts with
             # an SSLRequest) shows the reason rather than an SSL exchange error.
             reject = (TOO_MANY_CONNECTIONS, f"too many client connections (max_client_conn = {limit})")
-        cid = self.directory.next_client_id()
         self.events.emit(now, Kind.ACCEPT, Machine.CLIENT, cid, 0, 0, self.port)
         self.reactor.transport(sock, ClientConnection(self.directory, cid, reject))
 
@@ -146,9 +199,14 @@ class Daemon:
         try:
             config = self.reload_config()
         except ConfigError as exc:
+            if self.capture is not None:
+                self.capture.on_config_failed(str(exc))
             log.error("reload failed, keeping the running configuration: %s", exc)
             self.reload_error = str(exc)
             return False
+        if self.capture is not None:
+            texts, _ = config_texts(config, os.environ)
+            self.capture.on_config(json.dumps(texts, sort_keys=True).encode("utf-8"))
         self.reload_error = None
         old = self.config.general
         if (old.log_level, old.log_format) != (config.general.log_level, config.general.log_format):
@@ -232,11 +290,17 @@ class Daemon:
         self.events.flush()
         if self.sink is not None:
             self.sink.flush()
+        if self.capture is not None:
+            self.capture.flush()
         self.reactor.call_later(EVENT_FLUSH_INTERVAL, self._flush_events)
 
     def _finish(self) -> None:
+        if self.capture is not None:
+            self.capture.on_finish()
         self.events.emit(self.reactor.now(), Kind.NOTE, Machine.DAEMON, 0, 0, 0, Reason.SHUTDOWN)
         self.events.flush()
+        if self.capture is not None:
+            self.capture.close()
         if self.sink is not None:
             self.sink.close()
         if self.endpoints is not None:
@@ -247,6 +311,12 @@ class Daemon:
 
     def _loop_exception(self, exc: BaseException, context: str) -> None:
         log.error("internal error in %s: %r", context, exc, exc_info=exc)
+
+
+def _past_auth(protocol: Any) -> bool:
+    """A client connection whose session is past authentication (what capture masks is behind it)."""
+    session = getattr(protocol, "session", None)
+    return session is not None and session.state not in (ClientState.STARTUP, ClientState.AUTH)
 
 
 def load(config_path: str | None, users_path: str | None, urls: Sequence[str]) -> Config:

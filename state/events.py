@@ -79,6 +79,7 @@ class Machine(IntEnum):
     TWOPC = 6
     LISTENER = 7
     ADMIN = 8
+    SIM = 9  # the simulator's own notes: faults injected, phases of a run
 
 
 class Kind(IntEnum):

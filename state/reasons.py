@@ -57,6 +57,10 @@ class Reason(IntEnum):
     MAINTENANCE = 61
     RECONNECT = 62
     ADMIN_SET = 63
+    # Input capture (NOTE records of the daemon; re-execution ignores them).
+    CAPTURE_STARTED = 64
+    CAPTURE_FULL = 65
+    CAPTURE_FAILED = 66
     # TLS (numbered apart too).
     TLS_ACCEPTED = 70
     TLS_REQUIRED = 71
@@ -84,3 +88,25 @@ class Reason(IntEnum):
     ROUTE_OVERRIDE = 100
     ROUTE_SESSION = 101
     PRIMARY_WAIT = 102
+    # Faults the simulator injected (NOTE records of machine SIM; b = the host's index).
+    FAULT_CRASH = 120
+    FAULT_RESTART = 121
+    FAULT_POWER_OFF = 122
+    FAULT_POWER_ON = 123
+    FAULT_HANG = 124
+    FAULT_RESUME = 125
+    FAULT_LAG = 126
+    FAULT_LAG_END = 127
+    FAULT_REPLAY_PAUSE = 128
+    FAULT_REPLAY_RESUME = 129
+    FAULT_PARTITION = 130
+    FAULT_HEAL = 131
+    FAULT_STALL = 132
+    FAULT_RESET = 133
+    FAULT_HALF_CLOSE = 134
+    FAULT_PROMOTE = 135
+    FAULT_REJOIN = 136
+    FAULT_SLOW = 137
+    FAULT_SLOW_END = 138
+    SIM_WORKLOAD_STOP = 139
+    SIM_END = 140

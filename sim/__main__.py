@@ -1,0 +1,5 @@
+import sys
+
+from sim.cli import sim_main
+
+sys.exit(sim_main(sys.argv[1:]))
