@@ -123,6 +123,8 @@ class ClientDriver(Protocol):
         self.connector: Any = None
         self.cancels_sent = 0
         self.cancels_on_connection = 0
+        # Which connection is current: callbacks of an abandoned one are ignored.
+        self.generation = 0
         # (started, what) of the request that is outstanding, for the liveness report.
         self.outstanding: tuple[float, str] | None = None
 
@@ -145,6 +147,7 @@ class ClientDriver(Protocol):
     def _finish(self) -> None:
         self.finished = True
         self.outstanding = None
+        self.generation += 1
         if self.transport is not None:
             self.transport.write(fe.terminate())
             self.transport.close()
@@ -156,6 +159,7 @@ class ClientDriver(Protocol):
             self.timer = self.host.reactor.call_later(op.seconds, self._advance, Result(ok=True))
             return None
         if isinstance(op, Disconnect):
+            self.generation += 1
             if self.transport is not None:
                 if op.abrupt:
                     self.transport.abort()
@@ -218,6 +222,7 @@ class ClientDriver(Protocol):
             return
         self.timer = None
         self.host.hung(self, self.world.now() - req.started)
+        self.generation += 1
         if self.connector is not None:
             self.connector.cancel()
             self.connector = None
@@ -234,7 +239,8 @@ class ClientDriver(Protocol):
         if sock is None:
             self._complete(Result(ok=False, sqlstate=LOST, message=f"connect failed: {exc}", lost=True))
             return
-        self.host.reactor.transport(sock, self)
+        self.generation += 1
+        self.host.reactor.transport(sock, _Connection(self, self.generation))
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -274,6 +280,7 @@ class ClientDriver(Protocol):
         self._lost()
 
     def _lost(self) -> None:
+        self.generation += 1
         if self.transport is None and self.request is None:
             return
         if self.transport is not None:
@@ -341,6 +348,9 @@ class ClientDriver(Protocol):
             req.next_result()
 
     def _drop(self, result: Result | list[Result]) -> None:
+        for r in result if isinstance(result, list) else [result]:
+            r.lost = True  # a FATAL ends the connection: what was in flight has an unknown outcome
+        self.generation += 1
         if self.transport is not None:
             self.transport.abort()
             self.transport = None
@@ -365,6 +375,35 @@ class ClientDriver(Protocol):
             self.scram.server_final(bytes(rest))
         else:
             self.world.violation("protocol", f"client {self.cid}: unsupported authentication request {code}")
+
+
+class _Connection(Protocol):
+    """One connection of a driver; once the driver moved on, its late callbacks are dropped."""
+
+    def __init__(self, driver: ClientDriver, generation: int) -> None:
+        self.driver = driver
+        self.generation = generation
+
+    def _current(self) -> bool:
+        return self.driver.generation == self.generation
+
+    def connection_made(self, transport: Any) -> None:
+        if self._current():
+            self.driver.connection_made(transport)
+        else:
+            transport.abort()
+
+    def data_received(self, data: memoryview) -> None:
+        if self._current():
+            self.driver.data_received(data)
+
+    def eof_received(self) -> None:
+        if self._current():
+            self.driver.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._current():
+            self.driver.connection_lost(exc)
 
 
 class _CancelSender(Protocol):

@@ -30,7 +30,7 @@ def describe_failure(result: RunResult, *, context: int = CONTEXT) -> str:
         lines.append(f"  ... and {len(result.violations) - 5} more")
     lines.append(f"  rerun: pgdog-ev sim {result.scenario} --seed {result.seed}{mutant}")
     lines.append(f"  last {context} events before it:")
-    lines += ["    " + line for line in events_before(result, int(first.at * 1e9), context)]
+    lines += ["    " + line for line in events_before(result, round(first.at * 1e9), context)]
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from typing import IO, Any
 from sim import scenario as scenarios
 
 #: Seeds per scenario when neither the file nor the command line says (sized for ~5 min on 2 cores).
-DEFAULT_SEEDS = 12
+DEFAULT_SEEDS = 40
 
 
 @dataclass
@@ -53,11 +53,13 @@ def _one(job: tuple[str, int, str | None]) -> Outcome:
 
 
 def _bar(done: int, total: int, label: str, started: float, out: IO[str]) -> None:
+    if not out.isatty() and done != total and done % max(1, total // 10):
+        return  # in a log file: one line per tenth instead of a redrawn bar
     width = 30
     filled = width * done // max(total, 1)
     elapsed = time.perf_counter() - started
     eta = elapsed / done * (total - done) if done else 0.0
-    out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed:5.0f}s eta {eta:4.0f}s {label:<40}")
+    out.write(f"{chr(13) if out.isatty() else ''}[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {elapsed:5.0f}s eta {eta:4.0f}s {label:<40}{'' if out.isatty() else chr(10)}")
     out.flush()
 
 
