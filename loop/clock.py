@@ -47,3 +47,33 @@ class ManualClock:
         if t < self._t:
             raise ValueError("ManualClock cannot go backwards")
         self._t = float(t)
+
+
+class SampledClock:
+    """A clock that moves only when sampled: what an input capture runs the reactor on.
+
+    ``now()`` returns the reading of the last :meth:`sample`, rounded to whole nanoseconds, so the
+    integer written next to a captured input converts back (``ns / 1e9``) to exactly the float the
+    code saw. Between two samples every reader sees the same time, which is what lets a replay
+    reproduce every clock reading from the sample points alone. The owner samples at points it
+    records (the start of a pass, before timers are collected); readings never go backwards.
+    """
+
+    __slots__ = ("_t", "base", "ns")
+
+    def __init__(self, base: Clock) -> None:
+        self.base = base
+        self.ns = 0
+        self._t = 0.0
+        self.sample()
+
+    def now(self) -> float:
+        return self._t
+
+    def sample(self) -> int:
+        """Read the base clock; returns the (new) reading in nanoseconds."""
+        ns = round(self.base.now() * 1e9)
+        if ns > self.ns:
+            self.ns = ns
+            self._t = ns / 1e9
+        return self.ns

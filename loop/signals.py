@@ -94,6 +94,9 @@ class SignalDispatcher:
             entry = self._callbacks.get(signum)
             if entry is None:
                 continue
+            recorder = self._reactor.recorder
+            if recorder is not None:
+                recorder.on_signal(signum)
             try:
                 entry[0](*entry[1])
             except Exception as exc:

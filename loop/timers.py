@@ -17,10 +17,12 @@ from typing import Any
 class TimerHandle:
     """A scheduled call; keep it to cancel the call."""
 
-    __slots__ = ("_heap", "args", "callback", "cancelled", "when")
+    __slots__ = ("_heap", "args", "callback", "cancelled", "seq", "when")
 
     def __init__(self, when: float, callback: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.when = when
+        # The heap's insertion number (1, 2, ...): names this timer in an input capture.
+        self.seq = 0
         self.callback: Callable[..., Any] | None = callback
         self.args = args
         self.cancelled = False
@@ -66,6 +68,7 @@ class TimerHeap:
         handle = TimerHandle(when, callback, args)
         handle._heap = self
         self._seq += 1
+        handle.seq = self._seq
         heapq.heappush(self._heap, (when, self._seq, handle))
         return handle
 

@@ -92,6 +92,7 @@ class SocketTransport:
         "_reactor",
         "_read_size",
         "_reading",
+        "_rec",
         "_rview",
         "_sock",
         "_stats",
@@ -128,6 +129,8 @@ class SocketTransport:
         self._closed = False
         self._eof_requested = False
         self._eof_sent = False
+        # An input capture's hooks, read once (loop.recorder); None in normal operation.
+        self._rec = reactor.recorder
         self.peername: Any = _address(sock.getpeername)
         self.sockname: Any = _address(sock.getsockname)
         reactor._poller.register(self._fd, READ, self)
@@ -236,6 +239,8 @@ class SocketTransport:
             if self._eof_requested and not self._eof_sent:
                 self._shutdown_write()
             if self._closing and not self._closed:
+                if self._rec is not None:
+                    self._rec.on_closed(self)
                 self._finalize(None)
 
     def _pause_writing(self) -> None:
@@ -312,6 +317,8 @@ class SocketTransport:
         self._stats.reads += 1
         if n:
             data = view[:n]
+            if self._rec is not None:
+                self._rec.on_read(self, data)
             try:
                 self._protocol.data_received(data)
             except Exception as exc:
@@ -319,6 +326,8 @@ class SocketTransport:
             data.release()
         else:
             self._reading = False
+            if self._rec is not None:
+                self._rec.on_eof(self)
             try:
                 self._protocol.eof_received()
             except Exception as exc:
@@ -359,6 +368,8 @@ class SocketTransport:
         return self._closing
 
     def _fatal(self, exc: Exception) -> None:
+        if self._rec is not None and not self._closed:
+            self._rec.on_error(self, exc)
         self._closing = True
         self._reading = False
         self._outbox.clear()

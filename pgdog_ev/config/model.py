@@ -181,6 +181,7 @@ class General:
     event_log_max_bytes: int = 67108864
     event_log_keep: int = 4
     capture_inputs: bool = False
+    capture_max_bytes: int = 67108864
     session_state: str = "pin"
 
 

@@ -390,11 +390,19 @@ GENERAL_KEYS: tuple[KeySpec, ...] = (
         "pgdog-ev: rotate the event log after this many bytes.",
     ),
     _fixed("event_log_keep", _COUNT, 4, "pgdog-ev: rotated event-log files kept."),
-    _spec(
+    _fixed(
         "capture_inputs",
         _BOOL,
         False,
-        "pgdog-ev: also record payload bytes in the in-memory flight recorder (privacy: off).",
+        "pgdog-ev: write every input (client and server bytes, timers, entropy; passwords masked) to"
+        " <event_log>.inputs so `pgdog-ev replay --reexecute` can run it again; needs event_log.",
+    ),
+    _fixed(
+        "capture_max_bytes",
+        IntKind(minimum=1024, unit="bytes"),
+        67108864,
+        "pgdog-ev: size limit of the input capture; when reached, capture stops (the run up to there"
+        " can still be re-executed).",
     ),
     _spec(
         "session_state",

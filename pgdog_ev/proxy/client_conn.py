@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from loop.protocol import Protocol
 from pgdog_ev.tls import TlsStream, TlsTransport
 from state.client import ClientSession
+from state.events import Machine
 
 if TYPE_CHECKING:
     from loop.transport import SocketTransport
@@ -37,6 +38,8 @@ class ClientConnection(Protocol):
         self.session: ClientSession | None = None
         self._pause = 0
         self._paused_server: ServerConnection | None = None
+        # What an input capture calls this connection's bytes.
+        self.capture_id = (int(Machine.CLIENT), cid)
 
     # -- loop protocol --------------------------------------------------------
 
@@ -129,6 +132,8 @@ class ClientConnection(Protocol):
         context = self.tls.accept
         transport = self.transport
         assert context is not None and transport is not None and self.session is not None
+        if self.directory.capture is not None:
+            self.directory.capture.on_tls(int(Machine.CLIENT), self.cid)
         stream = TlsStream(context, server_side=True)
         self.transport = TlsTransport(transport, self, stream, f"client {self.session.peer}")
 

@@ -33,6 +33,7 @@ from state.server import ServerSession
 if TYPE_CHECKING:
     from loop.reactor import Reactor
     from pgdog_ev.admin.console import AdminConsole
+    from pgdog_ev.capture.recorder import InputCapture
     from pgdog_ev.config import DatabaseEntry, UserEntry
 
 log = logging.getLogger("pgdog_ev.directory")
@@ -85,6 +86,8 @@ class Directory:
         self._admitted: set[int] = set()
         self._admitted_admin: set[int] = set()
         self.console: AdminConsole | None = None
+        # The daemon's input capture (capture_inputs), told when a connection switches to TLS.
+        self.capture: InputCapture | None = None
         # SSLContexts for new connections. A bad TLS file is a ConfigError here, at start.
         self.tls: TlsContexts = build_tls(config.general, config.config_path)
         self.apply(config)

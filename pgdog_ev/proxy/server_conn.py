@@ -8,8 +8,10 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from loop.protocol import Protocol
+from pgdog_ev.capture.format import CANCEL
 from pgdog_ev.tls import TlsStream, TlsTransport
 from pgdog_ev.wire.startup import build_cancel_request
+from state.events import Machine
 from state.server import ServerSession
 
 if TYPE_CHECKING:
@@ -44,6 +46,8 @@ class ServerConnection(Protocol):
             sid, pool, self, directory.log, directory.scheduler, directory.entropy, directory.reactor.now(),
             tls_verify=self.tls.server_mode(pool.key.host),
         )
+        # What an input capture calls this connection's bytes.
+        self.capture_id = (int(Machine.SERVER), sid)
         host, port = address(pool.key.host, pool.key.port)
         timeout = pool.settings.connect_timeout / 1000.0 if pool.settings.connect_timeout else None
         self._connector = directory.reactor.connect(host, port, self._connected, timeout=timeout)
@@ -130,6 +134,8 @@ class ServerConnection(Protocol):
         transport = self.transport
         assert context is not None and transport is not None
         key = self.session.pool.key
+        if self.directory.capture is not None:
+            self.directory.capture.on_tls(int(Machine.SERVER), self.session.id)
         stream = TlsStream(context, server_side=False, server_hostname=key.host)
         self.transport = TlsTransport(
             transport, self, stream, f"server {key.host}:{key.port}", on_handshake_failed=self._tls_failed
@@ -153,6 +159,7 @@ class ServerConnection(Protocol):
 
         reactor = self.directory.reactor
         session = self.session
+        seq = 0
 
         def done(sock: socket.socket | None, exc: Exception | None) -> None:
             if sock is None:
@@ -160,9 +167,10 @@ class ServerConnection(Protocol):
                             extra={"addr": f"{key.host}:{key.port}", "server_id": session.id})
                 session.on_cancel_done(reactor.now())
                 return
-            reactor.transport(sock, CancelSender(packet, session, reactor))
+            reactor.transport(sock, CancelSender(packet, session, reactor, seq))
 
-        reactor.connect(host, port, done, timeout=CANCEL_TIMEOUT)
+        # ``done`` runs from the loop, never inside connect(): seq is set by then.
+        seq = reactor.connect(host, port, done, timeout=CANCEL_TIMEOUT).seq
 
 
 class CancelSender(Protocol):
@@ -172,12 +180,14 @@ class CancelSender(Protocol):
     backend; until then a server must not be lent to anyone else.
     """
 
-    def __init__(self, packet: bytes, session: ServerSession, reactor: Any) -> None:
+    def __init__(self, packet: bytes, session: ServerSession, reactor: Any, seq: int = 0) -> None:
         self.packet = packet
         self.session = session
         self.reactor = reactor
         self.transport: Any = None
         self.timer: Any = None
+        # What an input capture calls this connection (the number of the connect that made it).
+        self.capture_id = (CANCEL, seq)
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport

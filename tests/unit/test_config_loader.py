@@ -118,6 +118,7 @@ REFERENCE_DEFAULTS = {
     "event_log_max_bytes": 67108864,
     "event_log_keep": 4,
     "capture_inputs": False,
+    "capture_max_bytes": 67108864,
 }
 
 
