@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from pgdog_ev.capture.format import (
+    CANCEL,
     CONNECT_DEFERRED,
     CaptureFile,
     In,
@@ -199,14 +200,14 @@ class Reexecution:
     def run(self) -> Outcome:
         logger = logging.getLogger("pgdog_ev")
         handler = _ProblemLog(self.out.problems)
-        saved = (logger.propagate, logger.level)
+        propagate = logger.propagate
         logger.addHandler(handler)
-        logger.propagate = False
+        logger.propagate = False  # the daemon's warnings are the captured run's, not news
         try:
             self._run()
         finally:
             logger.removeHandler(handler)
-            logger.propagate, _ = saved
+            logger.propagate = propagate
         self.events.flush()
         if self.reactor is not None:
             self.out.timers_fired = self.reactor.timers_fired
@@ -229,7 +230,7 @@ class Reexecution:
                 continue
             reactor = self.reactor
             if reactor is None:
-                out.problems.append(f"input #{index}: {In(kind).name} before INIT")
+                out.problems.append(f"input #{index}: {_kind(kind)} before INIT")
                 out.stop = "no INIT record"
                 return
             reactor.set_time(rec.now_ns / 1e9)
@@ -317,7 +318,14 @@ class Reexecution:
 
 
 def _name(machine: int) -> str:
-    return {_CLIENT: "client", _SERVER: "server"}.get(machine, "cancel" if machine == 64 else str(machine))
+    return {_CLIENT: "client", _SERVER: "server", CANCEL: "cancel"}.get(machine, str(machine))
+
+
+def _kind(kind: int) -> str:
+    try:
+        return In(kind).name
+    except ValueError:
+        return f"kind {kind}"
 
 
 # --- the event log side ------------------------------------------------------------------------
@@ -523,7 +531,8 @@ def reexecute_main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     print(f"re-execution of {args.file}", file=out)
     print(f"  inputs: {outcome.fed} fed of {len(capture.records)} captured; {_ending(capture, outcome)}", file=out)
     print(f"  timers fired: {outcome.timers_fired}"
-          + (f" ({outcome.timers_unmatched} captured firings had no timer here: metrics endpoint or systemd)"
+          + (f" ({outcome.timers_unmatched} captured firings had no timer here: timers of parts that do not "
+             "run here, such as the metrics endpoint or systemd pings, or a divergence)"
              if outcome.timers_unmatched else "")
           + f"; callbacks run: {outcome.callbacks}", file=out)
     print(f"  records compared: {result.compared} (event log {len(result.logged)}, re-execution "
