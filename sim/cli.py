@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Run pgdog-ev's state machines in the deterministic simulator.")
     p.add_argument("scenario", nargs="?", help="scenario name (in sim/scenarios) or path to a YAML file")
     p.add_argument("--seed", type=int, help="run this one seed and write its event log")
-    p.add_argument("--seeds", type=int, help="how many seeds per scenario (default: the file's, else 40)")
+    p.add_argument("--seeds", type=int, help="how many seeds per scenario (default: the file's, else 30)")
     p.add_argument("--first-seed", type=int, default=1, help="first seed of a multi-seed run (default 1)")
     p.add_argument("--all", action="store_true", help="every scenario in sim/scenarios")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)")

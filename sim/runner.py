@@ -16,7 +16,7 @@ from typing import IO, Any
 from sim import scenario as scenarios
 
 #: Seeds per scenario when neither the file nor the command line says (sized for ~5 min on 2 cores).
-DEFAULT_SEEDS = 40
+DEFAULT_SEEDS = 30
 
 
 @dataclass
