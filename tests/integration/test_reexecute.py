@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ from tests.conftest import APP_DB, APP_PASSWORD, APP_USER, MD5_PASSWORD, MD5_USE
 from tests.harness.config import app_database, app_user
 from tests.harness.pgbench import run_pgbench
 from tests.harness.proxy import REPO_ROOT, _child_env
+from tests.harness.rawclient import reset_close, startup_packet
 
 SQLSTATE = psycopg.pq.DiagnosticField.SQLSTATE
 
@@ -116,6 +118,11 @@ def _psycopg_workload(pg, proxy, table: str, poll) -> None:
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
+    # A client that crashes in the middle of its login: the proxy's read fails with a reset.
+    with socket.create_connection((proxy.host, proxy.port), timeout=10) as s:
+        s.sendall(startup_packet(APP_USER, APP_DB))
+        assert s.recv(1) == b"R"  # the proxy asked for a password and waits
+        reset_close(s)
     with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as c:
         # The abandoned transaction was rolled back on its server.
         poll(lambda: c.execute(f"SELECT count(*) FROM {table} WHERE id = 99").fetchone() == (0,),
@@ -169,8 +176,8 @@ def test_capture_file_holds_the_run(captured):
     kinds = {rec.kind for rec in capture.records}
     assert capture.ending == "finished" and not capture.truncated
     assert capture.records[0].kind == In.INIT and capture.records[-1].kind == In.FINISH
-    for kind in (In.START, In.ACCEPT, In.READ, In.EOF, In.CONNECT, In.TIMER, In.CALLBACKS, In.ENTROPY,
-                 In.SIGNAL, In.CONFIG):
+    for kind in (In.START, In.ACCEPT, In.READ, In.EOF, In.ERROR, In.CONNECT, In.TIMER, In.CALLBACKS,
+                 In.ENTROPY, In.SIGNAL, In.CONFIG):
         assert kind in kinds, kind.name
     # The captured files hold no password.
     for text in (capture.header.pgdog_toml or "", capture.header.users_toml or ""):
