@@ -52,6 +52,7 @@ class Connector:
         "host",
         "port",
         "seq",
+        "tag",
     )
 
     def __init__(self, reactor: Reactor, host: str, port: int, on_done: ConnectCallback) -> None:
@@ -65,8 +66,10 @@ class Connector:
         self._timer: TimerHandle | None = None
         self._last_exc: Exception | None = None
         self._done = False
-        # Reactor.connect numbers its connectors 1, 2, ...: names this one in an input capture.
+        # Reactor.connect numbers its connectors 1, 2, ...: names this one in an input capture,
+        # with the caller's own name for the connection (``tag``, opaque to the loop).
         self.seq = 0
+        self.tag: Any = None
 
     def start(self, timeout: float | None = None) -> None:
         try:

@@ -154,10 +154,13 @@ class Reactor:
         port: int,
         on_done: ConnectCallback,
         timeout: float | None = None,
+        tag: Any = None,
     ) -> Connector:
+        """``tag`` is the caller's name for the connection (opaque here; an input capture records it)."""
         connector = Connector(self, host, port, on_done)
         self._connects += 1
         connector.seq = self._connects
+        connector.tag = tag
         connector.start(timeout)
         return connector
 

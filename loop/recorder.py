@@ -47,9 +47,9 @@ class Recorder(Protocol):
         """A ``close()`` that waited for the outbox completes; ``connection_lost(None)`` is queued."""
 
     def on_connect(self, connector: Any, exc: Exception | None, deferred: bool, timer: bool) -> None:
-        """Connector ``connector.seq`` finished (``exc`` None: connected). ``deferred``: the result is
-        delivered from the callback queue (it completed inside ``Reactor.connect``); ``timer``: a
-        timeout timer had been armed for it."""
+        """Connector ``connector.seq`` (``connector.tag`` as its caller named it) finished (``exc``
+        None: connected). ``deferred``: the result is delivered from the callback queue (it completed
+        inside ``Reactor.connect``); ``timer``: a timeout timer had been armed for it."""
 
     def on_signal(self, signum: int) -> None:
         """The callback registered for ``signum`` runs next."""

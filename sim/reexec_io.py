@@ -217,6 +217,7 @@ class ReplayConnector:
         self._on_done: Callable[..., None] | None = on_done
         self._timer: TimerHandle | None = None
         self._done = False
+        self.tag: Any = None
 
     def start(self, timeout: float | None) -> None:
         reactor = self._reactor
@@ -398,9 +399,11 @@ class ReplayReactor(Reactor):
         self.listeners.append(listener)
         return listener
 
-    def connect(self, host: str, port: int, on_done: Any, timeout: float | None = None) -> ReplayConnector:  # type: ignore[override]
+    def connect(self, host: str, port: int, on_done: Any, timeout: float | None = None,  # type: ignore[override]
+                tag: Any = None) -> ReplayConnector:
         self._connects += 1
         connector = ReplayConnector(self, self._connects, on_done)
+        connector.tag = tag
         self.connectors[connector.seq] = connector
         connector.start(timeout)
         return connector

@@ -127,7 +127,8 @@ class Reexecution:
             elif kind in (In.CONFIG, In.CONFIG_FAILED):
                 self._configs.append(rec)
             elif kind == In.CONNECT:
-                self._connects.setdefault(rec.id, decode_connect(rec.payload))
+                code, flags, seq = decode_connect(rec.payload)
+                self._connects.setdefault(seq, (code, flags))
             elif kind in (In.CLOSED, In.ERROR):
                 self._finals.setdefault((rec.machine, rec.id), []).append(index)
 
@@ -273,11 +274,15 @@ class Reexecution:
             else:
                 transport.feed_closed()
         elif kind == In.CONNECT:
-            connector = reactor.connectors.get(rec.id)
+            code, flags, seq = decode_connect(rec.payload)
+            connector = reactor.connectors.get(seq)
             if connector is None:
-                self.out.problems.append(f"input #{index}: CONNECT for connect #{rec.id}, never started here")
+                self.out.problems.append(f"input #{index}: CONNECT of {_name(rec.machine)}:{rec.id} (connect #{seq}), "
+                                         "never started here")
                 return
-            code, flags = decode_connect(rec.payload)
+            if _tag_key(connector.tag, seq) != (rec.machine, rec.id):
+                self.out.problems.append(f"input #{index}: connect #{seq} was {_name(rec.machine)}:{rec.id} in the "
+                                         f"captured run, {connector.tag!r} here")
             connector.complete(code, flags)
         elif kind == In.ACCEPT:
             daemon._accept(FakeSocket(f"client#{rec.id}"), ("replay", rec.id))  # type: ignore[arg-type]
@@ -319,6 +324,13 @@ class Reexecution:
 
 def _name(machine: int) -> str:
     return {_CLIENT: "client", _SERVER: "server", CANCEL: "cancel"}.get(machine, str(machine))
+
+
+def _tag_key(tag: Any, seq: int) -> tuple[int, int]:
+    """The (machine, id) the recorder writes for a connector's tag (see InputCapture.on_connect)."""
+    if isinstance(tag, tuple):
+        return tag[0], tag[1]
+    return (tag or 0), seq
 
 
 def _kind(kind: int) -> str:

@@ -52,7 +52,7 @@ RECORD_HEAD = struct.Struct("<BBQqI")  # 22 bytes
 HEAD_SIZE = RECORD_HEAD.size
 
 LOOP = 0  # machine of loop-level records (timers, callbacks, entropy, connects, signals)
-CANCEL = 64  # machine of a CancelRequest connection (id: its connector's number)
+CANCEL = 64  # machine of a CancelRequest connection (id: the number Reactor.connect gave its connector)
 
 
 class In(IntEnum):
@@ -66,7 +66,7 @@ class In(IntEnum):
     EOF = 6  # the peer shut down its side
     ERROR = 7  # the socket failed; payload i32 errno
     CLOSED = 8  # our close() completed after its output was flushed
-    CONNECT = 9  # id = connector number; payload see encode_connect
+    CONNECT = 9  # machine/id: the server (or CANCEL and the connector number); payload see encode_connect
     TIMER = 10  # id = the timer's heap seq; payload f64 deadline
     CALLBACKS = 11  # the queued callbacks run now; payload u32 count
     ENTROPY = 12  # payload: the bytes drawn
@@ -98,7 +98,7 @@ class Span(NamedTuple):
 
 _SPANS = struct.Struct("<H")
 _SPAN = struct.Struct("<IIII")
-_CONNECT = struct.Struct("<iB")
+_CONNECT = struct.Struct("<iBQ")
 CONNECT_DEFERRED = 1  # completed inside Reactor.connect; delivered from the callback queue
 CONNECT_TIMER = 2  # a timeout timer had been armed
 CONNECT_TIMEOUT = 4  # failed by the connector's own timeout (TimeoutError)
@@ -117,13 +117,14 @@ def decode_redacted(payload: bytes) -> tuple[list[Span], bytes]:
     return spans, payload[off + count * _SPAN.size :]
 
 
-def encode_connect(errno: int, flags: int) -> bytes:
-    return _CONNECT.pack(errno, flags)
+def encode_connect(errno: int, flags: int, seq: int) -> bytes:
+    """i32 errno (0: connected), u8 flags (``CONNECT_*``), u64 the connector's number."""
+    return _CONNECT.pack(errno, flags, seq)
 
 
-def decode_connect(payload: bytes) -> tuple[int, int]:
-    errno, flags = _CONNECT.unpack(payload)
-    return errno, flags
+def decode_connect(payload: bytes) -> tuple[int, int, int]:
+    errno, flags, seq = _CONNECT.unpack(payload)
+    return errno, flags, seq
 
 
 @dataclass

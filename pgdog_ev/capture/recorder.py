@@ -305,7 +305,10 @@ class InputCapture:
             code = _errno(exc)
             if isinstance(exc, TimeoutError):
                 flags |= CONNECT_TIMEOUT
-        self._write(In.CONNECT, LOOP, connector.seq, encode_connect(code, flags), top=not deferred)
+        tag = connector.tag
+        # A (machine, id) tag names the connection; a machine alone is numbered by its connector.
+        machine, ident = tag if isinstance(tag, tuple) else (tag or LOOP, connector.seq)
+        self._write(In.CONNECT, machine, ident, encode_connect(code, flags, connector.seq), top=not deferred)
 
     def on_signal(self, signum: int) -> None:
         self._write(In.SIGNAL, LOOP, signum)

@@ -50,7 +50,8 @@ class ServerConnection(Protocol):
         self.capture_id = (int(Machine.SERVER), sid)
         host, port = address(pool.key.host, pool.key.port)
         timeout = pool.settings.connect_timeout / 1000.0 if pool.settings.connect_timeout else None
-        self._connector = directory.reactor.connect(host, port, self._connected, timeout=timeout)
+        self._connector = directory.reactor.connect(host, port, self._connected, timeout=timeout,
+                                                    tag=self.capture_id)
 
     def _connected(self, sock: socket.socket | None, exc: Exception | None) -> None:
         self._connector = None
@@ -170,7 +171,7 @@ class ServerConnection(Protocol):
             reactor.transport(sock, CancelSender(packet, session, reactor, seq))
 
         # ``done`` runs from the loop, never inside connect(): seq is set by then.
-        seq = reactor.connect(host, port, done, timeout=CANCEL_TIMEOUT).seq
+        seq = reactor.connect(host, port, done, timeout=CANCEL_TIMEOUT, tag=CANCEL).seq
 
 
 class CancelSender(Protocol):

@@ -3,6 +3,7 @@ daemon without capture_inputs writes nothing."""
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import tomllib
@@ -16,6 +17,9 @@ from loop.poller import EventHandler
 from loop.reactor import Reactor
 from loop.timers import TimerHeap
 from pgdog_ev.capture.format import (
+    CANCEL,
+    CONNECT_DEFERRED,
+    CONNECT_TIMER,
     HEAD_SIZE,
     RECORD_HEAD,
     CaptureHeader,
@@ -112,7 +116,7 @@ def test_header_and_records_round_trip(tmp_path: Path) -> None:
         CaptureHeader.decode(b"PGDOGEV\x00" + encoded[8:])
     spans = [Span(3, 4, 0, 9), Span(0, 5, 4, 9)]
     assert decode_redacted(encode_redacted(spans, b"abcdefgh")) == (spans, b"abcdefgh")
-    assert decode_connect(encode_connect(111, 5)) == (111, 5)
+    assert decode_connect(encode_connect(111, 5, 9)) == (111, 5, 9)
     assert HEAD_SIZE == RECORD_HEAD.size == 22
 
 
@@ -177,6 +181,22 @@ def test_timers_and_connectors_are_numbered() -> None:
     assert (a.seq, b.seq) == (1, 2)
     a.cancel()
     b.cancel()
+
+
+def test_connect_results_are_named_by_their_tag(tmp_path: Path) -> None:
+    cap, reactor, path = _capture(tmp_path)
+    missing = str(tmp_path / "no.sock")
+    server = reactor.connect(missing, 1, lambda s, e: None, timeout=5.0, tag=(int(Machine.SERVER), 7))
+    cancel = reactor.connect(missing, 1, lambda s, e: None, tag=CANCEL)
+    plain = reactor.connect(missing, 1, lambda s, e: None)
+    cap.close()
+    records = [r for r in read_capture(path).records if r.kind == In.CONNECT]
+    assert [(r.machine, r.id) for r in records] == [(2, 7), (CANCEL, cancel.seq), (0, plain.seq)]
+    code, flags, seq = decode_connect(records[0].payload)
+    # A unix socket that is not there fails inside connect(): delivered later, from the queue.
+    assert code == errno.ENOENT and seq == server.seq
+    assert flags == CONNECT_DEFERRED | CONNECT_TIMER
+    assert decode_connect(records[1].payload)[1] == CONNECT_DEFERRED
 
 
 # --- what is masked -----------------------------------------------------------------------------
