@@ -61,8 +61,10 @@ def _check_host(name: Any, sc: Scenario, where: str, allow_proxy: bool) -> None:
         raise ScenarioError(f"{where}: unknown host {name!r} (known: {', '.join(valid)})")
 
 
-def note(run: Run, reason: Reason, host: str, a2: int = 0) -> None:
-    run.events.emit(run.world.now(), Kind.NOTE, Machine.SIM, run.fault_count, 0, 0, reason, host_index(host))
+def note(run: Run, reason: Reason, host: str) -> None:
+    """A NOTE of machine SIM: id numbers the injections of the run, b names the host."""
+    run.injections += 1
+    run.events.emit(run.world.now(), Kind.NOTE, Machine.SIM, run.injections, 0, 0, reason, host_index(host))
 
 
 class Crash(Fault):
@@ -239,6 +241,17 @@ class Stall(Fault):
         return t
 
 
+def _some_connections(run: Run, a: str, b: str, count: int) -> list[tuple[Any, Any]]:
+    """Up to ``count`` open connections between hosts ``a`` and ``b``, chosen by the seed,
+    each as (the ``a`` end, the ``b`` end)."""
+    conns = run.world.net.connections_of(a, b)
+    chosen = []
+    for _ in range(min(count, len(conns))):
+        x, y = conns.pop(run.world.rng.randrange(len(conns)))
+        chosen.append((x, y) if x.node.name == a else (y, x))
+    return chosen
+
+
 class Reset(Fault):
     """TCP resets on some of the connections between two hosts."""
 
@@ -248,14 +261,11 @@ class Reset(Fault):
     @classmethod
     def schedule(cls, run: Run, spec: dict[str, Any], at: float) -> float:
         a, b = spec["a"], spec["b"]
-        count = int(spec.get("count", 1))
 
         def go() -> None:
             note(run, Reason.FAULT_RESET, b)
-            conns = run.world.net.connections_of(a, b)
-            for _ in range(min(count, len(conns))):
-                x, _y = conns.pop(run.world.rng.randrange(len(conns)))
-                run.world.net.reset_connection(x.conn_id)
+            for end_a, _ in _some_connections(run, a, b, int(spec.get("count", 1))):
+                run.world.net.reset_connection(end_a.conn_id)
 
         run.world.at(at, go)
         return at
@@ -270,14 +280,10 @@ class HalfClose(Fault):
     @classmethod
     def schedule(cls, run: Run, spec: dict[str, Any], at: float) -> float:
         a, b = spec["a"], spec["b"]
-        count = int(spec.get("count", 1))
 
         def go() -> None:
             note(run, Reason.FAULT_HALF_CLOSE, b)
-            conns = run.world.net.connections_of(a, b)
-            for _ in range(min(count, len(conns))):
-                x, y = conns.pop(run.world.rng.randrange(len(conns)))
-                end_a = x if x.node.name == a else y
+            for end_a, _ in _some_connections(run, a, b, int(spec.get("count", 1))):
                 run.world.net.half_close(end_a)
 
         run.world.at(at, go)

@@ -119,7 +119,7 @@ class Run:
         self.world = World(seed)
         self.sink = MemorySink()
         self.events = EventLog(capacity=1 << 15, sink=self.sink)
-        self.fault_count = 0
+        self.injections = 0
         self.pgs: list[PgHost] = []
         for i in range(sc.hosts):
             primary = self.pgs[0].database if i else None
@@ -189,7 +189,6 @@ class Run:
         for spec in self.sc.faults:
             cls: type[Fault] = FAULTS[spec["kind"]]
             at = t0 + world.uniform(spec["at"]) if "at" in spec else prev + world.uniform(spec["after"])
-            self.fault_count += 1
             stop = cls.schedule(self, spec, at)
             prev = at
             end = max(end, stop, at)
