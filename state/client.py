@@ -654,9 +654,34 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             return
         if not self.session_mode and self._answer_locally(now, mtype, body):
             return
+        if not self._held and self._checkout_now(now):
+            server = self.server
+            if server is not None:
+                # Lent at once: this message goes straight to it, with no hold and replay.
+                self._to_server(now, server, mtype, body)
+                return
+            # Queued in the pool: on_checkout replays what is held.
+            self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+            self.scanner.suspend()
+            return
         self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
         self.scanner.suspend()
         self._want_server = True
+
+    def _checkout_now(self, now: float) -> bool:
+        """The common case of a request needing a server, done inside the scan: one pool, open,
+        transaction mode. False leaves it to ``_need_server`` after the scan (a read/write split
+        routes the whole held batch; a closed pool means following a reload)."""
+        pool = self.pool
+        cluster = self.cluster
+        if (self.session_mode or pool is None or pool.state is not PoolState.OPEN
+                or (cluster is not None and (cluster.multi or cluster.closed))):
+            return False
+        self._transition(now, ClientState.WAITING, Reason.QUERY)
+        server = pool.checkout(now, self)
+        if server is not None:
+            self.on_checkout(now, server)
+        return True
 
     def _need_server(self, now: float) -> None:
         pool = self.pool

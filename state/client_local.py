@@ -57,6 +57,8 @@ class LocalAnswers(ClientFields):
         if mtype == fe.FLUSH:
             return True
         if mtype == fe.PARSE and self.rename:
+            if body[:1] == b"\0":
+                return False  # the unnamed statement (its name is the empty first string)
             parse = fe.parse_parse(body)
             if not parse.name:
                 return False

@@ -54,6 +54,8 @@ def quote_ident(name: str) -> str:
 
 def sync_query(applied: dict[str, str], wanted: dict[str, str]) -> str | None:
     """SQL that turns a server's ``applied`` settings into ``wanted``, or None."""
+    if applied == wanted:
+        return None  # the usual case on every checkout: one dict comparison
     resets = [name for name in applied if name not in wanted]
     sets = [(k, v) for k, v in wanted.items() if applied.get(k) != v]
     if not resets and not sets:

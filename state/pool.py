@@ -112,6 +112,9 @@ class PoolStats:
         if waited > self.max_wait:
             self.max_wait = waited
         buckets = self.wait_buckets
+        if waited <= 0.0:
+            buckets[0] += 1  # lent at once: the checkout of nearly every transaction
+            return
         for i, bound in enumerate(WAIT_BUCKETS):
             if waited <= bound:
                 buckets[i] += 1

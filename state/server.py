@@ -474,7 +474,8 @@ class ServerSession:
             if client is not None:
                 if reader != TO_CLIENT:
                     client.on_request_done(now, self, reader, before, status, self._failed)
-                self.scanner.sink_message(be.READY_FOR_QUERY, body)
+                # The whole message is one of three constants: no rebuilding it.
+                self._to_client(be.ready_for_query(status))  # type: ignore[arg-type]
             self.queries += 1
         elif reader == LOGIN_CHECK:
             self._finish_login_check(now)
@@ -724,7 +725,8 @@ class ServerSession:
             # Their outcome will not be read: assume they failed (re-preparing is harmless).
             self.prepared.pop(name, None)
         self._sql_prepares.clear()
-        self.owed = deque(HIDDEN for entry in self.owed if type(entry) is not bytes)
+        if self.owed:
+            self.owed = deque(HIDDEN for entry in self.owed if type(entry) is not bytes)
         if self.clean and not session_mode and not self._over_limit():
             self._transition(now, ServerState.IDLE, Reason.CHECKIN)
             self._cancel_timer()

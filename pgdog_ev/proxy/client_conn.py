@@ -70,7 +70,7 @@ class ClientConnection(Protocol):
     def data_received(self, data: memoryview) -> None:
         session = self.session
         try:
-            session.on_bytes(self.directory.reactor.now(), data)  # type: ignore[union-attr]
+            session.on_bytes(self.directory.reactor.clock.now(), data)  # type: ignore[union-attr]
         except Exception:
             log.exception("internal error on client %d; closing it", self.cid)
             self._crash()

@@ -81,7 +81,7 @@ class ServerConnection(Protocol):
 
     def data_received(self, data: memoryview) -> None:
         try:
-            self.session.on_bytes(self.directory.reactor.now(), data)
+            self.session.on_bytes(self.directory.reactor.clock.now(), data)
         except Exception:
             log.exception("internal error on server %d; closing it", self.session.id)
             if self.transport is not None:
