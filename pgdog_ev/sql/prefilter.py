@@ -97,8 +97,9 @@ def needs_parse(text: str) -> bool:
         lowered = text.lower()
         if _has_all(lowered, words):
             return True
-    if ";" not in text:
-        return False
+    semicolon = text.find(";")
+    if semicolon < 0 or not text[semicolon:].strip("; \t\r\n"):
+        return False  # one statement, perhaps ended by `;` (the usual shape)
     for boundary in _NEXT_STATEMENT.finditer(text):
         keyword = first_keyword(text, boundary.end())
         if keyword in _ALWAYS:
