@@ -185,6 +185,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self._want_server = False
         # Replaying held messages after a failed checkout: (SQLSTATE, message).
         self._fail: tuple[str, str] | None = None
+        # The last refusal, for a request refused while it was being scanned (_checkout_now).
+        self._refused: tuple[str, str] = (codes.CONNECTION_FAILURE, "no server")
         # An error answered part of an extended-protocol batch: drop until Sync.
         self._skip_to_sync = False
         # Transaction-mode session state (see on_request_done).
@@ -654,11 +656,23 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             return
         if not self.session_mode and self._answer_locally(now, mtype, body):
             return
-        if not self._held and self._checkout_now(now):
+        if not self._held and self._checkout_now(now, mtype, body):
             server = self.server
             if server is not None:
                 # Lent at once: this message goes straight to it, with no hold and replay.
+                if self._guard_pending:
+                    self._guard_pending = False
+                    self._read_guard = True
                 self._to_server(now, server, mtype, body)
+                return
+            if self.state is not ClientState.WAITING:
+                # Refused at once (every host banned...): this message gets the error the
+                # held ones would have had.
+                self._fail = self._refused
+                try:
+                    self._fail_message(mtype)
+                finally:
+                    self._fail = None
                 return
             # Queued in the pool: on_checkout replays what is held.
             self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
@@ -668,15 +682,26 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self.scanner.suspend()
         self._want_server = True
 
-    def _checkout_now(self, now: float) -> bool:
-        """The common case of a request needing a server, done inside the scan: one pool, open,
-        transaction mode. False leaves it to ``_need_server`` after the scan (a read/write split
-        routes the whole held batch; a closed pool means following a reload)."""
+    def _checkout_now(self, now: float, mtype: int, body: memoryview) -> bool:
+        """The common case of a request needing a server, done inside the scan: transaction
+        mode, an open pool, and either one host or a simple Query (routed alone). False leaves
+        it to ``_need_server`` after the scan: an extended-protocol batch is routed whole, a
+        closed pool means following a reload."""
         pool = self.pool
         cluster = self.cluster
-        if (self.session_mode or pool is None or pool.state is not PoolState.OPEN
-                or (cluster is not None and (cluster.multi or cluster.closed))):
+        if self.session_mode or pool is None or pool.state is not PoolState.OPEN:
             return False
+        if cluster is not None:
+            if cluster.closed:
+                return False
+            if cluster.multi:
+                if mtype != fe.QUERY or self._local_txn is not None:
+                    return False
+                self._transition(now, ClientState.WAITING, Reason.QUERY)
+                server = self._route_checkout(now, cluster, body)
+                if server is not None:
+                    self.on_checkout(now, server)
+                return True
         self._transition(now, ClientState.WAITING, Reason.QUERY)
         server = pool.checkout(now, self)
         if server is not None:
@@ -753,7 +778,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         reason = Reason.CANCELED if code == codes.QUERY_CANCELED else (
             Reason.CHECKOUT_TIMEOUT if timeout else Reason.CONNECT_FAILED)
         self._transition(now, ClientState.IDLE, reason)
-        self._fail = (code, message)
+        self._fail = self._refused = (code, message)
         try:
             self._replay_held(now)
         finally:

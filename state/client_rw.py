@@ -84,8 +84,10 @@ class ReadWriteSplit(ClientFields):
 
     # -- the decision ----------------------------------------------------------------
 
-    def _route_checkout(self, now: float, cluster: Cluster) -> ServerSession | None:
-        write, replica, why = self._decide(cluster)
+    def _route_checkout(self, now: float, cluster: Cluster, query: memoryview | None = None) -> ServerSession | None:
+        """Choose primary or replica for the request held (or for ``query``, a Query message's
+        body not held because it is being scanned right now), then check out from there."""
+        write, replica, why = self._decide(cluster, query)
         self.route_write = write
         self.route_replica = replica
         # Only a read the statement itself decided may meet a write later in the pipeline:
@@ -98,11 +100,15 @@ class ReadWriteSplit(ClientFields):
             self._guard_pending = True
         return server
 
-    def _decide(self, cluster: Cluster) -> tuple[bool, bool, Reason]:
+    def _decide(self, cluster: Cluster, query: memoryview | None = None) -> tuple[bool, bool, Reason]:
         role = self._txn_role
         if role is not None:
             return role == "primary", role == "replica", Reason.ROUTE_OVERRIDE
-        decided = self._batch_route(cluster)
+        if query is not None:
+            # A Query stands alone: its route is the whole batch's.
+            decided = self._message_route(cluster, fe.QUERY, query) or _WRITE
+        else:
+            decided = self._batch_route(cluster)
         if decided is not None and decided[2] is Reason.ROUTE_HINT:
             return decided
         role = self.role_override

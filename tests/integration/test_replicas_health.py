@@ -477,6 +477,28 @@ def test_admin_ban_and_unban(
             admin.execute("UNBAN nonsense")
 
 
+def test_every_host_banned_by_hand_fails_reads_at_once(
+    shared: ReplicaSet, proxy_factory: Callable[..., ProxyProcess], poll: Poll
+) -> None:
+    """With every host banned by hand there is nowhere to read: a simple-protocol read is refused
+    at once with the reason (in the same scan that checks it out), the connection stays usable,
+    writes still go to the primary, and reads work again after UNBAN."""
+    rs = shared
+    proxy = _proxy(rs, proxy_factory)
+    ids = _pool_ids(proxy)
+    with admin_connect(proxy) as admin, connect(proxy) as conn:
+        for port in sorted(ids):
+            admin.execute(f"BAN {ids[port]}")
+        for _ in range(2):
+            with pytest.raises(psycopg.Error, match="every host is banned"):
+                conn.execute("SELECT inet_server_port()")
+        r = conn.execute("SELECT inet_server_port() FROM pg_advisory_xact_lock(7)").fetchone()
+        assert r == (rs.primary.port,), r
+        for port in sorted(ids):
+            admin.execute(f"UNBAN {ids[port]}")
+        assert set(_reads(conn, 9)) == {s.port for s in rs.servers}
+
+
 def test_include_primary_if_replica_banned(
     shared: ReplicaSet, proxy_factory: Callable[..., ProxyProcess], poll: Poll
 ) -> None:
