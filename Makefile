@@ -53,3 +53,23 @@ lint: $(STAMP)
 
 clean:
 	rm -rf .data .pytest_cache .ruff_cache .hypothesis
+
+# Benchmarks, never part of `make test`: pgdog-ev vs PgBouncer vs PostgreSQL direct (bench/run.py).
+# PgBouncer comes from Debian's packages and matplotlib from the `bench` extra when missing.
+# `make bench` takes about 40 minutes on 2 cores, `make bench-quick` about 2-3; BENCH_ARGS adds options.
+.PHONY: bench bench-quick bench-setup
+
+bench-setup: setup
+	@if [ ! -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null; then \
+	  echo "installing PgBouncer from Debian packages"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q pgbouncer && \
+	  { $(SUDO) systemctl disable --now pgbouncer || $(SUDO) service pgbouncer stop || true; } >/dev/null 2>&1; \
+	fi
+	@# (The benchmark starts PgBouncers of its own; the packaged service would only hold port 6432.)
+	@$(PY) -c 'import matplotlib' 2>/dev/null || $(VENV)/bin/pip install -q -e '.[bench]'
+
+bench: bench-setup
+	$(PY) -m bench --profile full $(BENCH_ARGS)
+
+bench-quick: bench-setup
+	$(PY) -m bench --profile quick $(BENCH_ARGS)
