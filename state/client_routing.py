@@ -148,9 +148,16 @@ class MessageRouting(ClientFields):
                 self._segment.append(analysis)
 
     def _parse(self, server: ServerSession, msg: bytes, body: memoryview) -> None:
+        if body[:1] == b"\0" and self._parse_unnamed(msg):
+            if self.rename:
+                server.forward_completion(msg)
+            else:
+                server.io.send(msg)
+            return
         parse = fe.parse_parse(body)
         if not parse.name:
             self._unnamed = analyze(parse.sql)
+            self._unnamed_sql = b"\xff"
         if not self.rename:
             server.io.send(msg)
             return
@@ -165,6 +172,28 @@ class MessageRouting(ClientFields):
             server.forward_completion(existing.parse)
             return
         server.forward_parse(self._register(parse))
+
+    _unnamed_sql = b"\xff"  # never valid UTF-8: no text matches before the first Parse
+
+    def _parse_unnamed(self, msg: bytes) -> bool:
+        """Analyse a Parse of the unnamed statement from its bytes: drivers send the same text
+        again and again (each execution of an extended-protocol query), so an unchanged text
+        reuses the last analysis. False when the message is not well formed: the full parser
+        then says what is wrong with it."""
+        end = msg.find(b"\0", 6)
+        if end < 0 or len(msg) < end + 3:
+            return False
+        if len(msg) != end + 3 + 4 * int.from_bytes(msg[end + 1 : end + 3], "big"):
+            return False
+        sql = msg[6:end]
+        if sql != self._unnamed_sql:
+            try:
+                text = sql.decode("utf-8")
+            except UnicodeDecodeError:
+                return False
+            self._unnamed = analyze(text)
+            self._unnamed_sql = sql if len(sql) <= MEMO_LIMIT else b"\xff"
+        return True
 
     def _register(self, parse: fe.Parse) -> GlobalStatement:
         stmt = self.directory.statements.acquire(parse.sql, parse.param_types)

@@ -544,3 +544,30 @@ def test_session_mode_never_renames() -> None:
     backend = r.backend(only_server(r))
     assert show(backend.take()) == ["P:s1", "S"]
     assert not client.rename
+
+
+def test_unnamed_parse_analysis_follows_the_text() -> None:
+    """The analysis of an unnamed Parse is reused only for the very same text: a SET sent through
+    the unnamed statement is tracked each time, whatever ran through it in between, including a
+    text too long to be remembered and a statement that is not well formed."""
+    r = rig()
+    client, driver = ready_client(r)
+    backend = r.backend(only_server(r))
+    long_b = "SET search_path TO b /*" + "x" * 5000 + "*/"
+    for sql, want in [("SET search_path TO a", "a"), (long_b, "b"), ("SET search_path TO a", "a"),
+                      ("SET search_path TO a", "a"), ("SELECT 1", "a"), (long_b, "b"),
+                      ("SET search_path TO a", "a")]:
+        driver.send(fe.parse("", sql) + bind_execute("") + fe.sync())
+        assert show(backend.take()) == ["P:", "B:", "E", "S"]
+        backend.send(be.parse_complete() + be.bind_complete() + be.command_complete("SET")
+                     + be.ready_for_query(b"I"))
+        assert types(driver.take()) == "12CZ"
+        assert client.params.get("search_path") == want, sql
+    # A Parse whose parameter-type count disagrees with its length is a protocol violation: it
+    # is not forwarded (only the proxy's own Sync, cleaning the server up, follows).
+    bad = bytearray(fe.parse("", "SET search_path TO c"))
+    bad[-2:] = b"\x00\x05"
+    driver.send(bytes(bad) + fe.sync())
+    assert show(backend.take()) == ["S"]
+    assert types(driver.take()) == "E"
+    assert client.state is ClientState.CLOSED and client.params.get("search_path") == "a"
