@@ -272,10 +272,13 @@ class Bench:
         """None if PgBouncer runs `pgbench -M prepared` in transaction mode, else why not.
 
         Tried rather than decided from the version, so a PgBouncer that has the feature is
-        measured for real.
+        measured for real. With more clients than servers, so that clients must share servers:
+        with fewer, each may keep finding its own server and a PgBouncer without the feature
+        passes the probe, only to fail in the cells.
         """
         target = self.targets["pgbouncer"]
-        res = self.run(target, ["-S", "-M", "prepared", "-c", "2", "-j", "1"], self.args.probe_seconds)
+        clients = str(2 * self.args.pool_size + 1)
+        res = self.run(target, ["-S", "-M", "prepared", "-c", clients, "-j", "2"], self.args.probe_seconds)
         self.doc["pgbouncer_prepared_probe"] = res.as_dict()
         if res.ok and not res.failed:
             return None
