@@ -48,6 +48,16 @@ def check_general_pool_sizes(general: General, where: Where) -> None:
         )
 
 
+def check_workers(general: General, where: Where) -> None:
+    """Input capture records one process's inputs for re-execution, which replays one process:
+    with several workers each would record a slice that nothing can run again."""
+    if general.workers > 1 and general.capture_inputs:
+        raise where.error(
+            f"capture_inputs needs workers = 1 (re-execution replays one process), got workers = {general.workers}",
+            "capture_inputs",
+        )
+
+
 def _sourced(
     key: str, user: UserEntry, db: DatabaseEntry, general_value: int, levels: tuple[Where, Where, Where]
 ) -> tuple[int, Where, str]:

@@ -25,6 +25,7 @@ from .crosscheck import (
     check_duplicate_users,
     check_general_pool_sizes,
     check_pool_sizes,
+    check_workers,
 )
 from .env import general_from_env
 from .errors import ConfigError
@@ -128,6 +129,7 @@ def _assemble(
     general_where = Where(config_name, "[general]")
     general = _load_general(pgdog_doc.get("general", {}), general_where, env, config_path)
     check_general_pool_sizes(general, general_where)
+    check_workers(general, general_where)
 
     file_databases, file_db_wheres = _load_databases(pgdog_doc.get("databases", []), config_name)
     raw_users = as_array_of_tables(users_doc.get("users", []), Where(users_name, "[[users]]"))

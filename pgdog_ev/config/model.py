@@ -45,7 +45,7 @@ class General:
     # Listener and runtime.
     host: str = "0.0.0.0"
     port: int = 6432
-    workers: int = 2
+    workers: int = 1
     broadcast_address: str | None = None
     broadcast_port: int | None = None
 

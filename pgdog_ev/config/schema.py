@@ -123,7 +123,14 @@ GENERAL_KEYS: tuple[KeySpec, ...] = (
         6432,
         "Client listener port; 0 asks the OS for a free port (tests).",
     ),
-    _fixed("workers", _COUNT, 2, "PgDog's Tokio thread count; accepted for compatibility, one loop here."),
+    _fixed(
+        "workers",
+        IntKind(minimum=1, maximum=128),
+        1,
+        "pgdog-ev: processes serving the client port (SO_REUSEPORT), each with its share of the pool"
+        " sizes and client limits; 1 is one process. PgDog's key of the same name counts threads"
+        " (default 2). Changing it needs a restart.",
+    ),
     _opt("broadcast_address", _NAME, "UDP address for multi-node peer discovery.", changeable=False),
     _opt("broadcast_port", _PORT, "UDP discovery port; unset means port + 1.", changeable=False),
     # Pools.

@@ -47,7 +47,7 @@ password = "pw"
 REFERENCE_DEFAULTS = {
     "host": "0.0.0.0",
     "port": 6432,
-    "workers": 2,
+    "workers": 1,  # pgdog-ev: processes, not PgDog's Tokio threads (whose default is 2)
     "default_pool_size": 10,
     "min_pool_size": 1,
     "pooler_mode": "transaction",
