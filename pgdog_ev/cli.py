@@ -60,6 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from pgdog_ev.eventlog.replay import replay_main
 
         return replay_main(args_list[1:])
+    if args_list and args_list[0] == "worker":
+        # Not in the help: a worker process of [general] workers, started by the supervisor.
+        from pgdog_ev.workers.main import worker_main
+
+        return worker_main(args_list[1:])
     if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help", "--version")):
         args_list.insert(0, "run")
     args = parser().parse_args(args_list)

@@ -3,10 +3,17 @@
 This is the only place that touches the real world as a whole: it owns the
 clock, the OS entropy source, the listening socket, the event-log file and the
 signals (SIGHUP reloads; SIGINT and SIGTERM drain and stop).
+
+With ``[general] workers = N`` (N > 1) ``run`` starts a supervisor instead
+(pgdog_ev/workers), and each of its N worker processes is one Daemon given a
+WorkerSlot: it runs with its share of the sizes, binds the client port with
+SO_REUSEPORT, writes its own event log and leaves the HTTP endpoints to the
+supervisor. Without a slot nothing of that runs: one process, as always.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -14,10 +21,12 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from loop.reactor import Reactor
 from pgdog_ev import __version__
+from pgdog_ev.admin.clock import wall
 from pgdog_ev.admin.console import AdminConsole
 from pgdog_ev.capture.recorder import INPUTS_SUFFIX, InputCapture, capture_header, config_texts
 from pgdog_ev.config import Config, ConfigError, General, load_config
@@ -31,10 +40,27 @@ from state.client import ClientState
 from state.events import EventLog, Kind, LogHeader, Machine
 from state.reasons import Reason
 
+if TYPE_CHECKING:
+    from pgdog_ev.workers.link import WorkerLink
+
 log = logging.getLogger("pgdog_ev")
 
 EVENT_FLUSH_INTERVAL = 0.2
 SHUTDOWN_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """This process is worker ``index`` of ``count`` under a supervisor (``[general] workers``).
+
+    ``port`` is the client port the supervisor reserved (so ``port = 0`` resolves to one port for
+    all). For a unix-socket ``host`` the supervisor listens itself and the worker's reactor hands
+    that socket to the listener (pgdog_ev/workers/main.py).
+    """
+
+    index: int
+    count: int
+    port: int
 
 
 class Daemon:
@@ -48,9 +74,15 @@ class Daemon:
         header: LogHeader | None = None,
         events: EventLog | None = None,
         notifier: SystemdNotifier | None = None,
+        worker: WorkerSlot | None = None,
     ) -> None:
         # The simulator passes its own reactor, entropy, header, event log and a silent notifier;
         # production takes the defaults, which read the real clock and environment.
+        self.worker = worker
+        # What the files say (SHOW CONFIG, admin SET), and what this process runs with: the same
+        # Config in a single process, a worker's share of every size otherwise.
+        self.configured = config
+        config = self._share(config)
         self.config = config
         self.reload_config = reload_config
         self.reactor = reactor or Reactor()
@@ -80,15 +112,31 @@ class Daemon:
         self._shutdown_deadline = 0.0
         self.exit_code = 0
         self.notifier = notifier if notifier is not None else SystemdNotifier.from_env(os.environ)
+        # The channel to the supervisor, when this process is a worker (set before start()).
+        self.link: WorkerLink | None = None
+        self._started_at = 0.0
 
     # -- setup ----------------------------------------------------------------
+
+    def _share(self, config: Config) -> Config:
+        """``config`` as this process runs it: whole, or the worker's share (workers/share.py)."""
+        if self.worker is None:
+            return config
+        from pgdog_ev.workers.share import worker_config
+
+        return worker_config(config, self.worker.index, self.worker.count)
 
     def _open_sink(self, config: Config) -> Callable[[memoryview], None] | None:
         g = config.general
         if not g.event_log:
             return None
+        path = g.event_log
+        if self.worker is not None:
+            from pgdog_ev.workers.share import worker_path
+
+            path = worker_path(path, self.worker.index)
         self.sink = RotatingFileSink(
-            g.event_log,
+            path,
             self.log_header,
             max_bytes=g.event_log_max_bytes,
             keep=g.event_log_keep,
@@ -98,7 +146,8 @@ class Daemon:
 
     def _open_capture(self, config: Config) -> InputCapture | None:
         g = config.general
-        if not g.capture_inputs or self.sink is None or self.sink.broken:
+        # The loader refuses capture_inputs with workers > 1 (re-execution replays one process).
+        if not g.capture_inputs or self.sink is None or self.sink.broken or self.worker is not None:
             return None
         path = g.event_log + INPUTS_SUFFIX
         try:
@@ -130,9 +179,16 @@ class Daemon:
 
     def start(self) -> None:
         g = self.config.general
-        # Metrics and health first: once the client port accepts, they answer too.
-        self.endpoints = self._open_endpoints()
-        self.listener = self.reactor.listen(g.host, g.port, self._accept)
+        worker = self.worker
+        self._started_at = self.reactor.now()
+        if worker is None:
+            # Metrics and health first: once the client port accepts, they answer too.
+            self.endpoints = self._open_endpoints()
+            self.listener = self.reactor.listen(g.host, g.port, self._accept)
+        else:
+            # The supervisor serves metrics and health for all workers; the kernel spreads new
+            # connections over the workers' listening sockets (SO_REUSEPORT).
+            self.listener = self.reactor.listen(g.host, worker.port, self._accept, reuse_port=True)
         self.port = self.listener.port
         if self.capture is not None:
             self.capture.on_start(self.port)
@@ -145,6 +201,10 @@ class Daemon:
             self.reactor.add_signal_handler(signum, handler, signum)
         self.reactor.call_later(EVENT_FLUSH_INTERVAL, self._flush_events)
         self._stats_tick()
+        if worker is not None and self.link is not None:
+            log.info("worker %d of %d listening on %s:%s", worker.index, worker.count, g.host, worker.port)
+            self.link.ready(self.port)
+            return
         log.info("pgdog-ev %s listening on %s:%d", __version__, g.host, self.port)
         self.notifier.ready(self.status_line())
         self.notifier.start_timers(self.reactor.call_later, self.status_line)
@@ -208,17 +268,39 @@ class Daemon:
             texts, _ = config_texts(config, os.environ)
             self.capture.on_config(json.dumps(texts, sort_keys=True).encode("utf-8"))
         self.reload_error = None
+        config = self._keep_workers(config)
         old = self.config.general
         if (old.log_level, old.log_format) != (config.general.log_level, config.general.log_format):
-            from pgdog_ev.logs import setup_logging
-
-            setup_logging(config.general.log_level, config.general.log_format)
-        self.config = config
-        self.directory.apply(config)
+            self.setup_logging(config.general.log_level, config.general.log_format)
+        self.configured = config
+        self.config = self._share(config)
+        self.directory.apply(self.config)
         self.events.emit(now, Kind.RELOAD, Machine.DAEMON, 0, 0, 0, Reason.RELOAD)
         log.info("configuration reloaded (%d pools)", len(self.directory.pools),
                  extra={"pools": len(self.directory.pools)})
         return True
+
+    def _keep_workers(self, config: Config) -> Config:
+        """A new ``workers`` takes a restart: say so, and keep running with the processes there are."""
+        running = self.worker.count if self.worker is not None else 1
+        wanted = config.general.workers
+        if wanted == running:
+            return config
+        if self.worker is None or self.worker.index == 0:  # once for the daemon, not once per worker
+            log.warning("workers = %d in the configuration takes effect at the next restart; running %d "
+                        "process%s until then", wanted, running, "es" if running != 1 else "",
+                        extra={"workers": wanted, "running": running})
+        return dataclasses.replace(config, general=dataclasses.replace(config.general, workers=running))
+
+    def setup_logging(self, level: str, fmt: str) -> None:
+        """Point the operator log at stderr; a worker's lines say which worker wrote them."""
+        from pgdog_ev.logs import setup_logging
+
+        setup_logging(level, fmt)
+        if self.worker is not None:
+            from pgdog_ev.workers.logtag import tag_worker
+
+            tag_worker(self.worker.index)
 
     # -- the admin console's host interface ------------------------------------------
 
@@ -229,12 +311,33 @@ class Daemon:
         self.reactor.call_soon(callback)
 
     def apply_general(self, general: General) -> None:
-        """An admin SET: run with this [general] until the next reload re-reads the files."""
-        c = self.config
-        self.config = Config.build(general, c.databases, c.users, c.admin, c.extra_sections,
-                                   config_path=c.config_path, users_path=c.users_path)
+        """An admin SET: run with this [general] until the next reload re-reads the files.
+
+        ``general`` holds the daemon's totals (control.admin_set starts from ``configured``); a
+        worker takes its share of them, as of the files'.
+        """
+        c = self.configured
+        self.configured = Config.build(general, c.databases, c.users, c.admin, c.extra_sections,
+                                       config_path=c.config_path, users_path=c.users_path)
+        self.config = self._share(self.configured)
         self.directory.apply(self.config)
         self.events.emit(self.reactor.now(), Kind.RELOAD, Machine.DAEMON, 0, 0, 0, Reason.ADMIN_SET)
+
+    def worker_status(self) -> dict[str, Any]:
+        """This process's row of SHOW WORKERS (see pgdog_ev/admin/show_workers.py)."""
+        pools = self.directory.pools.values()
+        return {
+            "worker": self.worker.index if self.worker is not None else 0,
+            "pid": os.getpid(),
+            "state": "stopping" if self.stopping else "up",
+            "clients": len(self.directory.clients),
+            "servers": sum(len(pool.servers) for pool in pools),
+            "pools": len(pools),
+            "cancels_forwarded": self.directory.cancels_forwarded,
+            "cancels_received": self.directory.cancels_received,
+            "restarts": 0,
+            "started": wall(self.log_header, self._started_at),
+        }
 
     def _stats_tick(self) -> None:
         self.console.tick(self.reactor.now())
@@ -247,6 +350,14 @@ class Daemon:
             self.reactor.stop()
             return
         self.shutdown()
+
+    def stop_now(self) -> None:
+        """A second stop signal (to the supervisor of a worker): close everything and exit."""
+        if not self.stopping:
+            self.shutdown()
+        log.warning("second stop signal: exiting now")
+        self._force_close()
+        self.reactor.stop()
 
     def shutdown(self) -> None:
         """Stop accepting; let transactions in flight finish within shutdown_timeout."""
@@ -332,6 +443,24 @@ def run(config_path: str | None, users_path: str | None, urls: Sequence[str]) ->
     from pgdog_ev.logs import setup_logging
 
     setup_logging(config.general.log_level, config.general.log_format)
+    if config.general.workers > 1:
+        from pgdog_ev.workers.supervisor import Supervisor
+
+        try:
+            # TLS files are read by the workers; check them here so a bad one stops the start.
+            from pgdog_ev.tls import build_tls
+
+            build_tls(config.general, config.config_path)
+        except ConfigError as exc:
+            print(f"pgdog-ev: configuration error: {exc}", file=sys.stderr)
+            return 2
+        supervisor = Supervisor(config, config_path, users_path, urls,
+                                reload_config=lambda: load(config_path, users_path, urls))
+        try:
+            return supervisor.run()
+        except OSError as exc:
+            log.error("cannot start: %s", exc)
+            return 1
     try:
         daemon = Daemon(config, reload_config=lambda: load(config_path, users_path, urls))
     except ConfigError as exc:

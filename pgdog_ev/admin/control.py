@@ -49,8 +49,10 @@ def target_pools(host: ConsoleHost, verb: str, args: tuple[str, ...]) -> list[Po
 
 
 def admin_set(host: ConsoleHost, key: str, value: str) -> bytes:
+    # Applied to the configured totals: with several workers each one takes its share of the new
+    # value, as it did of the file's.
     try:
-        general = apply_override(host.config.general, key, value)
+        general = apply_override(host.configured.general, key, value)
     except ConfigError as exc:
         raise AdminError(INVALID_PARAMETER_VALUE, str(exc)) from None
     host.apply_general(general)

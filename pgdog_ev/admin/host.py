@@ -6,7 +6,7 @@ unit tests and the dependency points one way (daemon -> console).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pgdog_ev.config import Config, General
@@ -15,7 +15,11 @@ if TYPE_CHECKING:
 
 
 class ConsoleHost(Protocol):
+    # The configuration this process runs with; with several workers, its share of the sizes.
     config: Config
+    # The configuration as the files (and admin SET) say, whole: what SHOW CONFIG prints and SET
+    # changes. The same object as ``config`` in a single process.
+    configured: Config
     directory: Directory
     events: EventLog
     log_header: LogHeader
@@ -36,3 +40,6 @@ class ConsoleHost(Protocol):
 
     def call_soon(self, callback: object) -> None:
         """Run ``callback()`` after the current command's answer is on its way."""
+
+    def worker_status(self) -> dict[str, Any]:
+        """This process's row of SHOW WORKERS, by column name."""

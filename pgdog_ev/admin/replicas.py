@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pgdog_ev.admin.control import AdminError
 from pgdog_ev.admin.parser import AdminSyntaxError
-from pgdog_ev.admin.resultset import boolean, done, float8, int8, result, text
+from pgdog_ev.admin.resultset import Table, boolean, done, float8, int8, text
 from state.cluster import BAN_REASONS
 from state.reasons import Reason
 from state.replication import format_lsn
@@ -29,7 +29,7 @@ def _pools(host: ConsoleHost) -> list[Pool]:
     return sorted(host.directory.pools.values(), key=lambda p: p.id)
 
 
-def _chosen(host: ConsoleHost, verb: str, args: tuple[str, ...]) -> list[Pool]:
+def chosen(host: ConsoleHost, verb: str, args: tuple[str, ...]) -> list[Pool]:
     """The pool named by ``[id]``, or every pool."""
     pools = _pools(host)
     if not args:
@@ -43,25 +43,49 @@ def _chosen(host: ConsoleHost, verb: str, args: tuple[str, ...]) -> list[Pool]:
     raise AdminError(UNDEFINED_OBJECT, f"{verb}: there is no pool with id {wanted} (see SHOW POOLS)")
 
 
+def key_of(pool: Pool) -> list[Any]:
+    """A pool's key as a list: how one worker names a pool to another (their ids may differ)."""
+    k = pool.key
+    return [k.user, k.database, k.host, k.port, k.shard, k.role]
+
+
+def pools_with_keys(host: ConsoleHost, keys: list[list[Any]]) -> list[Pool]:
+    """This worker's pools among ``keys`` (from :func:`key_of` in another worker), by id."""
+    wanted = {tuple(k) for k in keys}
+    return [pool for pool in _pools(host) if tuple(key_of(pool)) in wanted]
+
+
 def ban(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+    return ban_pools(host, chosen(host, "BAN", args))
+
+
+def unban(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+    return unban_pools(host, chosen(host, "UNBAN", args))
+
+
+def healthcheck(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+    return healthcheck_pools(host, chosen(host, "HEALTHCHECK", args))
+
+
+def ban_pools(host: ConsoleHost, pools: list[Pool]) -> bytes:
     now = host.now()
-    for pool in _chosen(host, "BAN", args):
+    for pool in pools:
         if pool.owner is not None:
             pool.owner.ban(now, pool, Reason.BAN_MANUAL, "banned by an administrator")  # type: ignore[attr-defined]
     return done("BAN")
 
 
-def unban(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def unban_pools(host: ConsoleHost, pools: list[Pool]) -> bytes:
     now = host.now()
-    for pool in _chosen(host, "UNBAN", args):
+    for pool in pools:
         if pool.owner is not None:
             pool.owner.unban(now, pool, Reason.UNBAN_MANUAL)  # type: ignore[attr-defined]
     return done("UNBAN")
 
 
-def healthcheck(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def healthcheck_pools(host: ConsoleHost, pools: list[Pool]) -> bytes:
     now = host.now()
-    for pool in _chosen(host, "HEALTHCHECK", args):
+    for pool in pools:
         if pool.state.name != "CLOSED":
             pool.health_check(now)
     return done("HEALTHCHECK")
@@ -76,7 +100,7 @@ KEY_COLUMNS = [int8("id"), text("database"), text("user"), text("addr"), int8("p
 BAN_COLUMNS = [*KEY_COLUMNS, text("ban_reason"), float8("ban_time_left"), text("error")]
 
 
-def show_bans(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_bans(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     """Banned hosts; ban_time_left is seconds (NULL for a manual ban, 0 once expired but the
     host has not answered yet)."""
     now = host.now()
@@ -88,7 +112,7 @@ def show_bans(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
             continue
         left = None if found.until is None else round(max(0.0, found.until - now), 3)
         rows.append([*_key(pool), BAN_REASONS.get(found.reason, found.reason.name.lower()), left, found.error])
-    return result("SHOW", BAN_COLUMNS, rows)
+    return Table(list(BAN_COLUMNS), rows)
 
 
 REPLICATION_COLUMNS = [
@@ -97,7 +121,7 @@ REPLICATION_COLUMNS = [
 ]
 
 
-def show_replication(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_replication(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     """Per host: lag behind the primary (seconds and bytes), the WAL position last seen, how
     long ago it was polled, and whether it is in recovery. NULL where the monitor has no answer
     (it runs when lsn_check_delay or a ban_replica_lag* key is set, for multi-host databases)."""
@@ -124,4 +148,4 @@ def show_replication(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
             good.in_recovery if good is not None else None,
             status.error if status is not None and not status.ok else None,
         ])
-    return result("SHOW", REPLICATION_COLUMNS, rows)
+    return Table(list(REPLICATION_COLUMNS), rows)

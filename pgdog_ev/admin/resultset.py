@@ -9,6 +9,7 @@ absent values as NULL.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pgdog_ev.wire import backend as be
@@ -62,3 +63,31 @@ def result(tag: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -
 
 def done(tag: str) -> bytes:
     return be.command_complete(tag)
+
+
+@dataclass(slots=True)
+class Table:
+    """A SHOW result before it becomes bytes: what one worker sends another to merge.
+
+    Values are ints, floats, strings, booleans or None, so a Table crosses the workers' channel
+    as JSON and comes back the same.
+    """
+
+    columns: list[Column]
+    rows: list[list[Any]]
+
+    def encode(self, tag: str = "SHOW") -> bytes:
+        return result(tag, self.columns, self.rows)
+
+    def index(self, name: str) -> int:
+        for i, (column, _) in enumerate(self.columns):
+            if column == name:
+                return i
+        raise KeyError(name)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"columns": [[name, oid] for name, oid in self.columns], "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Table:
+        return cls([(str(name), int(oid)) for name, oid in data["columns"]], [list(r) for r in data["rows"]])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pgdog_ev.admin.clock import micros
-from pgdog_ev.admin.resultset import boolean, int8, result, text
+from pgdog_ev.admin.resultset import Table, boolean, int8, text
 from pgdog_ev.admin.snapshot import LOGGING_IN, PoolView, pool_views, server_state
 from state.client import ClientState
 from state.pool import PoolState
@@ -55,10 +55,10 @@ def _pool_row(host: ConsoleHost, view: PoolView, now: float) -> list[Any]:
     ]
 
 
-def show_pools(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_pools(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     now = host.now()
     rows = [_pool_row(host, view, now) for view in pool_views(host.directory)]
-    return result("SHOW", POOL_COLUMNS, rows)
+    return Table(list(POOL_COLUMNS), rows)
 
 
 DATABASE_COLUMNS = [
@@ -70,7 +70,7 @@ DATABASE_COLUMNS = [
 ]
 
 
-def show_databases(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_databases(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     config = host.config
     views = pool_views(host.directory)
     rows = []
@@ -95,7 +95,7 @@ def show_databases(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
             limit or 0, clients,
             any(v.pool.paused for v in mine), any(v.pool.maintenance for v in mine),
         ])
-    return result("SHOW", DATABASE_COLUMNS, rows)
+    return Table(list(DATABASE_COLUMNS), rows)
 
 
 USER_COLUMNS = [
@@ -104,7 +104,7 @@ USER_COLUMNS = [
 ]
 
 
-def show_users(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_users(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     config = host.config
     views = pool_views(host.directory)
     rows = []
@@ -121,7 +121,7 @@ def show_users(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
             settings.pooler_mode if settings else (user.pooler_mode or config.general.pooler_mode),
             sum(len(v.pool.servers) for v in mine), limit or 0, sum(len(v.clients) for v in mine),
         ])
-    return result("SHOW", USER_COLUMNS, rows)
+    return Table(list(USER_COLUMNS), rows)
 
 
 LIST_COLUMNS = [
@@ -130,7 +130,7 @@ LIST_COLUMNS = [
 ]
 
 
-def show_lists(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_lists(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     directory = host.directory
     clients = list(directory.clients.values())
     servers = [s for pool in directory.pools.values() for s in pool.servers.values()]
@@ -142,4 +142,4 @@ def show_lists(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
         sum(1 for c in clients if c.state is ClientState.WAITING),
         states.count("idle"), sum(1 for s in states if s in ("active", "idle_xact", "used")), states.count("login"),
     ]
-    return result("SHOW", LIST_COLUMNS, [row])
+    return Table(list(LIST_COLUMNS), [row])

@@ -1,17 +1,18 @@
 """SHOW CLIENTS and SHOW SERVERS: one row per connection.
 
 Times are wall clock (UTC) for moments and microseconds for durations, as in
-PgBouncer. ``SHOW CLIENTS col, col`` and ``SHOW SERVERS col`` (PgDog) pick columns.
+PgBouncer. ``SHOW CLIENTS col, col`` and ``SHOW SERVERS col`` (PgDog) pick columns: the
+handlers here build every column and the console picks (:func:`pick`), after merging the rows of
+every worker when there are several.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pgdog_ev.admin.clock import micros, wall
 from pgdog_ev.admin.parser import AdminSyntaxError
-from pgdog_ev.admin.resultset import Column, boolean, float8, int8, result, text
+from pgdog_ev.admin.resultset import Table, boolean, float8, int8, text
 from pgdog_ev.admin.snapshot import client_state, server_state, sorted_clients, split_peer
 from state.server import ServerState
 
@@ -27,20 +28,20 @@ CLIENT_COLUMNS = [
 ]
 
 
-def pick(columns: Sequence[Column], rows: list[list[Any]], wanted: tuple[str, ...]) -> tuple[list[Column], list[list[Any]]]:
+def pick(table: Table, wanted: tuple[str, ...]) -> Table:
     """Keep only the named columns, in the order asked (PgDog's ``SHOW CLIENTS id, state``)."""
     names = [w.strip(",") for word in wanted for w in word.split(",") if w.strip(",")]
     if not names:
-        return list(columns), rows
-    index = {name: i for i, (name, _) in enumerate(columns)}
+        return table
+    index = {name: i for i, (name, _) in enumerate(table.columns)}
     unknown = [n for n in names if n not in index]
     if unknown:
         raise AdminSyntaxError(f"unknown column {unknown[0]!r}; columns are: {', '.join(index)}")
     keep = [index[n] for n in names]
-    return [columns[i] for i in keep], [[row[i] for i in keep] for row in rows]
+    return Table([table.columns[i] for i in keep], [[row[i] for i in keep] for row in table.rows])
 
 
-def show_clients(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_clients(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     header = host.log_header
     rows = []
     for client in sorted_clients(host.directory):
@@ -54,8 +55,7 @@ def show_clients(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
             len(client.statements) + len(client.sql_statements), server.id if server is not None else None,
             client.login.pooler_mode if client.login is not None and not client.admin else None, client.admin,
         ])
-    columns, rows = pick(CLIENT_COLUMNS, rows, args)
-    return result("SHOW", columns, rows)
+    return Table(list(CLIENT_COLUMNS), rows)
 
 
 SERVER_COLUMNS = [
@@ -66,7 +66,7 @@ SERVER_COLUMNS = [
 ]
 
 
-def show_servers(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
+def show_servers(host: ConsoleHost, args: tuple[str, ...]) -> Table:
     header = host.log_header
     now = host.now()
     rows = []
@@ -83,5 +83,4 @@ def show_servers(host: ConsoleHost, args: tuple[str, ...]) -> bytes:
             len(server.prepared), server.errors, server.bytes_in, server.bytes_out, round(now - server.created_at, 3),
             server.resyncs, server.reported.get("application_name", ""),
         ])
-    columns, rows = pick(SERVER_COLUMNS, rows, args)
-    return result("SHOW", columns, rows)
+    return Table(list(SERVER_COLUMNS), rows)

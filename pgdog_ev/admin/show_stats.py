@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pgdog_ev.admin.clock import micros
-from pgdog_ev.admin.resultset import Column, float8, int8, result, text
+from pgdog_ev.admin.resultset import Column, Table, float8, int8, text
 
 if TYPE_CHECKING:
     from pgdog_ev.admin.averages import StatsWindow
@@ -67,17 +67,17 @@ def _avg_columns(prefix: str) -> list[Column]:
     return [int8(f"{prefix}{n}") if n.endswith("_time") else float8(f"{prefix}{n}") for n in AVERAGES]
 
 
-def show_stats(host: ConsoleHost, window: StatsWindow) -> bytes:
+def show_stats(host: ConsoleHost, window: StatsWindow) -> Table:
     columns = KEY_COLUMNS + [int8(f"total_{n}") for n in TOTALS] + _avg_columns("avg_")
     rows = [_key(p) + list(totals(p).values()) + _avg(window, p) for p in _pools(host)]
-    return result("SHOW", columns, rows)
+    return Table(columns, rows)
 
 
-def show_stats_totals(host: ConsoleHost, window: StatsWindow) -> bytes:
+def show_stats_totals(host: ConsoleHost, window: StatsWindow) -> Table:
     columns = KEY_COLUMNS + [int8(n) for n in TOTALS]
-    return result("SHOW", columns, [_key(p) + list(totals(p).values()) for p in _pools(host)])
+    return Table(columns, [_key(p) + list(totals(p).values()) for p in _pools(host)])
 
 
-def show_stats_averages(host: ConsoleHost, window: StatsWindow) -> bytes:
+def show_stats_averages(host: ConsoleHost, window: StatsWindow) -> Table:
     columns = KEY_COLUMNS + _avg_columns("")
-    return result("SHOW", columns, [_key(p) + _avg(window, p) for p in _pools(host)])
+    return Table(columns, [_key(p) + _avg(window, p) for p in _pools(host)])

@@ -219,6 +219,10 @@ class ProxyCollector(Collector):
             "event_log_written_bytes": sink.bytes_written if sink is not None else 0,
             "event_log_rotations": sink.rotations if sink is not None else 0,
             "event_log_failed": int(sink is not None and sink.broken),
+            # Per process: with several workers the supervisor sums them (and adds its restarts).
+            "workers": 1,
+            "worker_restarts": 0,
+            "cancel_requests_forwarded": directory.cancels_forwarded,
         }
 
     def _global_families(self) -> Iterator[Metric]:

@@ -8,6 +8,7 @@ like the client port). They stay open through the shutdown drain, so the health 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from pgdog_ev.metrics.exposition import MetricsEndpoint
@@ -16,7 +17,7 @@ from pgdog_ev.metrics.http import Handler, HttpServer
 
 if TYPE_CHECKING:
     from loop.reactor import Reactor
-    from pgdog_ev.config import Config
+    from pgdog_ev.config import Config, General
     from pgdog_ev.eventlog.filesink import RotatingFileSink
     from pgdog_ev.proxy.directory import Directory
     from state.events import EventLog
@@ -47,15 +48,21 @@ class Endpoints:
     def open(cls, host: EndpointHost) -> Endpoints:
         """Bind what is configured; an OSError names the key, host and port that failed."""
         g = host.config.general
+        return cls.serve(host.reactor, g, lambda: MetricsEndpoint(host, g.openmetrics_namespace or ""),
+                         lambda: HealthEndpoint(host))
+
+    @classmethod
+    def serve(cls, reactor: Reactor, g: General, metrics: Callable[[], Handler],
+              health: Callable[[], Handler]) -> Endpoints:
+        """Bind what ``g`` configures with these handlers (the supervisor of several workers has its
+        own, which ask the workers)."""
         endpoints = cls()
         try:
             if g.openmetrics_port is not None:
-                handler = MetricsEndpoint(host, g.openmetrics_namespace or "")
-                endpoints.metrics = _serve(host.reactor, "openmetrics_port", g.openmetrics_host,
-                                           g.openmetrics_port, handler)
+                endpoints.metrics = _serve(reactor, "openmetrics_port", g.openmetrics_host, g.openmetrics_port,
+                                           metrics())
             if g.healthcheck_port is not None:
-                endpoints.health = _serve(host.reactor, "healthcheck_port", HEALTH_HOST, g.healthcheck_port,
-                                          HealthEndpoint(host))
+                endpoints.health = _serve(reactor, "healthcheck_port", HEALTH_HOST, g.healthcheck_port, health())
         except OSError:
             endpoints.close()
             raise

@@ -42,6 +42,13 @@ def wants_openmetrics(accept: str) -> bool:
     return False
 
 
+def render(registry: CollectorRegistry, request: Request) -> Response:
+    """The registry in the format ``request`` asks for (OpenMetrics, else the classic text)."""
+    if wants_openmetrics(request.headers.get("accept", "")):
+        return Response(200, generate_openmetrics(registry), OPENMETRICS_TYPE)
+    return Response(200, generate_text(registry), TEXT_TYPE)
+
+
 class MetricsEndpoint:
     """HTTP handler: renders the registry on the calling (reactor) thread."""
 
@@ -49,6 +56,4 @@ class MetricsEndpoint:
         self.registry = build_registry(host, namespace)
 
     def __call__(self, request: Request) -> Response:
-        if wants_openmetrics(request.headers.get("accept", "")):
-            return Response(200, generate_openmetrics(self.registry), OPENMETRICS_TYPE)
-        return Response(200, generate_text(self.registry), TEXT_TYPE)
+        return render(self.registry, request)

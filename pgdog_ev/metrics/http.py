@@ -61,7 +61,18 @@ class Response:
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
-Handler = Callable[[Request], Response]
+@dataclass(frozen=True, slots=True)
+class Later:
+    """An answer that is not ready yet: the handler of a daemon with several workers has to ask them.
+
+    ``start(reply)`` is called once, from the reactor, and must arrange for ``reply(response)`` to
+    be called once, later, from the reactor. The connection's timeout still applies meanwhile.
+    """
+
+    start: Callable[[Callable[[Response], None]], None]
+
+
+Handler = Callable[[Request], "Response | Later"]
 
 
 class BadRequest(Exception):
@@ -148,12 +159,21 @@ class HttpConnection(Protocol):
         except BadRequest as exc:
             self._answer(_error(exc.status, str(exc)))
             return
+        head_only = request.method == "HEAD"
         try:
             response = self.server.handler(request)
         except Exception:
             log.exception("internal error answering %s on the %s endpoint", request.method, self.server.name)
             response = _error(500, "internal error")
-        self._answer(response, head_only=request.method == "HEAD")
+        if isinstance(response, Later):
+            self.answered = True  # whatever else arrives is ignored, as after an answer
+            try:
+                response.start(lambda later: self._answer(later, head_only=head_only))
+            except Exception:
+                log.exception("internal error answering %s on the %s endpoint", request.method, self.server.name)
+                self._answer(_error(500, "internal error"), head_only=head_only)
+            return
+        self._answer(response, head_only=head_only)
 
     def _head_end(self) -> int:
         """Offset of the blank line ending the head, or -1; accepts bare LF like most servers."""

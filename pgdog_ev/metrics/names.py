@@ -105,6 +105,9 @@ GLOBAL_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("event_log_written_bytes", C, "Bytes written to the event-log file (0 without event_log)."),
     MetricSpec("event_log_rotations", C, "Event-log file rotations."),
     MetricSpec("event_log_failed", G, "1 after the event-log file failed and file logging stopped."),
+    MetricSpec("workers", G, "Worker processes serving clients that answered this scrape (1 for one process)."),
+    MetricSpec("worker_restarts", C, "Worker processes the supervisor restarted after they exited unexpectedly."),
+    MetricSpec("cancel_requests_forwarded", C, "CancelRequests passed to the worker process that owns the key."),
 )
 
 #: Samples of prometheus_client's ProcessCollector (Linux), re-exported under the namespace.

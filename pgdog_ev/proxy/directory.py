@@ -75,6 +75,13 @@ class Directory:
         self.auth_failures = 0
         self._accepted = 0
         self._next_client = 1
+        # Worker processes ([general] workers): client ids encode the worker (id % count), so a
+        # CancelRequest tells which worker owns its key; one not ours goes to ``forward_cancel``.
+        self.worker_index = 0
+        self.worker_count = 1
+        self.forward_cancel: Callable[[int, int, bytes], None] | None = None
+        self.cancels_forwarded = 0
+        self.cancels_received = 0
         self._next_server = 1
         self._next_pool = 1
         self._credentials: dict[tuple[str, str], tuple[tuple[str, ...], str | None, Credentials]] = {}
@@ -253,7 +260,8 @@ class Directory:
                             "addr": client.peer, "reason": reason, "queries": client.queries})
 
     def next_client_id(self) -> int:
-        cid = self._next_client
+        # With one process (count 1, index 0) this is 1, 2, 3, ... as it always was.
+        cid = self._next_client * self.worker_count + self.worker_index
         self._next_client += 1
         return cid
 
@@ -287,12 +295,29 @@ class Directory:
         )
 
     def cancel(self, now: float, pid: int, secret: bytes) -> None:
-        """Forward a client's CancelRequest to the server running its query, if the key matches."""
+        """Forward a client's CancelRequest to the server running its query, if the key matches.
+
+        With several workers the kernel may have handed the CancelRequest to a worker other than
+        the client's; that one passes it on, and the owner runs it as if it had arrived there.
+        """
+        if self.worker_count > 1 and self.forward_cancel is not None:
+            owner = pid % self.worker_count
+            if owner != self.worker_index:
+                self.cancels_forwarded += 1
+                self.forward_cancel(owner, pid, secret)
+                return
         client = self.clients.get(pid)
         if client is None or not client.key_secret or not hmac.compare_digest(client.key_secret, secret):
             self.log.emit(now, Kind.NOTE, Machine.CLIENT, pid, 0, 0, Reason.CANCEL_REQUEST, 1)
             return
         client.cancel_request(now)
+
+    def cancel_from_worker(self, now: float, pid: int, secret: bytes) -> None:
+        """A CancelRequest another worker received for one of our clients."""
+        self.cancels_received += 1
+        if pid % self.worker_count != self.worker_index:
+            return  # not ours either: never forward twice
+        self.cancel(now, pid, secret)
 
     # -- the admin console -------------------------------------------------------
 
