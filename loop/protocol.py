@@ -13,6 +13,9 @@ from typing import Any
 class Protocol:
     """Receiver of stream events; all methods are invoked from the reactor."""
 
+    # Subclasses may declare __slots__ (one object per connection adds up over 10,000 clients).
+    __slots__ = ()
+
     def connection_made(self, transport: Any) -> None:
         """The transport is registered and ready; keep a reference to write to it."""
 

@@ -65,6 +65,9 @@ class Transport(typing.Protocol):
         ...
 
 
+_UNKNOWN: Any = object()
+
+
 def _address(getter: typing.Callable[[], Any]) -> Any:
     try:
         return getter()
@@ -95,10 +98,10 @@ class SocketTransport:
         "_rec",
         "_rview",
         "_sock",
+        "_sockname",
         "_stats",
         "_write_paused",
         "peername",
-        "sockname",
     )
 
     def __init__(
@@ -132,9 +135,16 @@ class SocketTransport:
         # An input capture's hooks, read once (loop.recorder); None in normal operation.
         self._rec = reactor.recorder
         self.peername: Any = _address(sock.getpeername)
-        self.sockname: Any = _address(sock.getsockname)
+        # Asked for rarely (admin, tests): fetched on first use, not kept per connection.
+        self._sockname: Any = _UNKNOWN
         reactor._poller.register(self._fd, READ, self)
         self._stats.registers += 1
+
+    @property
+    def sockname(self) -> Any:
+        if self._sockname is _UNKNOWN:
+            self._sockname = None if self._closed else _address(self._sock.getsockname)
+        return self._sockname
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "closing" if self._closing else "open"

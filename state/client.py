@@ -90,6 +90,8 @@ MESSAGE_TABLE = bytearray([BODY] * 256)
 MESSAGE_TABLE[fe.COPY_DATA] = HEADER
 OWES_READY = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
 EXTENDED = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
+# Distinct ParameterStatus sets kept per pool for sharing between clients.
+TOLD_CACHE_LIMIT = 64
 # Settings that cannot be wrong, so need no round trip to the server at login.
 ALWAYS_VALID = frozenset({"application_name"})
 # While queued the client is still read (so a disconnect is noticed at once);
@@ -205,6 +207,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self._timer_when = 0.0
         # The ParameterStatus values this client was last sent.
         self.told: dict[str, str] = {}
+        self._told_shared = False
         # (SQLSTATE, message) for a connection accepted only to be refused
         # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
         self.reject = reject
@@ -229,8 +232,15 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
     def report(self, name: str, value: str) -> None:
         """Send a ParameterStatus unless the client already has this value."""
         if self.told.get(name) != value:
-            self.told[name] = value
+            self.tell(name, value)
             self.io.send(be.parameter_status(name, value))
+
+    def tell(self, name: str, value: str) -> None:
+        """Note that the client was sent ``name = value``; the dict may be shared (copy on write)."""
+        if self._told_shared:
+            self.told = dict(self.told)
+            self._told_shared = False
+        self.told[name] = value
 
     def _transition(self, now: float, to: ClientState, reason: Reason, b: int = 0) -> None:
         if to not in TRANSITIONS[self.state]:
@@ -533,7 +543,19 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         out = bytearray()
         for name, value in status.items():
             out += be.parameter_status(name, value)
-        self.told = status
+        pool = self.pool
+        if pool is not None:
+            # Most clients are told the same values: one dict for all of them (about 0.5 KB each).
+            key = tuple(status.items())
+            shared = pool.told_cache.get(key)
+            if shared is None:
+                if len(pool.told_cache) >= TOLD_CACHE_LIMIT:
+                    pool.told_cache.clear()
+                shared = pool.told_cache[key] = status
+            self.told = shared
+            self._told_shared = True
+        else:
+            self.told = status
         out += be.backend_key_data(self.key_pid, self.key_secret)
         out += be.ready_for_query(b"I")
         self.io.send(out)

@@ -183,6 +183,6 @@ class LocalAnswers(ClientFields):
                 reported = pool.known_settings.get((name, value), {})
             for rname, rvalue in reported.items():
                 if self.told.get(rname) != rvalue:
-                    self.told[rname] = rvalue
+                    self.tell(rname, rvalue)
                     out += be.parameter_status(rname, rvalue)
         return bytes(out)

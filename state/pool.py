@@ -157,6 +157,9 @@ class Pool:
         self.server_params: dict[str, str] | None = None
         # (setting, value) pairs a server accepted, with what it reported back.
         self.known_settings: dict[tuple[str, str], dict[str, str]] = {}
+        # What logged-in clients were told (ParameterStatus), one dict per distinct set of values,
+        # shared until a client's own values change (ClientSession.tell copies it then).
+        self.told_cache: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
         # Lower-case name -> name as reported, for the settings servers report.
         self._reported_names: dict[str, str] = {}
         self._wait_timer: TimerHandle | None = None

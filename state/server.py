@@ -416,7 +416,7 @@ class ServerSession:
                 self._login_reported[name] = value
             elif self.scanner.forwarding and self.client is not None:
                 self.last_reported[name] = value
-                self.client.told[name] = value
+                self.client.tell(name, value)
                 self.scanner.sink_message(mtype, body)
             elif self.client is not None and self.state is ServerState.ACTIVE:
                 # Moved by the proxy's own settings sync: the client hears of it

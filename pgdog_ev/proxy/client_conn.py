@@ -28,6 +28,8 @@ BACKPRESSURE = 2
 
 
 class ClientConnection(Protocol):
+    __slots__ = ("_pause", "_paused_server", "cid", "directory", "reject", "session", "tls", "transport")
+
     def __init__(self, directory: Directory, cid: int, reject: tuple[str, str] | None = None) -> None:
         self.directory = directory
         self.cid = cid
@@ -38,8 +40,11 @@ class ClientConnection(Protocol):
         self.session: ClientSession | None = None
         self._pause = 0
         self._paused_server: ServerConnection | None = None
-        # What an input capture calls this connection's bytes.
-        self.capture_id = (int(Machine.CLIENT), cid)
+
+    @property
+    def capture_id(self) -> tuple[int, int]:
+        """What an input capture calls this connection's bytes."""
+        return (int(Machine.CLIENT), self.cid)
 
     # -- loop protocol --------------------------------------------------------
 
