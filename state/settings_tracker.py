@@ -23,10 +23,18 @@ class SettingsTracker:
 
     def __init__(self, startup: dict[str, str]) -> None:
         self.startup = dict(startup)
-        self.params = dict(startup)
+        # The same dict as ``startup`` until the first change (most clients never SET anything,
+        # and 10,000 idle clients should not hold two copies each): see _own.
+        self.params = self.startup
         self.txn: list[Change] = []
         # (savepoint name, len(txn) when it was taken), innermost last.
         self.savepoints: list[tuple[str, int]] = []
+
+    def _own(self) -> dict[str, str]:
+        """``params``, made a dict of its own before it is changed."""
+        if self.params is self.startup:
+            self.params = dict(self.startup)
+        return self.params
 
     def _apply(self, target: dict[str, str], change: Change) -> None:
         name, value = change
@@ -44,7 +52,7 @@ class SettingsTracker:
         if in_transaction:
             self.txn.append((name, value))
         else:
-            self._apply(self.params, (name, value))
+            self._apply(self._own(), (name, value))
 
     def effective(self) -> dict[str, str]:
         """Settings as the client sees them now, including its open transaction's."""
@@ -59,7 +67,7 @@ class SettingsTracker:
         """The transaction committed: its changes become session settings."""
         done = self.txn
         for change in done:
-            self._apply(self.params, change)
+            self._apply(self._own(), change)
         self.txn = []
         self.savepoints = []
         return done
@@ -100,6 +108,6 @@ class SettingsTracker:
 
     def reset_all(self) -> None:
         """DISCARD ALL: back to the startup settings, no transaction."""
-        self.params = dict(self.startup)
+        self.params = self.startup
         self.txn = []
         self.savepoints = []
