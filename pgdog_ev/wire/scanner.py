@@ -108,6 +108,7 @@ class MessageScanner:
         span_start = -1  # start of the pending forwarded span in ``data``
         table = self.table
         sink = self.sink
+        max_len = self.max_len
         while pos < n:
             if self._remaining:
                 take = min(self._remaining, n - pos)
@@ -159,7 +160,7 @@ class MessageScanner:
             if length < 4:
                 raise ProtocolViolation(f"invalid message length {length} for message type {mtype!r}")
             body_len = length - 4
-            if body_len > self.max_len:
+            if body_len > max_len:
                 raise ProtocolViolation(
                     f"message of {body_len} bytes exceeds the limit of {self.max_len}",
                     sqlstate=PROGRAM_LIMIT_EXCEEDED,
@@ -204,6 +205,13 @@ class MessageScanner:
             elif span_start >= 0:
                 sink(data[span_start:hstart] if hstart >= 0 else data[span_start:pos])
                 span_start = -1
+            if n - pos >= body_len:
+                # The whole body is in this chunk: step over it now (inside the span when
+                # forwarded), rather than streaming it through another pass of the loop.
+                if forward and span_start < 0:
+                    span_start = pos  # the header went out alone (it straddled chunks)
+                pos += body_len
+                continue
             self._remaining = body_len
         if span_start >= 0:
             sink(data[span_start:pos])
