@@ -258,10 +258,20 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
 
     def on_bytes(self, now: float, data: memoryview) -> None:
         self.last_activity = now
-        self.bytes_in += len(data)
+        n = len(data)
+        self.bytes_in += n
         pool = self.pool
         if pool is not None:
-            pool.stats.received += len(data)
+            pool.stats.received += n
+        state = self.state
+        if state is ClientState.IDLE or state is ClientState.ACTIVE:
+            # Logged in (every request after the first few packets): straight to the scanner.
+            try:
+                self._feed(now, data)
+            except ProtocolViolation as exc:
+                if self.state is not ClientState.CLOSED:
+                    self._fatal(now, exc.sqlstate, str(exc), Reason.PROTOCOL_VIOLATION)
+            return
         self._dispatch(now, data)
 
     def _dispatch(self, now: float, data: memoryview) -> None:

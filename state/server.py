@@ -721,15 +721,17 @@ class ServerSession:
         """The client is done with us: back to the pool, through cleaning if needed."""
         self.client = None
         self.scanner.forwarding = False
-        for name in self._sql_prepares:
-            # Their outcome will not be read: assume they failed (re-preparing is harmless).
-            self.prepared.pop(name, None)
-        self._sql_prepares.clear()
+        if self._sql_prepares:
+            for name in self._sql_prepares:
+                # Their outcome will not be read: assume they failed (re-preparing is harmless).
+                self.prepared.pop(name, None)
+            self._sql_prepares.clear()
         if self.owed:
             self.owed = deque(HIDDEN for entry in self.owed if type(entry) is not bytes)
         if self.clean and not session_mode and not self._over_limit():
             self._transition(now, ServerState.IDLE, Reason.CHECKIN)
-            self._cancel_timer()
+            if self._timer is not None:
+                self._cancel_timer()
             self.last_used = now
             self.pool.checkin(now, self)
             return
