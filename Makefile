@@ -12,10 +12,12 @@ TEST_WORKERS ?= 2
 
 setup: $(STAMP) postgres
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml pgdog_ev/wire/_passrun_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[test]'
+	@# The scanner's C twin (cffi); without a compiler the pure-Python twin is used.
+	$(PY) -m pgdog_ev.wire._passrun_build
 	touch $(STAMP)
 
 # PostgreSQL server binaries, psql, pgbench and openssl from Debian's packages when missing.

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from pgdog_ev.wire import passrun
 from pgdog_ev.wire.errors import PROGRAM_LIMIT_EXCEEDED, ProtocolViolation
 
 PASS = 0
@@ -63,6 +64,8 @@ class MessageScanner:
         "on_header",
         "on_message",
         "sink",
+        "skip",
+        "skip_min",
         "table",
     )
 
@@ -90,6 +93,9 @@ class MessageScanner:
         # Whether the message currently streaming is being forwarded.
         self.forward_current = True
         self._suspended = False
+        # Steps over runs of whole PASS messages (C when built); tests swap in the twin.
+        self.skip: passrun.SkipPassed = passrun.skip_passed
+        self.skip_min = passrun.C_THRESHOLD
 
     def suspend(self) -> None:
         """Called from ``on_message``: stop this ``feed`` after the current message."""
@@ -109,6 +115,7 @@ class MessageScanner:
         table = self.table
         sink = self.sink
         max_len = self.max_len
+        skip_min = self.skip_min
         while pos < n:
             if self._remaining:
                 take = min(self._remaining, n - pos)
@@ -152,6 +159,21 @@ class MessageScanner:
                 header_view: memoryview | None = memoryview(hdr)
                 hstart = -1
             else:
+                if n - pos >= skip_min and not table[data[pos]]:
+                    # Many bytes left, starting with a passed-through message: likely a run of
+                    # DataRows. Step over all the whole ones in one call.
+                    stop = self.skip(data, pos, n, table, max_len)
+                    if stop > pos:
+                        forward = self.forwarding
+                        if forward:
+                            if span_start < 0:
+                                span_start = pos
+                        elif span_start >= 0:
+                            sink(data[span_start:pos])
+                            span_start = -1
+                        self.forward_current = forward
+                        pos = stop
+                        continue
                 mtype = data[pos]
                 length = int.from_bytes(data[pos + 1 : pos + 5], "big")
                 header_view = None

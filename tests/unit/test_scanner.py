@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pgdog_ev.wire import passrun
 from pgdog_ev.wire.errors import PROGRAM_LIMIT_EXCEEDED, ProtocolViolation
 from pgdog_ev.wire.framing import build
 from pgdog_ev.wire.scanner import BODY, HEADER, PASS, MessageScanner, action_table
@@ -238,3 +239,92 @@ def test_body_callback_sees_exact_body_across_chunks() -> None:
 
 def test_actions_table_constants() -> None:
     assert TABLE[ord("a")] == PASS and TABLE[ord("h")] == HEADER and TABLE[ord("Z")] == BODY
+
+
+# -- runs of passed-through messages (pgdog_ev.wire.passrun) ----------------------------------
+
+SKIPS = {"none": lambda buf, pos, n, table, max_len: pos, "python": passrun.skip_passed_py}
+if passrun.skip_passed_c is not None:
+    SKIPS["c"] = passrun.skip_passed_c
+
+long_message_st = st.one_of(
+    st.tuples(st.sampled_from(list(PASS_TYPES)), st.binary(max_size=90)),
+    message_st,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    messages=st.lists(long_message_st, max_size=40),
+    cuts=st.lists(st.integers(min_value=0, max_value=3000), max_size=8),
+    forwarding=st.booleans(),
+    skip_min=st.sampled_from([0, 5, 64]),
+)
+def test_skipping_runs_changes_nothing(messages, cuts, forwarding, skip_min) -> None:
+    """Stepping over runs of PASS messages in one call (C or Python) forwards the same bytes and
+    runs the same callbacks as the message-by-message loop, for any chunking."""
+    stream = b"".join(build(t, b) for t, b in messages)
+    want = reference(messages, forwarding)
+    for name, skip in SKIPS.items():
+        h = Harness(forwarding=forwarding)
+        h.scanner.skip, h.scanner.skip_min = skip, skip_min
+        h.feed(*chunked(stream, cuts))
+        assert h.events == want, name
+        assert h.scanner.at_boundary(), name
+
+
+def test_the_c_twin_is_built() -> None:
+    """`make` compiles it; a checkout without a C compiler falls back (and this says so)."""
+    if passrun.skip_passed_c is None:
+        pytest.skip("the C twin is not built here (no compiler, or PGDOG_EV_PURE_PYTHON is set)")
+    assert passrun.skip_passed is passrun.skip_passed_c
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    data=st.binary(max_size=400),
+    pos=st.integers(min_value=0, max_value=400),
+    actions=st.binary(min_size=256, max_size=256),
+    max_len=st.sampled_from([0, 3, 50, 1 << 30]),
+)
+def test_c_and_python_twins_agree_on_any_bytes(data, pos, actions, max_len) -> None:
+    """Arbitrary (mostly malformed) bytes: both stop at the same place, never past the end."""
+    if passrun.skip_passed_c is None:
+        pytest.skip("the C twin is not built here")
+    table = bytearray(a % 3 for a in actions)
+    pos = min(pos, len(data))
+    view = memoryview(data)
+    py = passrun.skip_passed_py(view, pos, len(data), table, max_len)
+    assert passrun.skip_passed_c(view, pos, len(data), table, max_len) == py
+    assert pos <= py <= len(data)
+
+
+def test_lengths_the_scanner_rejects_stop_the_run() -> None:
+    """A length under 4 or over the limit is left for the scanner to raise on, at its message."""
+    ok = build(ord("a"), b"xyz")
+    for bad in (b"a\x00\x00\x00\x03", b"a\x00\x00\x01\x00" + bytes(252)):
+        stream = ok * 3 + bad + ok
+        for name, skip in SKIPS.items():
+            if name == "none":
+                continue
+            assert skip(memoryview(stream), 0, len(stream), TABLE, 100) == 3 * len(ok), name
+        h = Harness(max_len=100)
+        h.scanner.skip_min = 0
+        with pytest.raises(ProtocolViolation):
+            h.feed(stream)
+
+
+def test_a_run_stops_at_the_last_whole_message_for_every_cut() -> None:
+    """Cut a run of PASS messages at every byte: each twin stops at the last boundary at or before
+    the cut (a message missing even its last byte is left for the next chunk)."""
+    bodies = [b"", b"x", b"yz" * 7, bytes(range(40)), b"q"]
+    stream = b"".join(build(ord("a"), b) for b in bodies)
+    boundaries = [0]
+    for b in bodies:
+        boundaries.append(boundaries[-1] + 5 + len(b))
+    for name, skip in SKIPS.items():
+        if name == "none":
+            continue
+        for cut in range(len(stream) + 1):
+            want = max(x for x in boundaries if x <= cut)
+            assert skip(memoryview(stream), 0, cut, TABLE, 1 << 20) == want, (name, cut)

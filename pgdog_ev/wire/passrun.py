@@ -1,0 +1,56 @@
+"""Runs of passed-through messages, stepped over in one call.
+
+A large result is thousands of DataRows the proxy forwards without looking inside. The scanner's
+per-message loop costs a few hundred nanoseconds of interpreter time per message; this steps over
+a whole run of complete PASS messages at once and returns where the run ends. The C version
+(compiled by ``make``, see ``_passrun_build``) is used when it was built; the pure-Python twin
+gives the same answers (tests compare them on arbitrary input) and is used otherwise, or when
+PGDOG_EV_PURE_PYTHON is set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from pgdog_ev.wire._codec import Buffer
+
+SkipPassed = Callable[[Buffer, int, int, bytearray, int], int]
+
+# Below this many bytes left in a chunk the call into C costs more than it saves (a one-row
+# result is a handful of small messages); measured with bench/scan_bench.py.
+C_THRESHOLD = 512
+
+
+def skip_passed_py(buf: Buffer, pos: int, n: int, table: bytearray, max_len: int) -> int:
+    """From ``pos``, step over complete messages whose action in ``table`` is PASS (0); stop at
+    the first other type, incomplete message or unacceptable length. Returns the stop position."""
+    while pos + 5 <= n:
+        if table[buf[pos]]:
+            break
+        length = int.from_bytes(buf[pos + 1 : pos + 5], "big")
+        if length < 4 or length - 4 > max_len or n - pos - 1 < length:
+            break
+        pos += 1 + length
+    return pos
+
+
+def _load_c() -> SkipPassed | None:
+    if os.environ.get("PGDOG_EV_PURE_PYTHON"):
+        return None
+    try:
+        from pgdog_ev.wire._passrun_c import ffi, lib  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    from_buffer = ffi.from_buffer
+    c_skip = lib.skip_passed
+
+    def skip_passed_c(buf: Buffer, pos: int, n: int, table: bytearray, max_len: int) -> int:
+        return c_skip(from_buffer(buf), pos, n, from_buffer(table), max_len)
+
+    return skip_passed_c
+
+
+skip_passed_c: SkipPassed | None = _load_c()
+#: What the scanner uses: C when it was built, else the twin.
+skip_passed: SkipPassed = skip_passed_c or skip_passed_py
