@@ -41,6 +41,7 @@ from bench.pgbench_run import RunResult, run_pgbench
 from bench.pgbouncer import PgBouncer, find_pgbouncer, pgbouncer_version
 from bench.procstat import open_files_limit, process_tree, tree_rss_bytes
 from tests.harness.pgserver import PgServer, find_bindir
+from tests.harness.ports import free_port, wait_for_port
 from tests.harness.proxy import ProxyError, ProxyProcess
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -125,16 +126,17 @@ PROFILES: dict[str, dict[str, Any]] = {
         "seconds": 10, "rounds": 3, "scale": 10, "pool_size": 16, "cells": ",".join(c.id for c in FULL_CELLS),
         "variants": ",".join(v.name for v in VARIANTS), "rss_clients": "1000,10000", "sim_seeds": 3,
         "warmup": 3, "sampling_rate": 0.2, "probe_seconds": 2,
+        "relay_cells": "S-simple-16,S-extended-16,S-prepared-16,tpcb-16",
     },
     "quick": {
         "seconds": 4, "rounds": 3, "scale": 10, "pool_size": 16, "cells": "S-simple-16,S-extended-16,tpcb-16",
         "variants": "pgdog-ev,pgdog-ev-nolog", "rss_clients": "1000", "sim_seeds": 0, "warmup": 1,
-        "sampling_rate": 0.2, "probe_seconds": 1,
+        "sampling_rate": 0.2, "probe_seconds": 1, "relay_cells": "S-simple-16",
     },
     "tiny": {
         "seconds": 2, "rounds": 1, "scale": 1, "pool_size": 4, "cells": "S-simple-16,S-prepared-16",
         "variants": "pgdog-ev,pgdog-ev-nolog,pgdog-ev-split", "rss_clients": "50", "sim_seeds": 0, "warmup": 0,
-        "sampling_rate": 1.0, "probe_seconds": 1,
+        "sampling_rate": 1.0, "probe_seconds": 1, "relay_cells": "S-simple-16",
     },
 }  # fmt: skip
 
@@ -171,6 +173,7 @@ class Bench:
         self.replica: PgServer | None = None
         self.bouncers: list[PgBouncer] = []
         self.proxies: list[ProxyProcess] = []
+        self.relay: subprocess.Popen[bytes] | None = None
         self.targets: dict[str, Target] = {}
         self.started = time.time()
         self.doc: dict[str, Any] = {
@@ -226,6 +229,8 @@ class Bench:
                                                {"version": bouncer.version, "config": "transaction mode, scram"})
         for variant in self.variants:
             self.start_variant(variant)
+        if self.args.relay_cells:
+            self.start_relay()
         self.doc["targets"] = {n: {"label": t.label, "kind": t.kind, **t.info} for n, t in self.targets.items()}
         self.doc["timings"]["setup_s"] = time.monotonic() - t0
 
@@ -261,6 +266,20 @@ class Bench:
             variant.name, variant.label, "pgdog-ev", proxy.port, proxy.pid,
             {"general": general, "replica": variant.replica, "processes": processes},
         )
+
+    def start_relay(self) -> None:
+        """bench.relay: the same loop and transports with no PostgreSQL protocol layer (the floor)."""
+        assert self.primary is not None
+        port = free_port()
+        self.relay = subprocess.Popen(
+            [sys.executable, "-m", "bench.relay", "--port", str(port), "--server-port", str(self.primary.port)],
+            cwd=REPO_ROOT, stdin=subprocess.DEVNULL,
+        )
+        if not wait_for_port("127.0.0.1", port, timeout=10, proc=self.relay):
+            self.doc["skipped_targets"]["relay"] = "bench.relay did not start"
+            return
+        self.targets["relay"] = Target("relay", "bare relay on our loop", "relay", port, self.relay.pid,
+                                       {"what": "bench/relay.py: bytes copied unread, a server connection per client"})
 
     # ------------------------------------------------------------------ pgbench
 
@@ -311,6 +330,8 @@ class Bench:
                     substitutes["pgbouncer"] = "extended"
                     unsupported["pgbouncer"] = bouncer_prepared
             targets += [self.targets[v.name] for v in self.variants if v.name in self.targets and v.cells(cell)]
+            if "relay" in self.targets and cell.id in self.args.relay_cells.split(","):
+                targets.append(self.targets["relay"])
             out.append((cell, targets, substitutes, unsupported))
         return out
 
@@ -449,6 +470,12 @@ class Bench:
     # ------------------------------------------------------------------ teardown and output
 
     def close(self) -> None:
+        if self.relay is not None:
+            self.relay.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.relay.wait(timeout=10)
+            if self.relay.poll() is None:
+                self.relay.kill()
         for proxy in self.proxies:
             with contextlib.suppress(Exception):
                 proxy.cleanup()
@@ -551,6 +578,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, help="seconds of warm-up per target")
     ap.add_argument("--sampling-rate", type=float, help="pgbench --sampling-rate of the latency log")
     ap.add_argument("--probe-seconds", type=int, help="length of the PgBouncer -M prepared probe")
+    ap.add_argument("--relay-cells", help="cells where the bare relay (bench/relay.py) runs too ('' skips)")
     ap.add_argument("--out-dir", default=RESULTS_DIR, help="where NAME.json/.md/.png go (default bench/results)")
     ap.add_argument("--name", help="file name without extension (default: the date, plus -PROFILE unless full)")
     args = ap.parse_args(argv)

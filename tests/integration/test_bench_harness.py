@@ -48,6 +48,7 @@ def check_results(doc: dict) -> None:
     bouncer = find_pgbouncer() is not None
     for cell in doc["cells"]:
         assert {"direct", "pgdog-ev", "pgdog-ev-split"} <= set(cell["targets"])
+        assert ("relay" in cell["targets"]) == (cell["id"] == "S-simple-16")
         assert ("pgbouncer" in cell["targets"]) == bouncer
         for name in cell["targets"]:
             rounds = cell["rounds"][name]
