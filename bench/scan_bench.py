@@ -4,7 +4,7 @@
     python -m bench.scan_bench
 
 Prints µs per feed and ns per message; the scanner's C_THRESHOLD (bytes left in a chunk below
-which it does not try) comes from where the C call stops paying for itself.
+which it does not try a run) comes from where the call stops paying for itself.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ TABLE = action_table(header=b"12GW", body=b"ZSEA")
 
 def result(rows: int) -> bytes:
     """A SELECT's response without its ReadyForQuery: RowDescription, rows, CommandComplete."""
-    out = bytearray(b"T\x00\x00\x00\x1f\x00\x01abalance\x00\x00\x00\x40\x03\x00\x01\x00\x00\x00\x17\x00\x04\xff\xff\xff\xff\x00\x00")
+    out = bytearray(be.row_description([be.Field("abalance", type_oid=23, type_size=4)]))
     row = be.data_row(["12345"])
     for _ in range(rows):
         out += row
