@@ -789,7 +789,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             self._local_txn = None
         if self.session_mode:
             self.scanner.table = CLIENT_TABLE
-        self._replay_held(now)
+        if self._held or self._hold_paused:
+            self._replay_held(now)
 
     def _replay_held(self, now: float) -> None:
         held = bytes(self._held)

@@ -10,6 +10,7 @@ to judge.
 
 from __future__ import annotations
 
+import struct
 from typing import TYPE_CHECKING
 
 from pgdog_ev.sql import Analysis, analyze
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 
 
 MEMO_LIMIT = 4096
+_HEADER = struct.Struct("!BI").pack
 
 
 def decode_text(raw: bytes) -> str:
@@ -49,7 +51,7 @@ class MessageRouting(ClientFields):
 
 
     def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
-        msg = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+        msg = _HEADER(mtype, len(body) + 4) + body
         if mtype == fe.QUERY:
             self.queries += 1
             analysis = self._analyze(body)
