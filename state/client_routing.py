@@ -101,7 +101,8 @@ class MessageRouting(ClientFields):
             self._parse(server, msg, body)
         elif mtype == fe.DESCRIBE:
             server.unsynced = True
-            if self.rename:
+            if self.rename and not (len(body) == 2 and body[1] == 0 and body[:1] in (b"S", b"P")):
+                # (The unnamed statement or portal goes as it is, undecoded.)
                 describe = fe.parse_describe(body)
                 stmt = self.statements.get(describe.name) if describe.kind == "S" and describe.name else None
                 if stmt is not None:
@@ -203,7 +204,8 @@ class MessageRouting(ClientFields):
         return stmt
 
     def _bind(self, server: ServerSession, msg: bytes, body: memoryview) -> bytes:
-        name = fe.statement_name_of_bind(body)
+        # Unnamed portal and statement (two empty names), the usual Bind of a driver: no decoding.
+        name = "" if body[:2] == b"\0\0" else fe.statement_name_of_bind(body)
         if not name:
             self._effect(self._unnamed)
             return msg
