@@ -43,7 +43,7 @@ from state.client_admin import AdminAnswers
 from state.client_effects import KNOWN_SETTINGS_LIMIT, SessionEffects
 from state.client_local import LocalAnswers
 from state.client_routing import MessageRouting
-from state.client_rw import REQUEST_STARTS, ROLE_VALUES, ReadWriteSplit
+from state.client_rw import NO_ROUTE, REQUEST_STARTS, ROLE_VALUES, ReadWriteSplit
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
 from state.pool import PoolState
@@ -120,6 +120,91 @@ class Login:
 
 class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, ReadWriteSplit):
     """Protocol state of one client connection."""
+
+    # Slots, not a __dict__: about 1 KB less per client (10,000 idle clients is 10 MB).
+    __slots__ = (
+        "_admin_running",
+        "_auth_ok",
+        "_await_batch",
+        "_fail",
+        "_framer",
+        "_guard_pending",
+        "_held",
+        "_hold_paused",
+        "_local_txn",
+        "_md5_salt",
+        "_memo",
+        "_memo_text",
+        "_now",
+        "_read_guard",
+        "_ready_at",
+        "_refused",
+        "_route_memo",
+        "_route_memo_text",
+        "_scram",
+        "_segment",
+        "_skip_to_sync",
+        "_startup_buf",
+        "_timer",
+        "_timer_when",
+        "_told_shared",
+        "_txn_role",
+        "_unnamed",
+        "_unnamed_sql",
+        "_want_reroute",
+        "_want_server",
+        "admin",
+        "application_name",
+        "bytes_in",
+        "bytes_out",
+        "close_reason",
+        "cluster",
+        "connected_at",
+        "database",
+        "directory",
+        "entropy",
+        "errors",
+        "full_sql",
+        "id",
+        "idle_timeout_ms",
+        "idle_txn_timeout_ms",
+        "io",
+        "key_pid",
+        "key_secret",
+        "last_activity",
+        "log",
+        "login",
+        "max_message_size",
+        "peer",
+        "pinned",
+        "pool",
+        "queries",
+        "query_time",
+        "reject",
+        "rename",
+        "role_override",
+        "route_replica",
+        "route_write",
+        "scanner",
+        "server",
+        "session_mode",
+        "settings",
+        "sql_statements",
+        "startup_role",
+        "state",
+        "statements",
+        "timers",
+        "tls",
+        "tls_available",
+        "tls_required",
+        "told",
+        "transactions",
+        "user",
+        "wait_deadline",
+        "wait_started",
+        "wait_time",
+        "xact_time",
+    )
 
     def __init__(
         self,
@@ -207,6 +292,23 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self._timer_when = 0.0
         # The ParameterStatus values this client was last sent.
         self.told: dict[str, str] = {}
+        # Fields the mixins describe (their class-level defaults do not reach slots).
+        self._now = 0.0
+        self._memo_text = b"\xff"  # never a Query text
+        self._memo = OTHER_ANALYSIS
+        self._unnamed_sql = b"\xff"
+        self.cluster: Cluster | None = None
+        self.route_write = True
+        self.route_replica = False
+        self.role_override: str | None = None
+        self.startup_role: str | None = None
+        self._txn_role: str | None = None
+        self._read_guard = False
+        self._route_memo_text = b"\xff"
+        self._route_memo = NO_ROUTE
+        self._guard_pending = False
+        self._want_reroute = False
+        self._await_batch = False
         self._told_shared = False
         # (SQLSTATE, message) for a connection accepted only to be refused
         # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
@@ -647,7 +749,6 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             server.unsynced = True
         return True
 
-    _now = 0.0
 
     def _on_message(self, mtype: int, body: memoryview) -> None:
         now = self._now

@@ -26,6 +26,7 @@ SIMPLE_ONLY = "the admin database supports only the simple query protocol"
 
 
 class AdminAnswers(ClientFields):
+    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
     def _admin_message(self, mtype: int, body: memoryview) -> None:
         """The scanner's message handler for admin clients (swapped in at login)."""
         now = self._now

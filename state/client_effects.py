@@ -62,6 +62,7 @@ def characteristics(st: Statement) -> list[tuple[str, str]]:
 
 
 class SessionEffects(ClientFields):
+    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
 
     def on_request_done(
         self, now: float, server: ServerSession, analyses: list[Analysis], before: bytes, status: bytes,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 
 class ClientFields:
+    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
     id: int
     io: StreamIO
     log: EventLog

@@ -31,6 +31,7 @@ LOCAL_SETTING_KINDS = frozenset({Sql.SET, Sql.SET_LOCAL, Sql.SET_DEFAULT, Sql.RE
 
 
 class LocalAnswers(ClientFields):
+    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
 
     def _answer_locally(self, now: float, mtype: int, body: memoryview) -> bool:
         """Transaction mode, no server: answer what needs none. False = needs a server."""

@@ -46,8 +46,9 @@ def query_text(body: memoryview) -> str:
 
 
 class MessageRouting(ClientFields):
-    _memo_text = b"\xff"  # never a Query text (those end before a NUL and are UTF-8)
-    _memo: Analysis = OTHER_ANALYSIS
+    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
+    _memo_text: bytes  # b"\xff" at first: never a Query text (those end before a NUL and are UTF-8)
+    _memo: Analysis
 
 
     def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
@@ -176,7 +177,7 @@ class MessageRouting(ClientFields):
             return
         server.forward_parse(self._register(parse))
 
-    _unnamed_sql = b"\xff"  # never valid UTF-8: no text matches before the first Parse
+    _unnamed_sql: bytes  # b"\xff" at first: never valid UTF-8, no text matches before the first Parse
 
     def _parse_unnamed(self, msg: bytes) -> bool:
         """Analyse a Parse of the unnamed statement from its bytes: drivers send the same text

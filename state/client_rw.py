@@ -60,26 +60,29 @@ TRUE_VALUES = frozenset({"on", "true", "yes", "1", "t", "y"})
 _WRITE = (True, False, Reason.ROUTE_WRITE)
 # A message that continues a request (Execute, an unnamed Bind, a portal Describe): no say in it.
 NO_OPINION = (False, False, Reason.NONE)
+# The route remembered before any text was routed.
+NO_ROUTE = Route(True, "none")
 
 
 class ReadWriteSplit(ClientFields):
-    cluster: Cluster | None = None
+    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
+    cluster: Cluster | None
     # The last routing decision: checkout reroutes (a host failing) keep it.
-    route_write = True
-    route_replica = False
+    route_write: bool
+    route_replica: bool
     # pgdog.role for the session, and SET LOCAL pgdog.role for the transaction begun locally.
-    role_override: str | None = None
+    role_override: str | None
     # The startup parameter's role: what RESET goes back to.
-    startup_role: str | None = None
-    _txn_role: str | None = None
+    startup_role: str | None
+    _txn_role: str | None
     # Holding a server chosen for a lone read; a request that must go elsewhere waits for it.
-    _read_guard = False
-    _route_memo_text = b"\xff"  # never a query text (those are UTF-8)
-    _route_memo: Route = Route(True, "none")
-    _guard_pending = False
-    _want_reroute = False
+    _read_guard: bool
+    _route_memo_text: bytes  # b"\xff" at first: never a query text (those are UTF-8)
+    _route_memo: Route
+    _guard_pending: bool
+    _want_reroute: bool
     # An extended-protocol batch is waiting for its Sync or Flush before it is routed.
-    _await_batch = False
+    _await_batch: bool
     session_mode: bool
 
     # -- the decision ----------------------------------------------------------------
