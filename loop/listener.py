@@ -33,7 +33,10 @@ _RESOURCE_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.E
 _TRANSIENT_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR})
 
 
-def make_listen_socket(host: str | None, port: int, backlog: int, reuse_port: bool) -> socket.socket:
+def make_listen_socket(host: str | None, port: int, backlog: int | None, reuse_port: bool) -> socket.socket:
+    """A bound (and, with a ``backlog``, listening) stream socket. ``backlog=None`` only binds: a
+    socket that holds a TCP port (with SO_REUSEPORT, for others to listen on) and is handed no
+    connection."""
     if host and host.startswith("/"):
         # A host starting with "/" is a full unix socket path.
         try:
@@ -44,7 +47,8 @@ def make_listen_socket(host: str | None, port: int, backlog: int, reuse_port: bo
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             sock.bind(host)
-            sock.listen(backlog)
+            if backlog is not None:
+                sock.listen(backlog)
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -59,8 +63,9 @@ def make_listen_socket(host: str | None, port: int, backlog: int, reuse_port: bo
             if reuse_port:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(addr)
-            sock.listen(backlog)
-            sock.setblocking(False)
+            if backlog is not None:
+                sock.listen(backlog)
+                sock.setblocking(False)
             return sock
         except OSError as exc:
             sock.close()

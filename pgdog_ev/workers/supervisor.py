@@ -109,19 +109,7 @@ class Gather:
 def reserve_port(host: str, port: int) -> socket.socket:
     """Bind ``host:port`` with SO_REUSEPORT without listening: the port is held (and chosen, for
     port 0) for the workers, and a socket that does not listen is handed no connection."""
-    infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)
-    err: OSError | None = None
-    for family, type_, proto, _, addr in infos:
-        sock = socket.socket(family, type_, proto)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(addr)
-            return sock
-        except OSError as exc:
-            sock.close()
-            err = exc
-    raise err if err is not None else OSError(f"cannot resolve {host!r}")
+    return make_listen_socket(host, port, None, reuse_port=True)
 
 
 def describe_exit(code: int) -> str:
