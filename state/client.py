@@ -768,8 +768,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         if server is not None:
             if self._read_guard and not self.pinned:
                 if not server.unsynced and mtype in REQUEST_STARTS and self._must_reroute(server, mtype, body):
-                    self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
-                    self.scanner.suspend()
+                    self._put_back(mtype, body)
                     self._want_reroute = True
                     return
             elif self._guard_pending:
@@ -808,12 +807,16 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
                     self._fail = None
                 return
             # Queued in the pool: on_checkout replays what is held.
-            self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
-            self.scanner.suspend()
+            self._put_back(mtype, body)
             return
+        self._put_back(mtype, body)
+        self._want_server = True
+
+    def _put_back(self, mtype: int, body: memoryview) -> None:
+        """Hold this message (ahead of what is held) and end the scan after it: it is sent or
+        answered once a server is lent."""
         self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
         self.scanner.suspend()
-        self._want_server = True
 
     def _checkout_now(self, now: float, mtype: int, body: memoryview) -> bool:
         """The common case of a request needing a server, done inside the scan: transaction

@@ -308,10 +308,7 @@ class Pool:
         # It answered every request it was sent: as good as a health check.
         if server.last_active > server.last_check:
             server.last_check = server.last_active
-        lifetime = self.settings.server_lifetime
-        if self.state is PoolState.CLOSED or (
-                lifetime is not None and lifetime > 0 and now - server.created_at >= lifetime / 1000.0):
-            # (_expired, inlined: this runs at every transaction's end)
+        if self.state is PoolState.CLOSED or self._expired(now, server):
             server.terminate(now, Reason.LIFETIME)
             return
         if self.holds & HOLD_PAUSE:
