@@ -8,9 +8,9 @@ PG_BINDIR := $(firstword $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test lint unit integration postgres clean sim
+.PHONY: setup run test lint unit integration postgres clean sim toxiproxy chaos fuzz
 
-setup: $(STAMP) postgres
+setup: $(STAMP) postgres toxiproxy
 
 $(STAMP): pyproject.toml pgdog_ev/wire/_passrun_build.py
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,19 @@ postgres:
 	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q openssl; \
 	fi
 
+# The chaos tests' toxiproxy server: one already on PATH, else built from the Go module proxy.
+TOXIPROXY_VERSION := v2.12.0
+TOXIPROXY := $(VENV)/bin/toxiproxy-server
+toxiproxy: $(STAMP)
+	@if [ ! -x $(TOXIPROXY) ]; then \
+	  if command -v toxiproxy-server >/dev/null; then ln -sf "$$(command -v toxiproxy-server)" $(TOXIPROXY); \
+	  else \
+	    echo "installing toxiproxy $(TOXIPROXY_VERSION) with go install"; \
+	    GOBIN=$(CURDIR)/$(VENV)/go-bin go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION) && \
+	    mv $(VENV)/go-bin/server $(TOXIPROXY) && rmdir $(VENV)/go-bin; \
+	  fi; \
+	fi
+
 run: setup
 	$(PY) ops/demo/demo.py --data .data
 
@@ -49,6 +62,17 @@ integration: setup
 # Every simulator scenario for many seeds (about 5 minutes on 2 cores); SEEDS=N overrides the count.
 sim: $(STAMP)
 	PYTHONHASHSEED=0 $(PY) -m pgdog_ev sim --all --jobs $(TEST_WORKERS) $(if $(SEEDS),--seeds $(SEEDS))
+
+# Every chaos case through toxiproxy (tests/chaos); `make test` runs only the fast subset.
+chaos: setup
+	PGDOG_EV_CHAOS=full $(PY) -m pytest -n $(TEST_WORKERS) -q tests/chaos $(CHAOS_ARGS)
+
+# Long fuzzing of every target under fuzz/: atheris when it installs, hypothesis otherwise.
+# FUZZ_SECONDS is the time per target (default 60); FUZZ_ARGS adds options (see `python -m fuzz -h`).
+fuzz: $(STAMP)
+	@$(PY) -c 'import atheris' 2>/dev/null || $(VENV)/bin/pip install -q atheris || \
+	  echo "atheris did not install: fuzzing with hypothesis"
+	$(PY) -m fuzz run --seconds $(or $(FUZZ_SECONDS),60) $(FUZZ_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
