@@ -85,8 +85,15 @@ register_states(Machine.CLIENT, ClientState)
 # header and streams through; Terminate is read.
 CLIENT_TABLE = bytearray([HEADER] * 256)
 CLIENT_TABLE[fe.TERMINATE] = BODY
-# Otherwise every message is read whole, except CopyData, which streams.
-MESSAGE_TABLE = bytearray([BODY] * 256)
+# The message types PostgreSQL accepts from a logged-in client (postgres.c, SocketBackend). It
+# answers any other type byte with FATAL 08P01 at once, before reading the length; so does the
+# proxy, without handing the message (or a server) to anyone: a StartupMessage or PasswordMessage
+# after login, or stray bytes, never cost a server connection.
+FRONTEND_TYPES = b"BCcDdEFfHPQSX"
+INVALID_TYPE = bytes(t not in FRONTEND_TYPES for t in range(256))
+# Otherwise every message is read whole, except CopyData, which streams, and invalid types, which
+# are refused by their header.
+MESSAGE_TABLE = bytearray(HEADER if INVALID_TYPE[t] else BODY for t in range(256))
 MESSAGE_TABLE[fe.COPY_DATA] = HEADER
 OWES_READY = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
 EXTENDED = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
@@ -126,6 +133,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         "_admin_running",
         "_auth_ok",
         "_await_batch",
+        "_encryption_refused",
         "_fail",
         "_framer",
         "_guard_pending",
@@ -262,6 +270,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self._admin_running = False
         self.close_reason: Reason | None = None
         self._startup_buf = bytearray()
+        self._encryption_refused = 0  # 1: an SSLRequest was answered 'N', 2: a GSSENCRequest
         self._framer: Framer | None = None
         self._scram: ScramServer | None = None
         self._md5_salt = b""
@@ -444,6 +453,14 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
                         Reason.PROTOCOL_VIOLATION)
             return False
         if not (ssl and self.tls_available):
+            # One refusal of each kind, as PostgreSQL: a client asking again (in a loop, say) is
+            # told what PostgreSQL tells it, the request code read as a protocol version.
+            asked = 1 if ssl else 2
+            if self._encryption_refused & asked:
+                self._fatal(now, codes.FEATURE_NOT_SUPPORTED, f"unsupported frontend protocol 1234."
+                            f"{5679 if ssl else 5680}: server supports 3.0 to 3.2", Reason.PROTOCOL_VIOLATION)
+                return False
+            self._encryption_refused |= asked
             self.io.send(b"N")
             self.log.emit(now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.SSL_REFUSED)
             return True
@@ -725,6 +742,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             self._hold(data)  # behind the batch waiting to be routed
         else:
             consumed = self.scanner.feed(data)
+            if self.state is ClientState.CLOSED:
+                return  # a Terminate (or an error) ended the session: what follows is not read
             if consumed < len(data):
                 self._hold(data[consumed:])
         if self._await_batch and self._batch_complete():
@@ -735,6 +754,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             self._need_server(now)
 
     def _on_header(self, mtype: int, length: int) -> bool:
+        if INVALID_TYPE[mtype]:
+            raise ProtocolViolation(f"invalid frontend message type {mtype}")
         server = self.server
         if server is None:
             # CopyData with no COPY running: PostgreSQL ignores it too.
@@ -901,7 +922,13 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self._held.clear()
         self._resume_held()
         if held:
-            self._feed(now, memoryview(held))
+            # Held bytes are scanned only now, inside whatever lent the server (a check-in, a
+            # server's answer): their protocol errors are this client's, not the caller's.
+            try:
+                self._feed(now, memoryview(held))
+            except ProtocolViolation as exc:
+                if self.state is not ClientState.CLOSED:
+                    self._fatal(now, exc.sqlstate, str(exc), Reason.PROTOCOL_VIOLATION)
 
     def on_checkout_failed(self, now: float, message: str, timeout: bool = False,
                            code: str = codes.CONNECTION_FAILURE) -> None:
@@ -1092,6 +1119,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self.close_reason = reason
         self._cancel_timer()
         self._transition(now, ClientState.CLOSED, reason)
+        # Closed inside a scan (a Terminate with more behind it): the scan ends after this message.
+        self.scanner.suspend()
         server = self.server
         self.server = None
         if was in (ClientState.WAITING, ClientState.LOGIN):
