@@ -57,6 +57,11 @@ class LocalAnswers(ClientFields):
             return True
         if mtype == fe.FLUSH:
             return True
+        if mtype == fe.COPY_DONE or mtype == fe.COPY_FAIL:
+            # No server, so no COPY: the end of one that failed (its error and ReadyForQuery gave
+            # the server back) or a stray one. PostgreSQL ignores both outside COPY; checking out
+            # a server to forward them would hold it until the client's next request.
+            return True
         if mtype == fe.PARSE and self.rename:
             if body[:1] == b"\0":
                 return False  # the unnamed statement (its name is the empty first string)

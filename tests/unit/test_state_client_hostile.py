@@ -171,3 +171,38 @@ def test_ssl_then_gssenc_then_startup_logs_in() -> None:
     assert client.io.take_raw(2) == b"NN"
     assert types(client.io.take()) == "R"
     assert client.state is C.LOGIN
+
+
+@pytest.mark.parametrize("msg", [fe.copy_done(), fe.copy_fail("stray"), fe.copy_data(b"1\n")])
+def test_copy_messages_outside_copy_take_no_server(msg: bytes) -> None:
+    """PostgreSQL ignores CopyData, CopyDone and CopyFail outside COPY (the tail of a COPY that
+    failed); with no server attached the proxy drops them too, instead of lending one to forward
+    them (and leaving it lent until the client's next request)."""
+    r = rig(pool_size=1)
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    backend.take()
+    driver.send(msg)
+    assert client.state is C.IDLE and client.server is None
+    assert server in r.pool.idle and backend.take() == []
+    assert driver.take() == []
+    driver.send(fe.query("select 1"))
+    assert backend.take_queries() == ["select 1"]
+
+
+def test_copy_done_after_a_failed_copy_in() -> None:
+    r = rig(pool_size=1)
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    backend.take()
+    driver.send(fe.query("copy t from stdin"))
+    backend.send(b"G" + struct.pack(">IbH", 7, 0, 0))  # CopyInResponse, text, no columns
+    driver.send(fe.copy_data(b"oops\n"))
+    backend.send(FakeBackend.error("22P02", "invalid input syntax"))  # the COPY failed: server back
+    assert client.server is None and server in r.pool.idle
+    backend.take()
+    driver.send(fe.copy_data(b"more\n") + fe.copy_done())  # the client was still streaming
+    assert client.server is None and server in r.pool.idle
+    assert backend.take() == []
