@@ -12,11 +12,13 @@ The decision is made once per checkout, from the first message waiting for a ser
    the first statement decides;
 4. otherwise the statement decides (pgdog_ev/sql/route.py): a Query by its text, a Parse by its
    text, a Bind or Describe of a named statement by the statement's text (classified once per
-   statement). A Query that opens a transaction is a write unless it opens a read-only one.
+   statement). A statement that opens a transaction (a Query, or BEGIN in a Parse or a prepared
+   statement) is a write unless it opens a read-only one.
 
 A server chosen for a lone read may see more requests before it goes back (pipelining). Reads
 follow it; a request that would write, or open a transaction, waits until the server is
-released and is then routed afresh, so a pipelined INSERT never reaches a replica.
+released and is then routed afresh, so a pipelined INSERT never reaches a replica. If the read
+left the server in a transaction, the server is not released, and what follows goes to it.
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ class ReadWriteSplit(ClientFields):
             else:
                 found = route(decode_text(sql))
                 self._remember_route(sql, found)
+            if found.reason == "transaction control":
+                return self._query_details(cluster, memoryview(sql + b"\0"), found.write)
         elif mtype == fe.BIND or mtype == fe.DESCRIBE:
             # The common cases first, from the bytes: an unnamed portal and statement (Bind),
             # a portal (Describe 'P') or the unnamed statement (Describe 'S' "").
@@ -210,6 +214,9 @@ class ReadWriteSplit(ClientFields):
             if stmt is None:
                 return None
             found = stmt.route
+            if found.reason == "transaction control":
+                # A prepared BEGIN (pgbench -M prepared): routed like the text it runs.
+                return self._query_details(cluster, memoryview(stmt.sql.encode() + b"\0"), found.write)
         elif mtype == fe.FUNCTION_CALL:
             return None
         else:
@@ -278,6 +285,10 @@ class ReadWriteSplit(ClientFields):
     def _must_reroute(self, server: ServerSession, mtype: int, body: memoryview) -> bool:
         """A request arriving while we hold a server chosen for a lone read: must it go elsewhere?"""
         if server.unsynced or mtype not in REQUEST_STARTS or self.cluster is None:
+            return False
+        if server.txn_status != b"I" and not server.owed:
+            # The read opened a transaction and everything was answered: nothing will release
+            # this server until the client goes on, so what it sends next must follow it.
             return False
         if mtype == fe.FUNCTION_CALL:
             return True

@@ -378,3 +378,69 @@ def test_reset_goes_back_to_the_startup_role() -> None:
         assert client.role_override == "primary"
         driver.send(fe.query(reset))
         assert client.role_override == "replica", reset
+
+
+def extended(sql: str, name: str = "", params: tuple[bytes, ...] = ()) -> bytes:
+    """What libpq's PQsendQueryParams / PQsendQueryPrepared send (pgbench -M extended)."""
+    parse = fe.parse(name, sql) if sql else b""
+    return parse + fe.bind("", name, [], list(params), []) + fe.describe("P", "") + fe.execute("") + fe.sync()
+
+
+def answer_extended(backend: FakeBackend, tag: str, status: bytes, parse: bool = True) -> None:
+    backend.send((be.parse_complete() if parse else b"") + be.bind_complete() + be.no_data()
+                 + be.command_complete(tag) + be.ready_for_query(status))
+
+
+@pytest.mark.parametrize("how", ["extended", "prepared"])
+def test_extended_begin_opens_a_write_transaction(how: str) -> None:
+    """BEGIN sent with the extended protocol (a Parse, or a Bind of a prepared BEGIN) routes like
+    a BEGIN Query: the transaction goes to the primary, and the INSERT after it follows the same
+    server. It used to be routed as a read that then held the INSERT back for a server that
+    could never be released (pgbench -M extended hung with a replica configured)."""
+    r = RwRig()
+    client, driver = r.connect()
+    if how == "prepared":
+        driver.send(fe.parse("begin_stmt", "BEGIN") + fe.sync())
+        r.serve()
+        if client.server is not None:
+            r.backend(client.server).send(be.parse_complete() + be.ready_for_query(b"I"))
+        assert [t for t, _ in driver.take()] == ["1", "Z"]
+        driver.send(extended("", "begin_stmt"))
+    else:
+        driver.send(extended("BEGIN"))
+    assert last_route(r, client) == (W, False, TXN)
+    r.serve()
+    server = client.server
+    assert server is not None and server.pool is r.primary
+    backend = r.backend(server)
+    backend.take()
+    # (The proxy prepares begin_stmt on this server first: a ParseComplete it keeps to itself.)
+    answer_extended(backend, "BEGIN", b"T")
+    driver.take()
+    driver.send(extended("INSERT INTO t VALUES ($1)", params=(b"1",)))
+    sent = [t for t, _ in backend.take()]
+    assert sent == ["P", "B", "D", "E", "S"], "the INSERT must reach the transaction's server"
+    answer_extended(backend, "INSERT 0 1", b"T")
+    assert ready_statuses(driver.take()) == [b"T"]
+    assert client.server is server
+
+
+def test_read_that_opens_a_transaction_keeps_its_server_for_what_follows() -> None:
+    """aggressive: the first statement decides, so "BEGIN; SELECT 1" is a read on the replica and
+    leaves its server in a transaction. A write sent after every answer came cannot wait for that
+    server to be released (it never is): it follows the server."""
+    r = RwRig(read_write_strategy="aggressive")
+    client, driver = r.connect()
+    driver.send(extended("SELECT 1"))
+    assert last_route(r, client) == (RD, False, Reason.ROUTE_READ)
+    r.serve()
+    server = client.server
+    assert server is not None and server.pool is r.replica
+    backend = r.backend(server)
+    backend.take()
+    # The server reports a transaction open after the read (as a function opening one might).
+    answer_extended(backend, "SELECT 1", b"T")
+    driver.take()
+    driver.send(extended(INSERT))
+    assert [t for t, _ in backend.take()] == ["P", "B", "D", "E", "S"]
+    assert client.server is server
