@@ -85,6 +85,7 @@ class Listener:
         "_on_accept",
         "_reactor",
         "_sock",
+        "_starved",
         "path",
         "sockname",
     )
@@ -108,6 +109,8 @@ class Listener:
         self.path: str | None = None if self._inet else host
         self.sockname: Any = self._sock.getsockname()
         self._backoff: TimerHandle | None = None
+        # Out of descriptors since the last accept that worked.
+        self._starved = False
         self._closed = False
         reactor._poller.register(self._fd, READ, self)
         reactor.stats.registers += 1
@@ -133,11 +136,19 @@ class Listener:
             except OSError as exc:
                 if exc.errno in _TRANSIENT_ERRNOS:
                     continue
-                reactor.handle_exception(exc, f"{self!r} accept")
                 if exc.errno in _RESOURCE_ERRNOS:
+                    # The load, not a bug: told once per episode (it recurs every backoff period).
+                    if not self._starved:
+                        self._starved = True
+                        reactor.handle_starvation(exc, repr(self))
                     self._pause()
+                    return
+                reactor.handle_exception(exc, f"{self!r} accept")
                 return
             reactor.stats.accepts += 1
+            if self._starved:
+                self._starved = False
+                reactor.handle_starvation(None, repr(self))
             try:
                 conn.setblocking(False)
                 if self._inet:

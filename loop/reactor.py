@@ -335,3 +335,11 @@ class Reactor:
         self.stats.exceptions += 1
         print(f"loop: exception in {context}", file=sys.stderr)
         traceback.print_exception(exc, file=sys.stderr)
+
+    def handle_starvation(self, exc: OSError | None, context: str) -> None:
+        """A listener ran out of descriptors or memory (``exc``) and pauses accepting, or (None)
+        accepts again. Not a bug but the load: override to warn the operator, once per episode."""
+        if exc is not None:
+            print(f"loop: {context} cannot accept: {exc.strerror}; accepting paused", file=sys.stderr)
+        else:
+            print(f"loop: {context} accepting again", file=sys.stderr)

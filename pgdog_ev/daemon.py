@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from loop.listener import RESOURCE_BACKOFF
 from loop.reactor import Reactor
 from pgdog_ev import __version__
 from pgdog_ev.admin.clock import wall
@@ -31,6 +33,7 @@ from pgdog_ev.admin.console import AdminConsole
 from pgdog_ev.capture.recorder import INPUTS_SUFFIX, InputCapture, capture_header, config_texts
 from pgdog_ev.config import Config, ConfigError, General, load_config
 from pgdog_ev.eventlog.filesink import RotatingFileSink, make_header
+from pgdog_ev.fdlimit import raise_nofile
 from pgdog_ev.metrics import Endpoints
 from pgdog_ev.proxy.client_conn import ClientConnection
 from pgdog_ev.proxy.directory import Directory
@@ -87,6 +90,7 @@ class Daemon:
         self.reload_config = reload_config
         self.reactor = reactor or Reactor()
         self.reactor.handle_exception = self._loop_exception  # type: ignore[method-assign]
+        self.reactor.handle_starvation = self._loop_starved  # type: ignore[method-assign]
         self.sink: RotatingFileSink | None = None
         # Pairs the monotonic clock with wall time once: the event log and the admin console use it.
         self.log_header = header or make_header(config_digest=config.digest, code_version=__version__)
@@ -423,6 +427,18 @@ class Daemon:
     def _loop_exception(self, exc: BaseException, context: str) -> None:
         log.error("internal error in %s: %r", context, exc, exc_info=exc)
 
+    def _loop_starved(self, exc: OSError | None, context: str) -> None:
+        """Out of descriptors (or memory) to accept with: the operator's problem, said plainly once
+        per episode; connections wait in the listen backlog meanwhile."""
+        clients = len(self.directory.clients)
+        if exc is None:
+            log.warning("accepting new connections again (%d clients)", clients, extra={"clients": clients})
+            return
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        log.warning("cannot accept new connections: %s (%d clients, open files limit %d); retrying every "
+                    "%d ms while connections wait in the listen backlog", exc.strerror or exc, clients, soft,
+                    int(RESOURCE_BACKOFF * 1000), extra={"clients": clients, "nofile": soft})
+
 
 def _past_auth(protocol: Any) -> bool:
     """A client connection whose session is past authentication (what capture masks is behind it)."""
@@ -443,6 +459,8 @@ def run(config_path: str | None, users_path: str | None, urls: Sequence[str]) ->
     from pgdog_ev.logs import setup_logging
 
     setup_logging(config.general.log_level, config.general.log_format)
+    # Before anything is opened; worker processes inherit it.
+    raise_nofile(config.general.max_client_conn)
     if config.general.workers > 1:
         from pgdog_ev.workers.supervisor import Supervisor
 
