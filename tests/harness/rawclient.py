@@ -7,12 +7,22 @@ with. Every raw-socket test builds and reads messages with the same few helpers,
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import time
+
+from pgdog_ev.auth.md5 import md5_hash
+from pgdog_ev.auth.scram import ScramClient
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import frontend as fe
 
 PROTOCOL_3 = 196608
 # ReadyForQuery, idle: the end of a login or of a request outside a transaction.
 READY_IDLE = b"Z\x00\x00\x00\x05I"
+# The encryption requests of the startup phase: length 8, then a magic "protocol version".
+SSL_REQUEST = struct.pack(">II", 8, 80877103)
+GSSENC_REQUEST = struct.pack(">II", 8, 80877104)
 
 
 def message(t: bytes, body: bytes) -> bytes:
@@ -68,6 +78,27 @@ def trust_login(host: str, port: int, user: str, database: str, timeout: float =
     return s
 
 
+def read_until_close(s: socket.socket, timeout: float = 5.0) -> tuple[list[tuple[str, bytes]], str]:
+    """Every message until the peer closes, and how it closed ("eof" or "reset"). A peer that
+    neither closes nor stops talking within `timeout` seconds is a hang: AssertionError."""
+    buf = b""
+    how = "eof"
+    deadline = time.monotonic() + timeout
+    while True:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = s.recv(65536)
+        except TimeoutError:
+            raise AssertionError(f"no close within {timeout}s (got {buf[:200]!r})") from None
+        except ConnectionResetError:
+            how = "reset"
+            break
+        if not chunk:
+            break
+        buf += chunk
+    return parse_messages(buf), how
+
+
 def reset_close(s: socket.socket) -> None:
     """Close with SO_LINGER 0: the peer gets a reset, as from a client that crashed."""
     s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -94,6 +125,40 @@ class RawConn:
         msgs = conn.until(b"Z")
         assert msgs[-1] == (b"Z", b"I"), msgs
         return conn
+
+    @classmethod
+    def password_login(
+        cls, host: str, port: int, user: str, database: str, password: str, timeout: float = 15
+    ) -> tuple[RawConn, list[tuple[bytes, bytes]]]:
+        """Log in answering whatever is asked (cleartext, MD5 or SCRAM-SHA-256) with `password`.
+
+        Returns the connection and every message up to the ReadyForQuery or the ErrorResponse that
+        ended the login: the caller checks which (a wrong password is the point of some tests).
+        """
+        conn = cls(socket.create_connection((host, port), timeout=timeout), reset_is_eof=True)
+        conn.sock.sendall(startup_packet(user, database))
+        out: list[tuple[bytes, bytes]] = []
+        scram: ScramClient | None = None
+        while True:
+            m = conn.read()
+            assert m is not None, f"connection closed during login; got {out!r}"
+            out.append(m)
+            t, body = m
+            if t in (b"Z", b"E"):
+                return conn, out
+            if t != b"R":
+                continue
+            code, rest = be.parse_authentication(body)
+            if code == be.AUTH_CLEARTEXT:
+                conn.sock.sendall(fe.password(password))
+            elif code == be.AUTH_MD5:
+                conn.sock.sendall(fe.password(md5_hash(user, password, bytes(rest[:4]))))
+            elif code == be.AUTH_SASL:
+                scram = ScramClient(password, os.urandom)
+                conn.sock.sendall(fe.sasl_initial_response(scram.mechanism, scram.client_first()))
+            elif code == be.AUTH_SASL_CONTINUE:
+                assert scram is not None, out
+                conn.sock.sendall(fe.sasl_response(scram.server_first(bytes(rest))))
 
     def read(self) -> tuple[bytes, bytes] | None:
         """The next message, or None once the peer closed the connection."""
