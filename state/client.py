@@ -1027,7 +1027,13 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             self._fatal(now, codes.CONNECTION_FAILURE, f"server connection failed: {server.error}",
                         Reason.SERVER_LOST)
             return
-        if query_timeout:
+        if server.scanner.mid_message():
+            # Part of a message already reached the client: an ErrorResponse now would be read
+            # as the rest of it (psycopg: "insufficient data in D message"). Only closing the
+            # connection tells the client the truth: its server went away.
+            self.errors += 1
+            self._close(now, Reason.QUERY_TIMEOUT if query_timeout else Reason.SERVER_LOST)
+        elif query_timeout:
             self._fatal(now, codes.QUERY_CANCELED, "query_timeout: the server did not answer in time",
                         Reason.QUERY_TIMEOUT)
         else:

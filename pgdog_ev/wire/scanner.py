@@ -105,6 +105,11 @@ class MessageScanner:
         """True when no message is partially read: a safe point to re-target."""
         return self._remaining == 0 and not self._hdr
 
+    def mid_message(self) -> bool:
+        """True when the head of a message went to the sink and the rest has not come: the peer
+        holds half a message, so anything else sent to it now would be read as the rest."""
+        return self._remaining > 0 and not self._want_body and self.forward_current
+
     def feed(self, data: memoryview) -> int:
         """Consume one chunk; emits spans to ``sink`` and calls the callbacks.
 

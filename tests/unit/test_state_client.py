@@ -503,6 +503,31 @@ def test_server_lost_while_active_fails_client() -> None:
     assert client.state is C.CLOSED
 
 
+@pytest.mark.parametrize("cut", [1, 5, 7, 12])
+def test_server_lost_mid_message_closes_without_an_error(cut: int) -> None:
+    """The server went away after part of a DataRow reached the client: a FATAL ErrorResponse
+    after it would be read as the rest of the row (a client-side desync, "insufficient data in
+    D message"), so the client is closed with nothing more sent. Cut inside the header, the
+    header bytes were never forwarded and the FATAL is safe."""
+    r = rig()
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    driver.send(fe.query("select repeat('x', 100)"))
+    backend.take()
+    head = be.row_description([be.Field("repeat")])
+    row = be.data_row(["x" * 100])
+    backend.send(head + row[:cut])
+    server.on_closed(r.now)
+    got = driver.stream.take_raw()
+    assert client.state is C.CLOSED
+    if cut < 5:
+        assert got.startswith(head) and got[len(head):][:1] == b"E"
+        assert b"08006" in got
+    else:
+        assert got == head + row[:cut], "nothing may follow the half-sent message"
+
+
 # -- session mode ----------------------------------------------------------------------------
 
 
