@@ -255,7 +255,7 @@ def test_out_of_descriptors(pg, proxy_factory, poll):
 # --------------------------------------------------------------------------- 7. wrong passwords
 
 NAMESPACE = "pgdog_"
-ATTEMPTS = 150  # per auth method: 300 in all
+ATTEMPTS = 300  # per auth method
 THREADS = 4
 
 
@@ -330,6 +330,14 @@ def test_wrong_passwords_in_a_loop(pg, proxy_factory, poll, auth_type):
             conn.sock.sendall(b"Q\x00\x00\x00\x0dSELECT 1\x00")
             violation = error_fields(conn.rest()[-1][1])
             conn.close()
+            # A password message claiming 2 GiB: refused by its header (authentication messages are
+            # small; the limit there is 64 KiB whatever max_message_size says).
+            conn = RawConn(socket.create_connection((proxy.host, proxy.port), timeout=10), reset_is_eof=True)
+            conn.sock.sendall(startup_packet(APP_USER, APP_DB))
+            assert conn.read()[0] == b"R"
+            conn.sock.sendall(b"p\x7f\xff\xff\xff")
+            oversized = error_fields(conn.rest()[-1][1])
+            conn.close()
         by.check("wrong passwords")
         # Counted, one each, where an operator sees them; and not one server connection opened.
         assert _metric(port, "auth_failures_total") - failed0 == len(users)
@@ -337,6 +345,7 @@ def test_wrong_passwords_in_a_loop(pg, proxy_factory, poll, auth_type):
     assert not any(t.is_alive() for t in threads)
     assert not failures, failures[:5]
     assert violation["C"] == "08P01" and "expected a password message" in violation["M"], violation
+    assert oversized["C"] == "54000" and "exceeds the limit of 65536" in oversized["M"], oversized
     assert proxy.log_text().count("authentication failed for user") == len(users)
     assert_daemon_clean(proxy)
     settled_pool(proxy, poll)

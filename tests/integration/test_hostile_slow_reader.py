@@ -9,8 +9,10 @@ the next client, never leaked.
 from __future__ import annotations
 
 import hashlib
+import select
 import socket
 import struct
+import time
 
 from tests.conftest import APP_DB, APP_USER
 from tests.harness.admin import ADMIN
@@ -47,7 +49,7 @@ def _slow_login(proxy) -> socket.socket:
 
 def _server_blocked_on_client(pg) -> bool:
     """PostgreSQL is blocked writing the result: the proxy stopped reading that server."""
-    out = pg.psql("SELECT wait_event FROM pg_stat_activity WHERE query LIKE 'SELECT repeat(%'")
+    out = pg.psql("SELECT string_agg(wait_event, ',') FROM pg_stat_activity WHERE query LIKE 'SELECT repeat(%'")
     return out.strip() == "ClientWrite"
 
 
@@ -141,3 +143,44 @@ def test_slow_reader_that_vanishes_leaks_no_server(pg, proxy_factory, poll):
     assert_daemon_clean(proxy)
     with connect(proxy) as c:
         assert c.execute("SELECT 'clean', pg_current_xact_id_if_assigned() IS NULL").fetchone() == ("clean", True)
+
+
+def test_pipelining_writer_that_reads_nothing(pg, proxy_factory, poll):
+    """Queries sent without end and no answer read: backpressure runs the whole chain (client
+    outbox full, server not read, PostgreSQL blocked writing, its input not read, the client not
+    read), so the client soon cannot send more and the proxy's memory stays flat; when it leaves,
+    the server owing thousands of answers is closed or cleaned, never left lent."""
+    proxy = _proxy(pg, proxy_factory)
+    base = rss(proxy.pid)
+    q = query("SELECT repeat('y', 1000) FROM generate_series(1, 10)") * 100
+    with Bystander(proxy) as by:
+        by.baseline()
+        with RssSampler(proxy.pid) as sampler, by.phase("pipelining writer", min_samples=50):
+            s = _slow_login(proxy)
+            s.setblocking(False)
+            sent, progress = 0, time.monotonic()
+            deadline = progress + 20
+            rest = memoryview(q)
+            # Send until a whole second passes without a byte accepted (or 200 MB went through).
+            while time.monotonic() - progress < 1.0 and sent < 200 << 20:
+                assert time.monotonic() < deadline, f"still sending after 20 s ({sent >> 20} MB)"
+                try:
+                    n = s.send(rest)
+                except BlockingIOError:
+                    select.select([], [s], [], 0.05)
+                    continue
+                sent += n
+                rest = rest[n:] if n < len(rest) else memoryview(q)  # a partial send goes on where it stopped
+                progress = time.monotonic()
+            assert _server_blocked_on_client(pg)
+        by.check("pipelining writer", min_samples=50)
+        reset_close(s)
+        settled_pool(proxy, poll)
+    # What stopped the client was the kernel's buffers and the proxy's high-water marks, not 200 MB.
+    assert sent < RSS_SLACK, f"{sent >> 20} MB accepted from a client whose answers are not read"
+    assert sampler.peak < base + RSS_SLACK, (base >> 20, sampler.peak >> 20)
+    assert_daemon_clean(proxy)
+    with connect(proxy) as c:
+        assert c.execute("SELECT 'clean', pg_current_xact_id_if_assigned() IS NULL").fetchone() == ("clean", True)
+    print(f"\npipelining writer: {sent >> 20} MB sent before the chain stopped it; rss {base >> 20} -> "
+          f"{sampler.peak >> 20} MB\n{by.report()}")
