@@ -66,6 +66,13 @@ def _build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _empty(path: str) -> bool:
+    try:
+        return os.path.getsize(path) == 0
+    except OSError:
+        return False  # reported when it is opened
+
+
 def _matching(
     stream: LogStream,
     machines: set[int] | None,
@@ -110,6 +117,13 @@ def events_main(argv: list[str]) -> int:
     if not paths:
         print(f"{PROG}: error: {args.file}: no such file (nor rotated files)", file=sys.stderr)
         return 1
+    if args.all_rotated:
+        # A daemon killed between rotating and writing the new header leaves an empty file; it
+        # holds nothing, so it must not stop the files around it from being read.
+        paths = [p for p in paths if not _empty(p)]
+        if not paths:
+            print(f"{PROG}: error: {args.file}: no events (every file is empty)", file=sys.stderr)
+            return 1
 
     as_json = args.format == "json"
 

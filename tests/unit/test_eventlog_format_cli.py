@@ -134,3 +134,17 @@ def test_events_errors(tmp_path, logfile, capsys):
     assert events_main([logfile, "--tail", "1"]) == 0
     captured = capsys.readouterr()
     assert "#39 " in captured.out and "truncated" in captured.err
+
+
+def test_all_rotated_skips_empty_files(logfile, tmp_path, capsys):
+    """A daemon killed between rotating and writing the next header leaves a 0-byte file in the
+    set: the records of the other files are still printed, and the command succeeds."""
+    open(f"{logfile}.9", "wb").close()
+    assert events_main([logfile, "--all-rotated"]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.splitlines()) == 40 and captured.err == ""
+    empty = str(tmp_path / "empty.evlog")
+    open(empty, "wb").close()
+    open(empty + ".1", "wb").close()
+    assert events_main([empty, "--all-rotated"]) == 1
+    assert "no events (every file is empty)" in capsys.readouterr().err
