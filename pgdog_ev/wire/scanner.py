@@ -48,6 +48,14 @@ def action_table(header: bytes = b"", body: bytes = b"") -> bytearray:
     return table
 
 
+def _bad_length(mtype: int, length: int, max_len: int) -> ProtocolViolation:
+    if length < 4:
+        return ProtocolViolation(f"invalid message length {length} for message type {mtype!r}")
+    return ProtocolViolation(
+        f"message of {length - 4} bytes exceeds the limit of {max_len}", sqlstate=PROGRAM_LIMIT_EXCEEDED
+    )
+
+
 class MessageScanner:
     """Incremental message walker for one direction of one connection."""
 
@@ -184,14 +192,14 @@ class MessageScanner:
                 header_view = None
                 hstart = pos
                 pos += 5
-            if length < 4:
-                raise ProtocolViolation(f"invalid message length {length} for message type {mtype!r}")
             body_len = length - 4
-            if body_len > max_len:
-                raise ProtocolViolation(
-                    f"message of {body_len} bytes exceeds the limit of {self.max_len}",
-                    sqlstate=PROGRAM_LIMIT_EXCEEDED,
-                )
+            if length < 4 or body_len > max_len:
+                if span_start >= 0:
+                    # Forward what precedes the bad header first: the span may end a message whose
+                    # head already went out, and the peer must not be left holding half of it.
+                    # (A straddling header flushed the span already, so hstart is set here.)
+                    sink(data[span_start:hstart])
+                raise _bad_length(mtype, length, max_len)
             action = table[mtype]
             if action == BODY:
                 if span_start >= 0:
