@@ -158,9 +158,11 @@ _CALL_CONTEXT = frozenset(
 )  # fmt: skip
 
 # The first word, past whitespace and comments (PgDog's directive usually leads the text). A
-# nested comment does not match: such texts go to the lexer and then the parser.
+# nested comment does not match: such texts go to the lexer and then the parser. The skip is
+# possessive: when no word follows, backtracking would otherwise split a run of whitespace in
+# exponentially many ways (30 spaces and a `;` took a minute).
 _HEAD = re.compile(
-    rf"(?:[ \t\n\r\f\v]+|{LINE_COMMENT}|{BLOCK_COMMENT})*([{IDENTIFIER_CHARS}][{IDENTIFIER_CHARS}0-9$]*)"
+    rf"(?:[ \t\n\r\f\v]+|{LINE_COMMENT}|{BLOCK_COMMENT})*+([{IDENTIFIER_CHARS}][{IDENTIFIER_CHARS}0-9$]*)"
 )
 # Every trigger word contains one of these (a test checks it). Searching the whole lower-cased
 # text for them costs less than lexing it, and a hit only means "lex it".
