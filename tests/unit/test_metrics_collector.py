@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -57,7 +58,9 @@ NS = "pgdog_"
 
 
 @pytest.fixture
-def daemon() -> Iterator[Daemon]:
+def daemon(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Daemon]:
+    # The default event_log is relative to the working directory: keep it out of the checkout.
+    monkeypatch.chdir(tmp_path)
     config = load_config_text(PGDOG, USERS, entropy=lambda n: bytes(n))
     d = Daemon(config, reactor=Reactor(clock=ManualClock(100.0)))
     yield d
