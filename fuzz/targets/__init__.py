@@ -1,0 +1,1 @@
+"""Fuzz targets, one module per area; ``fuzz.registry`` lists them by name."""
