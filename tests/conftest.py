@@ -175,12 +175,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
         for i, p in enumerate(proxies):
             label = f"proxy[{i}] {p.host}:{p.port} pid={p.pid} exit={p.returncode}"
             report.sections.append((f"{label} log tail", p.log_tail(80)))
-            events = decode_event_log(p.event_log_path, tail=200)
-            if events:
-                body = f"{p.event_log_path}\n{_last_lines(events, 200)}"
-            else:
-                body = f"{p.event_log_path} (not decoded)"
-            report.sections.append((f"{label} event log", body))
+            for path in p.event_log_paths() or [p.event_log_path]:
+                events = decode_event_log(path, tail=200)
+                body = f"{path}\n{_last_lines(events, 200)}" if events else f"{path} (not decoded)"
+                report.sections.append((f"{label} event log", body))
     return report
 
 

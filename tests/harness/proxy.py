@@ -227,6 +227,21 @@ class ProxyProcess:
         p = str(self.general["event_log"])
         return p if os.path.isabs(p) else os.path.join(self.dir, p)
 
+    def event_log_paths(self) -> list[str]:
+        """The event log files this proxy wrote: its `event_log`, or with `workers = N` each
+        worker's own file (`pgdog-ev.w<i>.evlog`, see pgdog_ev/workers/share.py)."""
+        path = self.event_log_path
+        if os.path.exists(path):
+            return [path]
+        head, tail = os.path.split(path)
+        stem, ext = os.path.splitext(tail)
+        pattern = re.compile(re.escape(stem) + r"\.w[0-9]+" + re.escape(ext))
+        try:
+            names = sorted(n for n in os.listdir(head or ".") if pattern.fullmatch(n))
+        except OSError:
+            return []
+        return [os.path.join(head, n) for n in names]
+
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
