@@ -31,6 +31,7 @@ from fuzz.source import ByteSource
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.errors import ProtocolViolation
 from pgdog_ev.wire.framing import Framer
+from pgdog_ev.wire.startup import GSSENCRequest, SSLRequest, parse_startup, startup_length
 from state.client import ClientSession, ClientState
 from state.events import Machine
 from state.reasons import Reason
@@ -82,8 +83,9 @@ class Session:
         self.world.tick(dt)
         self.settle()
 
-    def check(self, client: ClientSession, whole_servers: bool = True) -> bytes:
-        """The invariants every target checks at the end; returns what the client received."""
+    def check(self, client: ClientSession, whole_servers: bool = True, negotiations: int = 0) -> bytes:
+        """The invariants every target checks at the end; returns what the client received.
+        ``negotiations``: SSLRequests/GSSENCRequests sent first, each answered by one byte."""
         client_transitions(self.world)
         check_transitions(self.world, Machine.SERVER, SERVER_TRANSITIONS, ServerState.CONNECTING)
         stream: FakeStream = client.io  # type: ignore[assignment]
@@ -91,6 +93,9 @@ class Session:
         for server in self.world.pool_io.opened:
             check(server.io.sent_after_close == 0, f"bytes written to closed server {server.id}")  # type: ignore[attr-defined]
         received = bytes(stream.sent)
+        for _ in range(negotiations):
+            check(received[:1] in (b"N", b""), f"an encryption request answered {received[:1]!r}")
+            received = received[1:]
         framer = Framer(1 << 30)
         try:
             messages = framer.feed(received)
@@ -145,6 +150,23 @@ def client_session(data: bytes) -> None:
     _run_client(stream, chunks, mode, bits, seed, interleave=True)
 
 
+def _negotiations(stream: bytes) -> int:
+    """How many SSLRequest/GSSENCRequest packets lead ``stream`` (the proxy answers each with 'N')."""
+    count = pos = 0
+    while True:
+        try:
+            length = startup_length(stream[pos:])
+            if length is None or len(stream) - pos < length:
+                return count
+            packet = parse_startup(stream[pos : pos + length])
+        except ProtocolViolation:
+            return count
+        if not isinstance(packet, SSLRequest | GSSENCRequest):
+            return count
+        count += 1
+        pos += length
+
+
 def client_login(data: bytes) -> None:
     src = ByteSource(data)
     seed = src.byte()
@@ -163,7 +185,7 @@ def client_login(data: bytes) -> None:
     if bits & 4 and client.state is not ClientState.CLOSED:
         client.on_closed(session.world.now)
         session.settle()
-    session.check(client)
+    session.check(client, negotiations=_negotiations(stream))
 
 
 # Requests a well-behaved client sends before the server's answer (the input) arrives.
