@@ -68,4 +68,8 @@ def parse(statement: str) -> Command:
     words = [_unquote(w) for w in _WORD.findall(text)]
     if not words:
         raise AdminSyntaxError("empty command")
-    return Command(words[0].upper(), tuple(words[1:]), text)
+    verb = words[0].upper()
+    if verb == "SET":
+        # A quoted 'set' gets here: only the grammar above gives a SET its key and value.
+        raise AdminSyntaxError("expected SET <setting> TO <value>")
+    return Command(verb, tuple(words[1:]), text)
