@@ -74,3 +74,24 @@ def test_needs_parse_is_linear_in_a_run_of_semicolons() -> None:
     assert needs_parse(text) is False
     assert time.perf_counter() - started < 1.0
     assert needs_parse("SELECT 1;;  ; SET a = 1")
+
+
+# -- pgdog_ev/admin/parser.py -----------------------------------------------------------------
+
+
+def test_a_quoted_set_is_a_syntax_error() -> None:
+    """admin_console: `'set'` became a SET command without key or value, and the console's
+    handler raised IndexError out of the client session (the admin client got no answer)."""
+    from pgdog_ev.admin.parser import AdminSyntaxError, parse
+
+    with pytest.raises(AdminSyntaxError):
+        parse("'set'")
+    with pytest.raises(AdminSyntaxError):
+        parse('"SET" default_pool_size 5')
+    assert parse("'show' pools").verb == "SHOW"
+
+
+def test_the_console_answers_a_quoted_set_with_an_error() -> None:
+    from fuzz.targets.admin import admin_console
+
+    admin_console(b"'set'")
