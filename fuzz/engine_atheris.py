@@ -25,7 +25,8 @@ RSS_LIMIT_MB = 2048
 _PROGRESS = re.compile(r"^#(\d+)\s+\w+.*?\bcorp: (\d+)/", re.MULTILINE)
 _EXECUTED = re.compile(r"stat::number_of_executed_units: (\d+)")
 _WRITTEN = re.compile(r"Test unit written to (\S+)")
-_REASON = re.compile(r"^==\d+== ERROR: libFuzzer: (.*)$|^=== Uncaught Python exception: ===\n(.*)$", re.MULTILINE)
+_PYTHON_ERROR = re.compile(r"^ *=== Uncaught Python exception: ===\n(.*)$", re.MULTILINE)
+_FUZZER_ERROR = re.compile(r"^==\d+== ERROR: libFuzzer: (.*)$", re.MULTILINE)
 
 
 def available() -> bool:
@@ -47,9 +48,9 @@ def parse_output(result: Result, text: str) -> None:
         result.executions = int(executed.group(1))
     for path in _WRITTEN.findall(text):
         result.crashes.append(Path(path))
-    reason = _REASON.search(text)
+    reason = _PYTHON_ERROR.search(text) or _FUZZER_ERROR.search(text)
     if reason:
-        result.note = (reason.group(1) or reason.group(2) or "").strip()[:120]
+        result.note = reason.group(1).strip()[:120]
 
 
 def run(target: Target, seconds: float) -> Result:
