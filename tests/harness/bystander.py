@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
-from tests.harness.admin import admin_connect, pool_row
+from tests.harness.admin import admin_connect, pool_row, show
 from tests.harness.proxy import ProxyProcess
 
 #: p95 during an attack may be this many times the baseline p95 ...
@@ -232,3 +232,15 @@ def settled_pool(proxy: ProxyProcess, poll: Callable[..., Any], timeout: float =
             return row if all(row[k] == 0 for k in busy) else None
 
         return poll(settled, timeout=timeout, what="the pool to settle (no server lent, cleaned or logging in)")
+
+
+def attackers_hold_no_server(proxy: ProxyProcess) -> list[dict[str, Any]]:
+    """SHOW CLIENTS of the app database, the bystander and admin clients left out: every one is
+    logged in, and none has a server or waits for one (a half-sent request must not cost a server).
+    The bystander may hold one at that instant, which is why SHOW POOLS cannot tell this alone."""
+    with admin_connect(proxy) as adm:
+        rows = [r for r in show(adm, "SHOW CLIENTS")
+                if r["database"] == APP_DB and not r["admin"] and r["application_name"] != "bystander"]
+    holding = [r for r in rows if r["server_id"] is not None or r["state"] not in ("idle", "login")]
+    assert not holding, f"attacking clients hold or wait for servers: {holding}"
+    return rows

@@ -17,21 +17,25 @@ import time
 import psycopg
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
-from tests.harness.admin import ADMIN, admin_connect, pool_row
-from tests.harness.bystander import Bystander, assert_daemon_clean, open_fds, settled_pool
+from tests.harness.admin import ADMIN
+from tests.harness.bystander import (
+    Bystander,
+    assert_daemon_clean,
+    attackers_hold_no_server,
+    open_fds,
+    settled_pool,
+)
 from tests.harness.config import app_database, app_user
 from tests.harness.memory import RssSampler, rss
 from tests.harness.rawclient import (
     GSSENC_REQUEST,
     PROTOCOL_3,
-    READY_IDLE,
     SSL_REQUEST,
     RawConn,
     error_fields,
     message,
     query,
     read_until_close,
-    recv_until,
     startup_packet,
     trust_login,
 )
@@ -149,10 +153,7 @@ def test_declared_size_is_not_allocated_while_the_body_trickles(pg, proxy_factor
                 s = _login(proxy)
                 s.sendall(b"Q" + struct.pack(">I", MAX_MESSAGE + 3) + b"SELECT '" + b"x" * 1024)
                 clients.append(s)
-            with admin_connect(proxy) as adm:
-                row = pool_row(adm)
-            assert row["sv_active"] == 0 and row["cl_waiting"] == 0, row
-            assert row["cl_active"] == 21, row  # the twenty and the bystander: all logged in and idle
+            assert len(attackers_hold_no_server(proxy)) == 20
             held_rss = rss(proxy.pid)  # the twenty partial messages are in (the admin query came after)
         by.check("trickle")
         for s in clients:
@@ -203,9 +204,7 @@ def test_truncated_messages(pg, proxy_factory, poll):
                 code = _refused("half a startup packet, then silence", s, ("08P01",), "client_login_timeout")
                 waited = time.monotonic() - t0
                 assert code == "08P01" and LOGIN_TIMEOUT_MS / 1000 * 0.8 < waited < LOGIN_TIMEOUT_MS / 1000 + 3, waited
-            with admin_connect(proxy) as adm:
-                row = pool_row(adm)
-            assert row["sv_active"] == 0 and row["cl_waiting"] == 0, row
+            attackers_hold_no_server(proxy)  # the half-sent Query holds none
         by.check("truncated")
         # Every connection of the attack is gone from the daemon (the half-sent one stays).
         poll(lambda: open_fds(proxy.pid) <= fds0 + 1, what="the daemon's fds back to their count before the attack")
@@ -291,10 +290,10 @@ def test_garbage_before_startup(pg, proxy_factory, poll):
                 s.sendall(GSSENC_REQUEST)
                 assert s.recv(1) == b"N"
                 s.sendall(startup_packet(APP_USER, APP_DB) + query("SELECT 7"))
-                recv_until(s, READY_IDLE)
-                out = recv_until(s, READY_IDLE)
-                assert b"D\x00\x00\x00\x0b\x00\x01\x00\x00\x00\x017" in out, out
-                s.close()
+                conn = RawConn(s)
+                assert conn.until(b"Z")[-1] == (b"Z", b"I")  # logged in
+                assert conn.until(b"Z")[1] == (b"D", b"\x00\x01\x00\x00\x00\x017")
+                conn.close()
                 # A CancelRequest of the wrong length.
                 s = _connect(proxy)
                 s.sendall(struct.pack(">III", 12, 80877102, 1))
