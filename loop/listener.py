@@ -109,7 +109,7 @@ class Listener:
         self.path: str | None = None if self._inet else host
         self.sockname: Any = self._sock.getsockname()
         self._backoff: TimerHandle | None = None
-        # Out of descriptors since the last accept that worked.
+        # Out of descriptors since the backlog was last drained.
         self._starved = False
         self._closed = False
         reactor._poller.register(self._fd, READ, self)
@@ -131,7 +131,15 @@ class Listener:
         for _ in range(self._batch):
             try:
                 conn, addr = accept()
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
+                if self._starved:
+                    # The backlog drained: accepting normally again. (Not at the first accept
+                    # that works: at the limit, each descriptor freed lets one in before the next
+                    # EMFILE, and that is still the same episode.)
+                    self._starved = False
+                    reactor.handle_starvation(None, repr(self))
+                return
+            except InterruptedError:
                 return
             except OSError as exc:
                 if exc.errno in _TRANSIENT_ERRNOS:
@@ -146,9 +154,6 @@ class Listener:
                 reactor.handle_exception(exc, f"{self!r} accept")
                 return
             reactor.stats.accepts += 1
-            if self._starved:
-                self._starved = False
-                reactor.handle_starvation(None, repr(self))
             try:
                 conn.setblocking(False)
                 if self._inet:
@@ -174,6 +179,8 @@ class Listener:
         if not self._closed:
             self._reactor._poller.modify(self._fd, READ, self)
             self._reactor.stats.modifies += 1
+            # Try at once: an empty backlog ends the episode now, not at the next connection.
+            self.on_events(READ)
 
     def close(self) -> None:
         if self._closed:

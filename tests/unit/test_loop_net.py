@@ -182,11 +182,58 @@ def test_emfile_pauses_accepting_without_spinning() -> None:
         reactor.run_once(0)  # backoff timer restores READ interest
         assert reactor.poller.interest(listener.fileno()) == READ  # type: ignore[attr-defined]
         assert reactor.run_until(lambda: bool(accepted), timeout=DEADLINE)
-        assert reactor.starved[1:] == [None]  # accepting again, told once
+        assert reactor.starved[1:] == [None]  # the backlog drained: accepting again, told once
         accepted[0].close()
     finally:
         listener._sock = real
         client.close()
+        listener.close()
+        reactor.close()
+
+
+def test_starvation_lasts_until_the_backlog_drains() -> None:
+    """At the limit each freed descriptor lets one connection in before the next EMFILE: that is
+    one episode, told once, and over when an accept finds the backlog empty."""
+    clock = ManualClock()
+    reactor = TestReactor(clock=clock)
+    listener = reactor.listen("127.0.0.1", 0, lambda sock, addr: None)
+    real = listener._sock
+    accepted: list[socket.socket] = []
+    listener._on_accept = lambda sock, addr: accepted.append(sock)
+    clients = [socket.create_connection(("127.0.0.1", listener.port)) for _ in range(3)]
+
+    class OneThenFull:
+        """One accept works, then EMFILE again."""
+
+        def __init__(self) -> None:
+            self.budget = 1
+
+        def accept(self) -> Any:
+            if self.budget:
+                self.budget -= 1
+                return real.accept()
+            raise OSError(errno.EMFILE, "Too many open files")
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+    try:
+        listener._sock = _FailingSock(real)  # type: ignore[assignment]
+        assert reactor.run_until(lambda: bool(reactor.starved), timeout=DEADLINE)
+        for n in (1, 2):
+            listener._sock = OneThenFull()  # type: ignore[assignment]
+            clock.advance(0.1)
+            assert reactor.run_until(lambda n=n: len(accepted) == n, timeout=DEADLINE)
+            assert len(reactor.starved) == 1  # still the same episode
+        listener._sock = real
+        clock.advance(0.1)
+        assert reactor.run_until(lambda: len(accepted) == 3, timeout=DEADLINE)
+        reactor.run_once(0)
+        assert reactor.starved[1:] == [None] and not reactor.errors
+    finally:
+        listener._sock = real
+        for s in clients + accepted:
+            s.close()
         listener.close()
         reactor.close()
 
