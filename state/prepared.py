@@ -42,7 +42,11 @@ def syntax_error(sql: str) -> tuple[str, int] | None:
     try:
         tree = json.loads(pglast.parser.parse_sql_json(sql))
     except pglast.parser.ParseError as exc:
-        message, location = exc.args[0], exc.args[1] if len(exc.args) > 1 else 0
+        message, location = exc.args[0], exc.args[1] if len(exc.args) > 1 else None
+        if location is None:
+            # libpg_query gives no location for an error at the end of the text ("syntax error
+            # at end of input"); PostgreSQL points just past its last character.
+            location = len(sql)
         return str(message), int(location) + 1
     except (RecursionError, ValueError):
         return None  # let the server judge
