@@ -95,3 +95,22 @@ def test_the_console_answers_a_quoted_set_with_an_error() -> None:
     from fuzz.targets.admin import admin_console
 
     admin_console(b"'set'")
+
+
+# -- state/prepared.py ------------------------------------------------------------------------
+
+
+def test_a_named_parse_with_an_error_at_the_end_of_its_text_is_answered() -> None:
+    """client_session: a named Parse of `SELECT ... = (1`. libpg_query reports "syntax error at
+    end of input" without a location; int(None) raised TypeError out of the client session."""
+    from state.prepared import syntax_error
+    from tests.unit.statekit import error_fields, rig, types
+
+    assert syntax_error("SELECT (1") == ("syntax error at end of input", 10)
+    client, driver = ready_client(rig("transaction"))
+    driver.send(fe.parse("s1", "SELECT v FROM t WHERE id = (1") + fe.sync())
+    answer = driver.take()
+    assert types(answer) == "EZ"
+    (error,) = error_fields(answer)
+    assert (error["C"], error["M"], error["P"]) == ("42601", "syntax error at end of input", "30")
+    assert client.state.name == "IDLE"
