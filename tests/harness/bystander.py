@@ -203,6 +203,17 @@ class Bystander:
         return "\n".join(s.summary() for s in self.phases.values() if s.n or s.errors)
 
 
+def attack_rounds(min_rounds: int = 3, min_seconds: float = 1.0) -> Iterator[int]:
+    """Round numbers for an attack loop: at least `min_rounds`, and more until the attack has lasted
+    `min_seconds`, so that the bystander's latency during it is measured over a real stretch of time
+    (most single bad packets take the proxy well under a millisecond)."""
+    start = time.monotonic()
+    i = 0
+    while i < min_rounds or time.monotonic() - start < min_seconds:
+        yield i
+        i += 1
+
+
 # --------------------------------------------------------------------------- the daemon after an attack
 
 

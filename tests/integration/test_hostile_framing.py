@@ -21,6 +21,7 @@ from tests.harness.admin import ADMIN
 from tests.harness.bystander import (
     Bystander,
     assert_daemon_clean,
+    attack_rounds,
     attackers_hold_no_server,
     open_fds,
     settled_pool,
@@ -118,7 +119,7 @@ def test_oversized_length_fields(pg, proxy_factory, poll):
     with Bystander(proxy) as by:
         by.baseline()
         with RssSampler(proxy.pid) as sampler, by.phase("lengths"):
-            for _ in range(ROUNDS):
+            for _ in attack_rounds(ROUNDS):
                 for label, data in startup_cases:
                     s = _connect(proxy)
                     s.sendall(data)
@@ -129,6 +130,7 @@ def test_oversized_length_fields(pg, proxy_factory, poll):
                     s.sendall(data)
                     outcomes.setdefault(label, set()).add(_refused(label, s, (code,), words))
         by.check("lengths")
+        print(f"\n{by.report()}")
     # After login each is refused with its own error, never a silent close.
     for label, _data, code, _words in after_login:
         assert outcomes[label] == {code}, (label, outcomes[label])
@@ -148,14 +150,16 @@ def test_declared_size_is_not_allocated_while_the_body_trickles(pg, proxy_factor
     base_rss = rss(proxy.pid)
     with Bystander(proxy) as by:
         by.baseline()
-        with RssSampler(proxy.pid) as sampler, by.phase("trickle"):
+        # The twenty stay half-sent while the bystander runs 100 queries.
+        with RssSampler(proxy.pid) as sampler, by.phase("trickle", min_samples=100):
             for _ in range(20):
                 s = _login(proxy)
                 s.sendall(b"Q" + struct.pack(">I", MAX_MESSAGE + 3) + b"SELECT '" + b"x" * 1024)
                 clients.append(s)
             assert len(attackers_hold_no_server(proxy)) == 20
             held_rss = rss(proxy.pid)  # the twenty partial messages are in (the admin query came after)
-        by.check("trickle")
+        by.check("trickle", min_samples=100)
+        print(f"\n{by.report()}")
         for s in clients:
             s.close()
     assert sampler.samples >= 5
@@ -179,7 +183,7 @@ def test_truncated_messages(pg, proxy_factory, poll):
         by.baseline()
         fds0 = open_fds(proxy.pid)
         with by.phase("truncated"):
-            for _ in range(ROUNDS):
+            for _ in attack_rounds(ROUNDS):
                 # Before login: a header, half a body, then gone.
                 for cut in (2, 4, len(startup) // 2, len(startup) - 1):
                     s = _connect(proxy)
@@ -206,6 +210,7 @@ def test_truncated_messages(pg, proxy_factory, poll):
                 assert code == "08P01" and LOGIN_TIMEOUT_MS / 1000 * 0.8 < waited < LOGIN_TIMEOUT_MS / 1000 + 3, waited
             attackers_hold_no_server(proxy)  # the half-sent Query holds none
         by.check("truncated")
+        print(f"\n{by.report()}")
         # Every connection of the attack is gone from the daemon (the half-sent one stays).
         poll(lambda: open_fds(proxy.pid) <= fds0 + 1, what="the daemon's fds back to their count before the attack")
     # The rest of the half-sent Query, well after client_login_timeout: answered in full.
@@ -261,7 +266,7 @@ def test_garbage_before_startup(pg, proxy_factory, poll):
         by.baseline()
         fds0 = open_fds(proxy.pid)
         with by.phase("garbage"):
-            for _ in range(ROUNDS):
+            for _ in attack_rounds(ROUNDS):
                 for label, data in garbage:
                     s = _connect(proxy)
                     s.sendall(data)
@@ -299,6 +304,7 @@ def test_garbage_before_startup(pg, proxy_factory, poll):
                 s.sendall(struct.pack(">III", 12, 80877102, 1))
                 _refused("a short CancelRequest", s, ("08P01",))
         by.check("garbage")
+        print(f"\n{by.report()}")
         # One more server may have been opened for the GSSENC client's query; nothing else stays.
         poll(lambda: open_fds(proxy.pid) <= fds0 + 1, what="the daemon's fds back to their count before the attack")
     assert_daemon_clean(proxy)

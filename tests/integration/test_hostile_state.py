@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
 from tests.harness.admin import ADMIN
-from tests.harness.bystander import Bystander, assert_daemon_clean, settled_pool
+from tests.harness.bystander import Bystander, assert_daemon_clean, attack_rounds, settled_pool
 from tests.harness.clients import connect, connect_direct
 from tests.harness.config import app_database, app_user
 from tests.harness.rawclient import RawConn, error_fields, message, query, startup_packet
@@ -122,11 +122,12 @@ def test_messages_in_the_wrong_state_match_postgresql(pg, proxy, poll):
     with Bystander(proxy) as by:
         by.baseline()
         with by.phase("wrong state"):
-            for label, data in sequences.items():
-                for _ in range(3):
+            for _ in attack_rounds(3):
+                for label, data in sequences.items():
                     got = _run(RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB), data)
                     assert got == expected[label], f"{label}: proxy {got} != PostgreSQL {expected[label]}"
         by.check("wrong state")
+        print(f"\n{by.report()}")
     assert_daemon_clean(proxy)
     row = settled_pool(proxy, poll)
     # Refused messages never reached the one server: it is the same one all along.
@@ -143,7 +144,7 @@ def test_terminate_in_the_middle_of_a_transaction(pg, proxy, poll):
     with Bystander(proxy) as by:
         by.baseline()
         with by.phase("terminate"):
-            for i in range(20):
+            for i in attack_rounds(20):
                 conn = RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
                 conn.sock.sendall(query(f"BEGIN; INSERT INTO {table} VALUES ({i}); SET LOCAL work_mem = '7MB'"))
                 msgs = conn.until(b"Z")
@@ -152,6 +153,7 @@ def test_terminate_in_the_middle_of_a_transaction(pg, proxy, poll):
                 conn.sock.sendall(message(b"X", b"") + tail)
                 conn.close()
         by.check("terminate")
+        print(f"\n{by.report()}")
     with connect(proxy) as c:
         got = c.execute(
             f"SELECT count(*), pg_backend_pid(), current_setting('work_mem'), "
