@@ -30,6 +30,7 @@ from tests.chaos.workloads import (
     PsycopgClient,
     Tally,
     Watchdog,
+    Workload,
     next_id,
 )
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
@@ -91,10 +92,16 @@ def _inject(case: Case, link: Link) -> None:
         link.add(kind, stream, **attrs)
 
 
-def _wait_all_ok(poll: Any, tally: Tally, names: list[str], since: float, timeout: float, what: str) -> float:
+def _wait_all_ok(poll: Any, tally: Tally, workloads: list[Workload], names: list[str], since: float, timeout: float,
+                 what: str) -> float:
     """Poll until every workload has two successful requests started after `since`; seconds taken."""
-    poll(lambda: all(tally.ok_since(n, since) >= 2 for n in names), timeout=timeout, interval=0.05,
-         what=f"{what}: {[(n, tally.ok_since(n, since)) for n in names]}")
+    try:
+        poll(lambda: all(tally.ok_since(n, since) >= 2 for n in names), timeout=timeout, interval=0.05, what=what)
+    except AssertionError as e:
+        recent = {n: [(o.what, o.ok, o.corrupt, o.error[:100]) for o in tally.ops if o.who == n][-3:] for n in names}
+        raise AssertionError(f"{e}: successes {[(n, tally.ok_since(n, since)) for n in names]}; "
+                             f"crashed {[(w.name, repr(w.crash)) for w in workloads if w.crash]}; "
+                             f"last requests {recent}") from None
     return time.monotonic() - since
 
 
@@ -156,7 +163,7 @@ def test_chaos(case: Case, chaos_rig: Rig, proxy_factory: Any, poll: Any, tmp_pa
         bench.start()
         for w in workloads:
             w.start()
-        _wait_all_ok(poll, tally, names, t0, 20, "workloads warm up")
+        _wait_all_ok(poll, tally, workloads, names, t0, 20, "workloads warm up")
         baseline_rss = rss(proxy.pid)
         with admin_connect(proxy) as admin:
             before = {(r["addr"], r["port"]): r for r in show(admin, "SHOW POOLS") if r["database"] == APP_DB}
@@ -171,7 +178,7 @@ def test_chaos(case: Case, chaos_rig: Rig, proxy_factory: Any, poll: Any, tmp_pa
         ok, took, err = _new_client(front.port)
         observed["new_client"] = f"{'ok' if ok else 'FAILED ' + err} in {took * 1000:.0f} ms"
         assert ok and took < 3.0, f"a new client right after the fault: {observed['new_client']}"
-        observed["recovered_s"] = round(_wait_all_ok(poll, tally, names, t_out, 20, "workloads recover"), 2)
+        observed["recovered_s"] = round(_wait_all_ok(poll, tally, workloads, names, t_out, 20, "workloads recover"), 2)
     finally:
         for w in workloads:
             w.stop()

@@ -226,7 +226,7 @@ class PsycopgClient(Workload):
                 if fired[0] and conn is not None:
                     conn.close()
                     conn = None
-            except psycopg.Error as e:
+            except Exception as e:  # psycopg.Error, and anything else a dying link makes libpq raise
                 error, sqlstate = _classify(e)
                 killed = what == "connect" and "timeout expired" in str(e)
                 self.tally.add(Op(self.name, what, start, time.monotonic(), ok=False, error=error,
@@ -281,7 +281,7 @@ class AsyncpgClients(Workload):
             except TimeoutError as e:
                 self.tally.add(Op(who, what, start, time.monotonic(), ok=False, error=_classify(e)[0], killed=True))
                 conn = await self._drop(conn)
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            except Exception as e:  # asyncpg raises more than its own classes when a link dies
                 error, sqlstate = _classify(e)
                 self.tally.add(Op(who, what, start, time.monotonic(), ok=False, error=error, sqlstate=sqlstate))
                 conn = await self._drop(conn)
