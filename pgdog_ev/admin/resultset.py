@@ -51,6 +51,22 @@ def render(value: Any) -> str | None:
     return str(value)
 
 
+def _utf8(text: str) -> str:
+    """``text`` as valid UTF-8. Query texts are decoded leniently (surrogateescape: the proxy
+    forwards the bytes as sent), so a client's bad bytes come back here as lone surrogates, which
+    neither a DataRow nor the workers' JSON channel can encode: they are shown as \\xNN."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def result(tag: str, columns: Sequence[Column], rows: Iterable[Sequence[Any]]) -> bytes:
     """RowDescription, DataRows and CommandComplete(``tag``)."""
     fields = [be.Field(name, 0, 0, oid, _SIZES[oid], -1, 0) for name, oid in columns]
@@ -75,6 +91,11 @@ class Table:
 
     columns: list[Column]
     rows: list[list[Any]]
+
+    def __post_init__(self) -> None:
+        for r, row in enumerate(self.rows):
+            if any(isinstance(v, str) and not v.isascii() for v in row):
+                self.rows[r] = [_utf8(v) if isinstance(v, str) else v for v in row]
 
     def encode(self, tag: str = "SHOW") -> bytes:
         return result(tag, self.columns, self.rows)
