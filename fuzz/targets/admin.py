@@ -8,7 +8,8 @@ survives SHOW CONFIG -> SET (its rendered value sets the same [general]).
 
 ``admin_console``: the same text through ``AdminConsole.query`` of a daemon built in process
 from the example configuration (a reactor on a manual clock, no listener, no server
-connections). Oracles: no exception; the answer splits into whole messages, every DataRow has as
+connections), after the same bytes went through the SQL analysis cache as a client's Query (so
+SHOW QUERY_CACHE shows what a client can put there). Oracles: no exception; the answer splits into whole messages, every DataRow has as
 many values as the RowDescription before it has columns, every ErrorResponse has a SQLSTATE and
 a message, and the answer ends with CommandComplete, EmptyQueryResponse or ErrorResponse.
 """
@@ -113,8 +114,15 @@ def admin_console(data: bytes) -> None:
     from loop.clock import ManualClock
     from loop.reactor import Reactor
     from pgdog_ev.daemon import Daemon
+    from pgdog_ev.sql.analysis import default_cache
+    from state.client_routing import decode_text
     from state.events import EventLog
 
+    # The input is also a Query some client sent earlier: SHOW QUERY_CACHE lists it as the
+    # proxy decoded it (leniently: bad bytes become lone surrogates).
+    cache = default_cache()
+    cache.clear()
+    cache.analyze(decode_text(data))
     text = ByteSource(data).text()
     reactor = Reactor(clock=ManualClock(100.0))
     try:

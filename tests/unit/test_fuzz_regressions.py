@@ -114,3 +114,22 @@ def test_a_named_parse_with_an_error_at_the_end_of_its_text_is_answered() -> Non
     (error,) = error_fields(answer)
     assert (error["C"], error["M"], error["P"]) == ("42601", "syntax error at end of input", "30")
     assert client.state.name == "IDLE"
+
+
+# -- pgdog_ev/admin/resultset.py --------------------------------------------------------------
+
+
+def test_show_query_cache_shows_a_clients_bad_bytes() -> None:
+    """admin_console (hypothesis engine, all targets in one process): a client's Query with a
+    byte that is not UTF-8 is cached as decoded (surrogateescape); SHOW QUERY_CACHE then raised
+    UnicodeEncodeError out of the console. Its bytes are now shown as \\xNN escapes."""
+    from fuzz.targets.admin import admin_console
+    from pgdog_ev.admin.resultset import Table, text
+    from pgdog_ev.sql.analysis import default_cache
+    from state.client_routing import decode_text
+
+    admin_console(b"SHOW QUERY_CACHE; SET a = '\xf0'")
+    default_cache().clear()
+    table = Table([text("query")], [[decode_text(b"SET a = '\xf0'")], ["caf\u00e9"]])
+    assert table.rows == [["SET a = '\\xf0'"], ["caf\u00e9"]]
+    assert b"\\xf0" in table.encode()
