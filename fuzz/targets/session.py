@@ -153,8 +153,10 @@ def client_session(data: bytes) -> None:
 
 
 def _negotiations(stream: bytes) -> int:
-    """How many SSLRequest/GSSENCRequest packets lead ``stream`` (the proxy answers each with 'N')."""
+    """How many SSLRequest/GSSENCRequest packets lead ``stream`` and get a one-byte 'N' (the
+    proxy refuses each kind once, as PostgreSQL does; asking again gets an ErrorResponse)."""
     count = pos = 0
+    seen: set[type] = set()
     while True:
         try:
             length = startup_length(stream[pos:])
@@ -163,8 +165,9 @@ def _negotiations(stream: bytes) -> int:
             packet = parse_startup(stream[pos : pos + length])
         except ProtocolViolation:
             return count
-        if not isinstance(packet, SSLRequest | GSSENCRequest):
+        if not isinstance(packet, SSLRequest | GSSENCRequest) or type(packet) in seen:
             return count
+        seen.add(type(packet))
         count += 1
         pos += length
 
