@@ -15,9 +15,11 @@ loaded Config survives SHOW CONFIG -> SET: ``render`` then ``from_text`` gives i
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
+import shutil
 import tempfile
 import tomllib
 from pathlib import Path
@@ -79,6 +81,7 @@ class _Files:
 
     def __init__(self) -> None:
         self.dir = tempfile.mkdtemp(prefix="pgdog-ev-fuzz-config-")
+        atexit.register(shutil.rmtree, self.dir, True)
         self.pgdog = os.path.join(self.dir, "pgdog.toml")
         self.users = os.path.join(self.dir, "users.toml")
 
