@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,17 @@ def check_config(config: Config) -> None:
             check(updated == general, f"SET {spec.name} TO {rendered!r} (its own value) changed [general]")
 
 
+def check_load(load: Callable[[], Config], files: tuple[str, ...]) -> None:
+    """Load twice: a ConfigError must name its source, a Config must come out the same."""
+    try:
+        config = load()
+    except ConfigError as error:
+        check_error(error, files)
+        return
+    check(load().digest == config.digest, "the same input gave another digest")
+    check_config(config)
+
+
 class _Files:
     """Two files in a private temporary directory, rewritten for every input."""
 
@@ -101,14 +113,7 @@ def config_files(data: bytes) -> None:
     pgdog, _, users = data.partition(b"\0")
     _files.write(pgdog, users)
     paths = (_files.pgdog, _files.users)
-    try:
-        config = load_config(*paths, entropy=_entropy, env=ENV)
-    except ConfigError as error:
-        check_error(error, paths)
-        return
-    again = load_config(*paths, entropy=_entropy, env=ENV)
-    check(again.digest == config.digest, "the same files gave another digest")
-    check_config(config)
+    check_load(lambda: load_config(*paths, entropy=_entropy, env=ENV), paths)
 
 
 # --- structured edits of a valid document ---------------------------------------------------------
@@ -189,12 +194,4 @@ def config_mutate(data: bytes) -> None:
     while src.pos < len(src.data):
         _edit(src, pgdog, users)
     texts = (dump_toml(pgdog), dump_toml(users))
-    names = ("pgdog.toml", "users.toml")
-    try:
-        config = load_config_text(*texts, entropy=_entropy, env=ENV)
-    except ConfigError as error:
-        check_error(error, names)
-        return
-    again = load_config_text(*texts, entropy=_entropy, env=ENV)
-    check(again.digest == config.digest, "the same text gave another digest")
-    check_config(config)
+    check_load(lambda: load_config_text(*texts, entropy=_entropy, env=ENV), ("pgdog.toml", "users.toml"))
