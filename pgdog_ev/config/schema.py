@@ -45,11 +45,17 @@ class KeySpec:
     def from_text(self, text: str) -> object:
         """Parse a value typed by a person (env var, URL query, ``SET``), where "" can mean unset."""
         if self.nullable:
-            word = text.strip().lower()
-            if word == "" or (not isinstance(self.kind, StrKind) and word in _NULL_WORDS):
-                return None
-            if isinstance(self.kind, IntKind) and word == "off":
-                return None
+            if isinstance(self.kind, StrKind):
+                # Only "" unsets a text: spaces are a value, as they are in the file, so that
+                # SHOW CONFIG's text of any value sets that value back.
+                if text == "":
+                    return None
+            else:
+                word = text.strip().lower()
+                if word == "" or word in _NULL_WORDS:
+                    return None
+                if isinstance(self.kind, IntKind) and word == "off":
+                    return None
         return self._normalise(self.kind.from_text(text))
 
     def render(self, value: object) -> str:
