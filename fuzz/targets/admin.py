@@ -56,7 +56,8 @@ def admin_parser(data: bytes) -> None:
         check(spec is not None, f"SET {key} accepted an unknown key")
         assert spec is not None
         rendered = spec.render(getattr(updated, spec.name))
-        check(apply_override(updated, key, rendered) == updated, f"SET {key} TO {rendered!r} (SHOW's text) differs")
+        # Quoted, as a person copying SHOW CONFIG's text would (the quotes keep its spaces).
+        check(apply_override(updated, key, f"'{rendered}'") == updated, f"SET {key} TO '{rendered}' (SHOW's text) differs")
 
 
 class _AdminClient:

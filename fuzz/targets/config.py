@@ -70,11 +70,12 @@ def check_config(config: Config) -> None:
                                  f"which does not parse back: {exc}") from exc
         check(_same(again, value), f"[general] {spec.name} = {value!r} renders as {rendered!r}, read back as {again!r}")
         if spec.changeable:
+            quoted = f"'{rendered}'"  # as a person copying SHOW CONFIG's text would (keeps spaces)
             try:
-                updated = apply_override(general, spec.name, rendered)
+                updated = apply_override(general, spec.name, quoted)
             except ConfigError as exc:
-                raise AssertionError(f"SET {spec.name} TO {rendered!r} (its own value) fails: {exc}") from exc
-            check(updated == general, f"SET {spec.name} TO {rendered!r} (its own value) changed [general]")
+                raise AssertionError(f"SET {spec.name} TO {quoted} (its own value) fails: {exc}") from exc
+            check(updated == general, f"SET {spec.name} TO {quoted} (its own value) changed [general]")
 
 
 def check_load(load: Callable[[], Config], files: tuple[str, ...]) -> None:

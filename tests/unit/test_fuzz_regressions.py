@@ -133,3 +133,22 @@ def test_show_query_cache_shows_a_clients_bad_bytes() -> None:
     table = Table([text("query")], [[decode_text(b"SET a = '\xf0'")], ["caf\u00e9"]])
     assert table.rows == [["SET a = '\\xf0'"], ["caf\u00e9"]]
     assert b"\\xf0" in table.encode()
+
+
+# -- pgdog_ev/config/schema.py ----------------------------------------------------------------
+
+
+def test_a_blank_text_setting_survives_show_config_then_set() -> None:
+    """config_mutate: `broadcast_address = " "` loads as " ", SHOW CONFIG prints " ", and the
+    text read back (SET, PGDOG_*) was None: any blank text meant "unset". Only "" does now."""
+    from pgdog_ev.config import load_config_text
+    from pgdog_ev.config.general_set import apply_override
+    from pgdog_ev.config.schema import general_spec
+
+    general = load_config_text('[general]\nquery_log = " "\n', None, entropy=bytes, env={}).general
+    spec = general_spec("query_log")
+    assert spec is not None and general.query_log == " "
+    assert spec.from_text(spec.render(general.query_log)) == " "
+    assert apply_override(general, "query_log", "' '") == general
+    assert apply_override(general, "query_log", "''").query_log is None
+    assert general_spec("query_timeout").from_text(" ") is None  # type: ignore[union-attr]
