@@ -4,6 +4,7 @@ decoded event log appended to the report."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -184,3 +185,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
 
 def _last_lines(text: str, n: int) -> str:
     return "\n".join(text.splitlines()[-n:])
+
+
+# The chaos tests (tests/chaos) record what each case injected and observed as a user property.
+CHAOS_SUMMARY_KEY = "chaos"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = []
+    for key in ("passed", "failed"):
+        for report in terminalreporter.stats.get(key, []):
+            for name, value in getattr(report, "user_properties", []):
+                if name == CHAOS_SUMMARY_KEY and report.when == "call":
+                    lines.append((key, json.loads(value)))
+    if not lines:
+        return
+    terminalreporter.section("chaos cases")
+    for outcome, s in sorted(lines, key=lambda x: x[1]["case"]):
+        terminalreporter.write_line(f"{s['case']} [{outcome}]: injected {s['injected']}")
+        terminalreporter.write_line(f"    observed {s['observed']}")

@@ -1,10 +1,9 @@
 """Fixtures of the chaos tests: one toxiproxy server and one primary with a streaming replica per
-test process (module scope), and a summary of every case's injected fault and observations at the
-end of the run (also under pytest-xdist, from each report's user properties)."""
+test process (module scope). The summary of every case at the end of the run is printed by
+tests/conftest.py (under pytest-xdist only the root conftest is loaded by the controller)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,8 +13,6 @@ from tests.chaos.workloads import READ_ROWS, read_payload
 from tests.conftest import APP_USER
 from tests.harness.replicas import ReplicaSet, build_replica_set
 from tests.harness.toxi import ToxiproxyServer
-
-SUMMARY_KEY = "chaos"
 
 
 @dataclass
@@ -50,18 +47,3 @@ def chaos_rig() -> Iterator[Rig]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "chaos: a fault injected through toxiproxy while workloads run")
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    lines = []
-    for key in ("passed", "failed"):
-        for report in terminalreporter.stats.get(key, []):
-            for name, value in getattr(report, "user_properties", []):
-                if name == SUMMARY_KEY and report.when == "call":
-                    lines.append((key, json.loads(value)))
-    if not lines:
-        return
-    terminalreporter.section("chaos cases")
-    for outcome, s in sorted(lines, key=lambda x: x[1]["case"]):
-        terminalreporter.write_line(f"{s['case']} [{outcome}]: injected {s['injected']}")
-        terminalreporter.write_line(f"    observed {s['observed']}")

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from tests.chaos.cases import HOLD, PRIMARY, REPLICA, Case, selected
-from tests.chaos.conftest import SUMMARY_KEY, Rig
+from tests.chaos.conftest import Rig
 from tests.chaos.workloads import (
     READ_ROWS,
     AsyncpgClients,
@@ -33,7 +33,7 @@ from tests.chaos.workloads import (
     Workload,
     next_id,
 )
-from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.conftest import APP_DB, APP_PASSWORD, APP_USER, CHAOS_SUMMARY_KEY
 from tests.harness.admin import ADMIN, admin_connect, show
 from tests.harness.memory import rss
 from tests.harness.proxy import ProxyProcess
@@ -249,5 +249,5 @@ def test_chaos(case: Case, chaos_rig: Rig, proxy_factory: Any, poll: Any, tmp_pa
 
     summary = {"case": case.name, "injected": f"{case.fault.describe()} on {case.target} for {HOLD:.0f}s",
                "observed": json.dumps(observed)}
-    record_property(SUMMARY_KEY, json.dumps(summary))
+    record_property(CHAOS_SUMMARY_KEY, json.dumps(summary))
     print(f"{case.name}: injected {summary['injected']}\n  observed {summary['observed']}")
