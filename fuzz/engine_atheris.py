@@ -8,6 +8,7 @@ from libFuzzer's final statistics, or its last progress line when it stopped ear
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -70,8 +71,11 @@ def run(target: Target, seconds: float) -> Result:
         ]
         log = work / "libfuzzer.log"
         started = time.monotonic()
+        # Temporary files of the target (config_files) go in the work directory, removed below:
+        # libFuzzer may end the process without running its exit handlers.
+        env = {**os.environ, "TMPDIR": str(work)}
         with open(log, "wb") as out:
-            code = subprocess.run(argv, cwd=HERE.parent, stdin=subprocess.DEVNULL, stdout=out,
+            code = subprocess.run(argv, cwd=HERE.parent, env=env, stdin=subprocess.DEVNULL, stdout=out,
                                   stderr=subprocess.STDOUT, check=False).returncode
         result.seconds = time.monotonic() - started
         text = log.read_text(errors="replace")
