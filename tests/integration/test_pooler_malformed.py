@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import time
 
 import psycopg
 import pytest
@@ -14,7 +13,7 @@ import pytest
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
 from tests.harness.clients import BackgroundClient
 from tests.harness.config import app_database, app_user
-from tests.harness.rawclient import PROTOCOL_3, error_fields, parse_messages, startup_packet
+from tests.harness.rawclient import PROTOCOL_3, error_fields, parse_messages, read_until_close, startup_packet
 
 REPLY_TIMEOUT = 5.0
 
@@ -38,26 +37,6 @@ def _open(proxy) -> socket.socket:
     s = socket.create_connection((proxy.host, proxy.port), timeout=REPLY_TIMEOUT)
     s.settimeout(REPLY_TIMEOUT)
     return s
-
-
-def _read_until_close(s: socket.socket) -> tuple[list[tuple[str, bytes]], str]:
-    """All messages until the proxy closes. ("eof"|"reset"); fails on a timeout (a hang)."""
-    buf = b""
-    how = "eof"
-    deadline = time.monotonic() + REPLY_TIMEOUT
-    while True:
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        try:
-            chunk = s.recv(65536)
-        except TimeoutError:
-            pytest.fail(f"the proxy neither answered nor closed within {REPLY_TIMEOUT}s (got {buf[:200]!r})")
-        except ConnectionResetError:
-            how = "reset"
-            break
-        if not chunk:
-            break
-        buf += chunk
-    return parse_messages(buf), how
 
 
 def _login(proxy) -> socket.socket:
@@ -110,7 +89,7 @@ def test_garbage_and_bad_startup_packets(proxy):
             s = _open(proxy)
             try:
                 s.sendall(data)
-                msgs, how = _read_until_close(s)
+                msgs, how = read_until_close(s, REPLY_TIMEOUT)
             finally:
                 s.close()
             try:
@@ -133,7 +112,7 @@ def test_oversized_and_broken_messages_after_login(proxy):
             s = _login(proxy)
             try:
                 s.sendall(data)
-                msgs, how = _read_until_close(s)
+                msgs, how = read_until_close(s, REPLY_TIMEOUT)
             finally:
                 s.close()
             try:
