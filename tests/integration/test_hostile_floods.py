@@ -31,6 +31,7 @@ from tests.harness.config import app_database, app_user
 from tests.harness.events import events_text
 from tests.harness.memory import rss
 from tests.harness.ports import free_port
+from tests.harness.proxy import ProxyProcess
 from tests.harness.rawclient import RawConn, error_fields, parse_messages, startup_packet
 
 # --------------------------------------------------------------------------- 4. unfinished logins
@@ -136,6 +137,19 @@ class Flood:
             s.close()
         self.sel.close()
 
+
+
+def _answer_to_password(proxy: ProxyProcess, sent: bytes) -> dict[str, str]:
+    """Log in up to the password request, send `sent` instead of a password: the error fields of
+    the proxy's last answer."""
+    conn = RawConn(socket.create_connection((proxy.host, proxy.port), timeout=10), reset_is_eof=True)
+    try:
+        conn.sock.sendall(startup_packet(APP_USER, APP_DB))
+        assert conn.read()[0] == b"R"
+        conn.sock.sendall(sent)
+        return error_fields(conn.rest()[-1][1])
+    finally:
+        conn.close()
 
 def test_five_thousand_unfinished_logins(pg, proxy_factory, poll):
     _raise_own_nofile(2 * WAVE + 1000)
@@ -337,20 +351,10 @@ def test_wrong_passwords_in_a_loop(pg, proxy_factory, poll, auth_type):
                 t.join(120)
             elapsed = time.monotonic() - t0
             # A protocol error instead of the password is refused too, but is not a wrong password.
-            conn = RawConn(socket.create_connection((proxy.host, proxy.port), timeout=10), reset_is_eof=True)
-            conn.sock.sendall(startup_packet(APP_USER, APP_DB))
-            assert conn.read()[0] == b"R"
-            conn.sock.sendall(b"Q\x00\x00\x00\x0dSELECT 1\x00")
-            violation = error_fields(conn.rest()[-1][1])
-            conn.close()
+            violation = _answer_to_password(proxy, b"Q\x00\x00\x00\x0dSELECT 1\x00")
             # A password message claiming 2 GiB: refused by its header (authentication messages are
             # small; the limit there is 64 KiB whatever max_message_size says).
-            conn = RawConn(socket.create_connection((proxy.host, proxy.port), timeout=10), reset_is_eof=True)
-            conn.sock.sendall(startup_packet(APP_USER, APP_DB))
-            assert conn.read()[0] == b"R"
-            conn.sock.sendall(b"p\x7f\xff\xff\xff")
-            oversized = error_fields(conn.rest()[-1][1])
-            conn.close()
+            oversized = _answer_to_password(proxy, b"p\x7f\xff\xff\xff")
         by.check("wrong passwords")
         # Counted, one each, where an operator sees them; and not one server connection opened.
         assert _metric(port, "auth_failures_total") - failed0 == attempts[0] >= len(users)
