@@ -177,6 +177,9 @@ class EventLog:
         self._next_flush = capacity  # emitting this seq would overwrite an unflushed record
         self._hash = hashlib.sha256()
         self._enabled = True
+        # The last ``now`` emit converted to nanoseconds, and the result.
+        self._now: object = None
+        self._ns = 0
 
     # -- hot path -------------------------------------------------------------------------------
     def emit(
@@ -194,9 +197,11 @@ class EventLog:
         if seq == self._next_flush:
             self.flush()
         try:
-            self._pack(
-                self._buf, (seq % self._cap) * 48, seq, round(now * 1e9), kind, machine, id, frm, to, a, b
-            )
+            # One wakeup emits several records with the same ``now`` object: convert it once.
+            if now is not self._now:
+                self._ns = round(now * 1e9)
+                self._now = now
+            self._pack(self._buf, (seq % self._cap) * 48, seq, self._ns, kind, machine, id, frm, to, a, b)
         except (struct.error, TypeError, ValueError, OverflowError):
             self._emit_clamped(seq, now, kind, machine, id, frm, to, a, b)
         self.seq = seq + 1
