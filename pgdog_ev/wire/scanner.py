@@ -118,6 +118,25 @@ class MessageScanner:
         holds half a message, so anything else sent to it now would be read as the rest."""
         return self._remaining > 0 and not self._want_body and self.forward_current
 
+    def last_after_passes(self, data: memoryview, table: bytearray | None = None) -> int:
+        """Where the last message of ``data`` starts, if it is the first one the table does
+        not PASS, everything before it is whole PASS messages, and it ends exactly where
+        ``data`` does, with nothing partly read before the chunk; else -1.
+
+        The common reply (RowDescription, DataRows, CommandComplete, ReadyForQuery, all in one
+        read) can then go out as one write with only its last message looked at, instead of a
+        span, a callback and a second write. Only the caller knows whether that last message
+        lets it (the server session checks for ReadyForQuery); if not, it calls ``feed``.
+        ``table``, when given, replaces the scanner's own for this test: a caller may know that
+        some HEADER types need no look at the moment."""
+        if self._remaining or self._hdr:
+            return -1
+        n = len(data)
+        stop = self.skip(data, 0, n, self.table if table is None else table, self.max_len)
+        if n - stop < 5 or stop + 1 + int.from_bytes(data[stop + 1 : stop + 5], "big") != n:
+            return -1
+        return stop
+
     def feed(self, data: memoryview) -> int:
         """Consume one chunk; emits spans to ``sink`` and calls the callbacks.
 
