@@ -109,8 +109,8 @@ FORCE_CLOSED = frozenset({Reason.OUT_OF_SYNC, Reason.QUERY_TIMEOUT, Reason.CLEAN
 # ErrorResponse (bodies); CopyIn/CopyBoth responses, ParseComplete and
 # CloseComplete only need their header.
 SERVER_TABLE = action_table(header=b"GW13", body=b"ZSE")
-# With no ParseComplete/CloseComplete awaited (nothing in ``_expect``), those two are forwarded
-# unread: what a whole reply is tested against.
+# When no ParseComplete/CloseComplete needs reading (see ``_quiet_expectations``), those two are
+# forwarded unread: what a whole reply is tested against.
 QUIET_TABLE = action_table(header=b"GW", body=b"ZSE")
 # While probing, the first DataRow is read too (the answer of an LSN poll).
 PROBE_TABLE = action_table(header=b"GW13", body=b"ZSED")
@@ -400,11 +400,22 @@ class ServerSession:
         if client is None or not scanner.forwarding or len(owed) != 1 or type(owed[0]) is not int \
                 or owed[0] != TO_CLIENT:
             return False
-        last = scanner.last_after_passes(data, SERVER_TABLE if self._expect else QUIET_TABLE)
+        last = scanner.last_after_passes(data, QUIET_TABLE if self._quiet_expectations() else SERVER_TABLE)
         if last < 0 or data[last] != READY or len(data) - last != 6 or data[last + 5] not in b"ITE":
             return False
         client.io.send(data)
         self._on_ready(data[last + 5 :], forwarded=True)
+        return True
+
+    def _quiet_expectations(self) -> bool:
+        """Whether every ParseComplete/CloseComplete this reply may hold would be forwarded with
+        nothing to remember: the only ones awaited for it answer the client's own unnamed Parse
+        or Close (an extended-protocol batch), which ReadyForQuery's bookkeeping drops alike
+        whether they came or not."""
+        seen = self._rfq_seen
+        for kind, name, segment in self._expect:
+            if segment == seen and (kind != EXPECT_FORWARD or name):
+                return False
         return True
 
     def _to_client(self, view: memoryview) -> None:

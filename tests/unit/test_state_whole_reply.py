@@ -52,17 +52,24 @@ WORKLOADS: dict[str, list[Step]] = {
          be.parameter_status("application_name", "x") + FakeBackend.done("SET")),
         (fe.query("select 1"), RESULT),
     ],
+    "extended batch whose Parse fails": [
+        (extended("selec $1"), be.error_response("42601", "syntax error") + be.ready_for_query(b"I")),
+        (extended("select $1"), EXTENDED_REPLY),
+    ],
+    "pipelined batches": [(extended("select 1") + extended("select 2"), EXTENDED_REPLY + EXTENDED_REPLY)],
     "prepared by name": [
-        (fe.parse("s1", "select 1") + fe.sync(), be.parse_complete() + be.ready_for_query(b"I")),
+        # Prepared lazily: the proxy answers the Parse and sends it with the first Bind.
+        (fe.parse("s1", "select 1") + fe.sync(), None),
+        (fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(), be.parse_complete() + be.bind_complete()
+         + RESULT),
         (fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(), be.bind_complete() + RESULT),
     ],
 }
 
 
-# Workloads whose every reply is a plain one (not extended batches: their unnamed Parse
-# awaits its ParseComplete, which only the scanner's callback accounts for; nor BEGIN or SET,
-# whose effects the client hears of first).
-ONE_WRITE_PER_REPLY = {"simple queries", "notice in the reply", "empty result"}
+# Workloads whose every reply is a plain one (not BEGIN or SET, whose effects the client hears
+# of first; nor a named Parse, whose ParseComplete decides whether the statement is prepared).
+ONE_WRITE_PER_REPLY = {"simple queries", "extended batches", "notice in the reply", "empty result"}
 
 
 def play(workload: list[Step], chunk: int | None) -> dict[str, Any]:
@@ -90,7 +97,7 @@ def play(workload: list[Step], chunk: int | None) -> dict[str, Any]:
         "client": (client.state, client.queries, client.transactions, client.errors, client.query_time,
                    client.xact_time, client.server is None),
         "server": (server.state, server.txn_status, server.queries, server.transactions, server.errors,
-                   dict(server.prepared)),
+                   list(server.prepared)),
         "client sends": client.io.sends - sends_before,  # type: ignore[attr-defined]
     }
 
