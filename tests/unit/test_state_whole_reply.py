@@ -17,8 +17,9 @@ import pytest
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.scanner import MessageScanner, action_table
-from state.server import QUIET_TABLE, SERVER_TABLE
-from tests.unit.statekit import FakeBackend, only_server, ready_client, rig
+from state.client import ClientSession
+from state.server import QUIET_TABLE, SERVER_TABLE, ServerSession
+from tests.unit.statekit import FakeBackend, FrontendDriver, ProxyRig, only_server, ready_client, rig
 
 RESULT = FakeBackend.result("SELECT 3", rows=3)
 EXTENDED_REPLY = be.parse_complete() + be.bind_complete() + RESULT
@@ -72,13 +73,19 @@ WORKLOADS: dict[str, list[Step]] = {
 ONE_WRITE_PER_REPLY = {"simple queries", "extended batches", "notice in the reply", "empty result"}
 
 
-def play(workload: list[Step], chunk: int | None) -> dict[str, Any]:
-    """Run ``workload`` through one client and one server; everything a difference would show."""
+def one_of_each() -> tuple[ProxyRig, ClientSession, FrontendDriver, ServerSession, FakeBackend]:
+    """A logged-in idle client and the pool's one server, their login traffic taken."""
     r = rig(pool_size=1)
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
     backend.take()
+    return r, client, driver, server, backend
+
+
+def play(workload: list[Step], chunk: int | None) -> dict[str, Any]:
+    """Run ``workload`` through one client and one server; everything a difference would show."""
+    r, client, driver, server, backend = one_of_each()
     start = r.world.log.seq
     sends_before = client.io.sends  # type: ignore[attr-defined]
     for request, reply in workload:
@@ -115,11 +122,7 @@ def test_whole_replies_match_byte_by_byte_replies(name: str) -> None:
 
 
 def test_a_plain_reply_is_one_write_to_the_client() -> None:
-    r = rig(pool_size=1)
-    client, driver = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    backend.take()
+    _, client, driver, server, backend = one_of_each()
     for _ in range(3):
         before = client.io.sends  # type: ignore[attr-defined]
         driver.send(fe.query("select 1"))
@@ -131,11 +134,7 @@ def test_a_plain_reply_is_one_write_to_the_client() -> None:
 
 
 def test_a_reply_in_two_reads_goes_message_by_message() -> None:
-    r = rig(pool_size=1)
-    client, driver = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    backend.take()
+    _, client, driver, server, backend = one_of_each()
     driver.send(fe.query("select 1"))
     backend.take()
     split = len(RESULT) - 6
@@ -147,11 +146,7 @@ def test_a_reply_in_two_reads_goes_message_by_message() -> None:
 
 
 def test_an_invalid_ready_status_is_not_forwarded() -> None:
-    r = rig(pool_size=1)
-    client, driver = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    backend.take()
+    _, client, driver, server, backend = one_of_each()
     driver.send(fe.query("select 1"))
     backend.take()
     backend.send(RESULT[:-1] + b"X")
