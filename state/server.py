@@ -115,7 +115,7 @@ QUIET_TABLE = action_table(header=b"GW", body=b"ZSE")
 # While probing, the first DataRow is read too (the answer of an LSN poll).
 PROBE_TABLE = action_table(header=b"GW13", body=b"ZSED")
 DATA_ROW = ord("D")
-READY = be.READY_FOR_QUERY
+READY_HEADER = b"Z\x00\x00\x00\x05"  # a ReadyForQuery's type and length
 PARSE_COMPLETE = ord("1")
 CLOSE_COMPLETE = ord("3")
 
@@ -400,8 +400,10 @@ class ServerSession:
         if client is None or not scanner.forwarding or len(owed) != 1 or type(owed[0]) is not int \
                 or owed[0] != TO_CLIENT:
             return False
+        if data[-6:-1] != READY_HEADER or data[-1] not in b"ITE":
+            return False  # no ReadyForQuery at the end: not walked twice (part of a large result)
         last = scanner.last_after_passes(data, QUIET_TABLE if self._quiet_expectations() else SERVER_TABLE)
-        if last < 0 or data[last] != READY or len(data) - last != 6 or data[last + 5] not in b"ITE":
+        if last != len(data) - 6:
             return False
         client.io.send(data)
         self._on_ready(data[last + 5 :], forwarded=True)
