@@ -397,8 +397,7 @@ class ServerSession:
         scanner = self.scanner
         client = self.client
         owed = self.owed
-        if client is None or not scanner.forwarding or len(owed) != 1 or type(owed[0]) is not int \
-                or owed[0] != TO_CLIENT:
+        if client is None or not scanner.forwarding or len(owed) != 1 or owed[0] != TO_CLIENT:
             return False
         if data[-6:-1] != READY_HEADER or data[-1] not in b"ITE":
             return False  # no ReadyForQuery at the end: not walked twice (part of a large result)
