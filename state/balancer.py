@@ -56,6 +56,8 @@ class Balancer:
         if n == 1:
             return candidates[0]
         strategy = self.strategy
+        if strategy == "random":  # the default, tested first
+            return candidates[self._prng.below(n)]
         if strategy == "round_robin":
             self._turn += 1
             return candidates[self._turn % n]

@@ -60,6 +60,14 @@ BATCH_PARTS = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 TRUE_VALUES = frozenset({"on", "true", "yes", "1", "t", "y"})
 
 _WRITE = (True, False, Reason.ROUTE_WRITE)
+_READ = (False, False, Reason.ROUTE_READ)
+# Enum members read on every routed checkout, as module globals (a class attribute read goes
+# through EnumType.__getattr__ on Python 3.11, several times slower).
+_HINT = Reason.ROUTE_HINT
+_ROUTE_READ = Reason.ROUTE_READ
+_OVERRIDE = Reason.ROUTE_OVERRIDE
+_K_ROUTE = Kind.ROUTE
+_M_CLIENT = Machine.CLIENT
 # A message that continues a request (Execute, an unnamed Bind, a portal Describe): no say in it.
 NO_OPINION = (False, False, Reason.NONE)
 # The route remembered before any text was routed.
@@ -98,9 +106,9 @@ class ReadWriteSplit(ClientFields):
         # Only a read the statement itself decided may meet a write later in the pipeline:
         # an override or a read-only transaction keeps what follows where it is.
         self._read_guard = False
-        self.log.emit(now, Kind.ROUTE, Machine.CLIENT, self.id, 0, 0, why, int(write))
+        self.log.emit(now, _K_ROUTE, _M_CLIENT, self.id, 0, 0, why, int(write))
         server = cluster.checkout(now, self, write, replica)  # type: ignore[arg-type]
-        if why is Reason.ROUTE_READ and self._local_txn is None and not self.session_mode:
+        if why is _ROUTE_READ and self._local_txn is None and not self.session_mode:
             # Armed once the routed request itself has gone (on_checkout replays it first).
             self._guard_pending = True
         return server
@@ -108,17 +116,17 @@ class ReadWriteSplit(ClientFields):
     def _decide(self, cluster: Cluster, query: memoryview | None = None) -> tuple[bool, bool, Reason]:
         role = self._txn_role
         if role is not None:
-            return role == "primary", role == "replica", Reason.ROUTE_OVERRIDE
+            return role == "primary", role == "replica", _OVERRIDE
         if query is not None:
             # A Query stands alone: its route is the whole batch's.
             decided = self._message_route(cluster, fe.QUERY, query) or _WRITE
         else:
             decided = self._batch_route(cluster)
-        if decided is not None and decided[2] is Reason.ROUTE_HINT:
+        if decided is not None and decided[2] is _HINT:
             return decided
         role = self.role_override
         if role is not None:
-            return role == "primary", role == "replica", Reason.ROUTE_OVERRIDE
+            return role == "primary", role == "replica", _OVERRIDE
         if self.session_mode:
             return True, False, Reason.ROUTE_SESSION
         if self._local_txn is not None:
@@ -180,12 +188,20 @@ class ReadWriteSplit(ClientFields):
                 found = self._route_memo
             else:
                 found = route(decode_text(raw))
-                self._remember_route(raw, found)
+                if len(raw) <= MEMO_LIMIT:
+                    self._route_memo_text = raw
+                    self._route_memo = found
             if found.hint is not None:
-                return found.hint == "primary", found.hint == "replica", Reason.ROUTE_HINT
-            if found.reason == "transaction control" or raw.lstrip()[:7].upper() == b"EXECUTE":
-                return self._query_details(cluster, body, found.write)
-            return (True, False, Reason.ROUTE_WRITE) if found.write else (False, False, Reason.ROUTE_READ)
+                return found.hint == "primary", found.hint == "replica", _HINT
+            if found.write:
+                # (EXECUTE of a statement prepared with SQL PREPARE routes as a write by its
+                # keyword: only then can the statement's own text make it a read.)
+                if raw.lstrip()[:7].upper() == b"EXECUTE":
+                    return self._query_details(cluster, body, True)
+                return _WRITE
+            if found.reason == "transaction control":
+                return self._query_details(cluster, body, False)
+            return _READ
         if mtype == fe.PARSE:
             # name NUL sql NUL ...: only the text matters here.
             raw = bytes(body)

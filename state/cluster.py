@@ -89,6 +89,9 @@ class Cluster:
         self.general = general
         self.balancer = Balancer(general.load_balancing_strategy, entropy(8))
         self.pools: list[Pool] = []
+        # More than one host: every checkout is routed. A field, not a property: it is read on
+        # each checkout, and set_pools is the only place the pools change.
+        self.multi = False
         self.primary: Pool | None = None
         self.bans: dict[int, Ban] = {}
         # Lag verdicts of the replication monitor: pool id -> whether the host is within the limits.
@@ -110,10 +113,6 @@ class Cluster:
     # -- shape ---------------------------------------------------------------------
 
     @property
-    def multi(self) -> bool:
-        return len(self.pools) > 1
-
-    @property
     def detecting(self) -> bool:
         """Roles come from the replication monitor (every host "auto", lsn_check_delay set)."""
         return (
@@ -130,6 +129,7 @@ class Cluster:
         for pool in pools:
             pool.owner = self
         self.pools = list(pools)
+        self.multi = len(self.pools) > 1
         ids = {pool.id for pool in pools}
         for pid in [pid for pid in self.bans if pid not in ids]:
             del self.bans[pid]
@@ -212,7 +212,12 @@ class Cluster:
                 client.pool = primary
                 return primary.checkout(now, client, deadline)
             # A cluster of replicas only: writes go where reads go, for the server to refuse.
-        pool = self.pick(now, replica)
+        targets = self._targets.get(replica)
+        if targets:
+            # The usual read: the cached targets, no exclusion, no bans to clear.
+            pool = targets[0] if len(targets) == 1 else self.balancer.pick(targets)
+        else:
+            pool = self.pick(now, replica)
         if pool is None:
             client.on_checkout_failed(now, "no host is available for reads: every host is banned")
             return None

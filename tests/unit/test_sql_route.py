@@ -530,3 +530,24 @@ def test_prefilter_and_lexer_split() -> None:
 def test_write_functions_are_lower_case_names() -> None:
     for name in WRITE_FUNCTIONS:
         assert name == name.lower() and name.isidentifier(), name
+
+
+def _closed_by_counts(sql: str) -> bool:
+    """What _looks_closed means, counted out in full (it skips the counts it can)."""
+    return (
+        sql.count("'") % 2 == 0
+        and sql.count('"') % 2 == 0
+        and sql.count("(") == sql.count(")")
+        and sql.count("/*") == sql.count("*/")
+        and ("$" not in sql or not route_module.has_dollar_quote(sql))
+    )
+
+
+@settings(max_examples=400)
+@given(st.lists(st.sampled_from(["'", '"', "(", ")", "/*", "*/", "*", "/", "$", "$$", "$a$", " ", "x", ";"]),
+                max_size=12).map("".join))
+@example("select ) ( from t")
+@example("select */ from t")
+@example("select 1 */ /* x")
+def test_looks_closed_skips_only_counts_that_cannot_fail(sql: str) -> None:
+    assert route_module._looks_closed(sql) is _closed_by_counts(sql)
