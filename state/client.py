@@ -42,7 +42,7 @@ from pgdog_ev.wire.startup import (
 from state.client_admin import AdminAnswers
 from state.client_effects import KNOWN_SETTINGS_LIMIT, SessionEffects
 from state.client_local import LocalAnswers
-from state.client_routing import MessageRouting
+from state.client_routing import MessageRouting, batch_shape
 from state.client_rw import NO_ROUTE, REQUEST_STARTS, ROLE_VALUES, ReadWriteSplit
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
@@ -92,6 +92,7 @@ _LOGIN = ClientState.LOGIN
 _M_CLIENT = Machine.CLIENT
 _POOL_CLOSED = PoolState.CLOSED
 _POOL_OPEN = PoolState.OPEN
+_PARSE = fe.PARSE
 _R_CHECKOUT = Reason.CHECKOUT
 _R_CLIENT_TERMINATE = Reason.CLIENT_TERMINATE
 _R_PROTOCOL_VIOLATION = Reason.PROTOCOL_VIOLATION
@@ -759,7 +760,12 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         if self._await_batch:
             self._hold(data)  # behind the batch waiting to be routed
         else:
-            consumed = self.scanner.feed(data)
+            consumed = -1
+            scanner = self.scanner
+            if len(data) > 5 and data[0] == _PARSE and scanner.table[_PARSE] == BODY and scanner.at_boundary():
+                consumed = self._extended_batch(data)
+            if consumed < 0:
+                consumed = scanner.feed(data)
             if self.state is _CLOSED:
                 return  # a Terminate (or an error) ended the session: what follows is not read
             if consumed < len(data):
@@ -770,6 +776,38 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         if self._want_server:
             self._want_server = False
             self._need_server(now)
+
+    def _extended_batch(self, data: memoryview) -> int:
+        """Read a whole usual extended-protocol request (see batch_shape) and return how much of
+        ``data`` was consumed, as the scanner's ``feed`` would; -1 if ``data`` is not one.
+
+        The Parse is read like any message (it may check out a server, wait for one, be
+        refused). Once it went to a server, what follows needs no look at its bytes: an
+        unnamed Bind records the Parse's analysis, Describe and Execute only pass, and the
+        Sync owes a ReadyForQuery. They go out as one write instead of four messages each
+        read, rebuilt and written (``_to_server`` does the same bookkeeping one by one)."""
+        scanner = self.scanner
+        bind = batch_shape(data, scanner.max_len)
+        if bind < 0:
+            return -1
+        self._on_message(_PARSE, data[5:bind])
+        if scanner._suspended:
+            # Held until a server is lent: what follows waits behind it, as in feed.
+            scanner._suspended = False
+            return bind
+        server = self.server
+        if server is None or self.state is not _ACTIVE:
+            return bind + scanner.feed(data[bind:])
+        # The Parse left the server unsynced, so a read guard (r/w split) would look at none
+        # of the rest: only a request that starts after a Sync may be routed elsewhere.
+        server.pool.stats.bind_count += 1
+        self._effect(self._unnamed)
+        effects = self._segment
+        self._segment = None
+        server.expect_response(effects)
+        server.unsynced = False
+        server.io.send(data[bind:])
+        return len(data)
 
     def _on_header(self, mtype: int, length: int) -> bool:
         if INVALID_TYPE[mtype]:

@@ -142,9 +142,18 @@ class MessageScanner:
 
         Returns how many bytes were consumed: all of them unless a callback suspended."""
         n = len(data)
+        table = self.table
+        if n >= 5 and not self._remaining and not self._hdr and table[data[0]] == BODY:
+            # Exactly one whole message read in full (a client's Query, most often): what the
+            # loop below would do for it, without the loop.
+            length = int.from_bytes(data[1:5], "big")
+            if length + 1 == n and 4 <= length <= self.max_len + 4:
+                self._type = data[0]
+                self.on_message(data[0], data[5:])
+                self._suspended = False
+                return n
         pos = 0
         span_start = -1  # start of the pending forwarded span in ``data``
-        table = self.table
         sink = self.sink
         max_len = self.max_len
         skip_min = self.skip_min

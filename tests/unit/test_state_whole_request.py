@@ -1,0 +1,215 @@
+"""The client's whole-request paths against the message-by-message one.
+
+A driver's usual extended-protocol request (Parse, unnamed Bind, Describe, Execute, Sync) that
+arrives in one read has only its Parse read; the rest goes to the server as one write. A lone
+message in one read skips the scanner's loop. Whatever the chunking, the server must receive
+the same bytes, the client the same answers, the event log the same records and the statistics
+must agree: each workload runs once with requests whole and once cut into single bytes (which
+neither path takes), and everything observable is compared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import frontend as fe
+from state.client_routing import batch_shape
+from tests.unit.statekit import FakeBackend, ProxyRig, feed, only_server, ready_client, rig, split_every
+from tests.unit.test_state_client_rw import RwRig
+
+RESULT = FakeBackend.result("SELECT 1")
+EXTENDED_REPLY = be.parse_complete() + be.bind_complete() + RESULT
+NO_DESCRIBE_REPLY = be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1")
+
+
+def extended(sql: str, describe: bytes | None = fe.describe("P", "")) -> bytes:
+    return (fe.parse("", sql) + fe.bind("", "", [], [b"1"], []) + (describe or b"") + fe.execute("", 0)
+            + fe.sync())
+
+
+# Each step: what the client sends, then what the server answers (None: the proxy answers alone).
+Step = tuple[bytes, bytes | None]
+WORKLOADS: dict[str, list[Step]] = {
+    "extended batches": [(extended("select $1"), EXTENDED_REPLY)] * 3,
+    "no Describe": [(extended("select $1", None), NO_DESCRIBE_REPLY)] * 2,
+    "Describe of the statement": [(extended("select $1", fe.describe("S", "")), EXTENDED_REPLY)],
+    "texts change": [(extended(f"select $1 + {i}"), EXTENDED_REPLY) for i in range(3)],
+    "Parse fails": [
+        (extended("selec $1"), be.error_response("42601", "syntax error") + be.ready_for_query(b"I")),
+        (extended("select $1"), EXTENDED_REPLY),
+    ],
+    "a SET with effects": [
+        (extended("set application_name = 'x'", None),
+         be.parse_complete() + be.bind_complete() + be.parameter_status("application_name", "x")
+         + FakeBackend.done("SET")),
+        (extended("select $1"), EXTENDED_REPLY),
+    ],
+    "inside a transaction": [
+        (fe.query("begin; select 1"), be.command_complete("BEGIN") + FakeBackend.result(status=b"T")),
+        (extended("select $1"), be.parse_complete() + be.bind_complete() + FakeBackend.result(status=b"T")),
+        (fe.query("commit"), FakeBackend.done("COMMIT")),
+    ],
+    "BEGIN by extended protocol": [
+        (extended("begin", None), be.parse_complete() + be.bind_complete() + FakeBackend.done("BEGIN", b"T")),
+        (extended("select $1"), be.parse_complete() + be.bind_complete() + FakeBackend.result(status=b"T")),
+        (extended("commit", None), be.parse_complete() + be.bind_complete() + FakeBackend.done("COMMIT")),
+    ],
+    "two batches in one read": [(extended("select 1") + extended("select 2"), EXTENDED_REPLY + EXTENDED_REPLY)],
+    "simple queries": [(fe.query("select 1"), RESULT)] * 3,
+    "a named statement": [
+        (fe.parse("s1", "select 1") + fe.sync(), None),
+        (fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(),
+         be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1")),
+    ],
+    "Terminate": [(fe.query("select 1"), RESULT), (fe.terminate(), None)],
+}
+
+
+def observe(world: Any, start: int, clients: list[Any], servers: list[Any]) -> dict[str, Any]:
+    return {
+        "client bytes": [bytes(c.io.sent) for c in clients],
+        "server bytes": [bytes(s.io.sent) for s in servers],
+        "events": [tuple(rec) for rec in world.log.records() if rec.seq >= start],
+        "stats": [dataclasses.asdict(s.pool.stats) for s in servers],
+        "clients": [(c.state, c.queries, c.transactions, c.errors, c.server is None, c._segment, dict(c.settings.params))
+                    for c in clients],
+        "servers": [(s.state, s.txn_status, s.queries, s.transactions, s.unsynced, list(s.owed),
+                     list(s.prepared)) for s in servers],
+    }
+
+
+def play(workload: list[Step], chunk: int | None, **settings: Any) -> dict[str, Any]:
+    """Run ``workload`` through one client and the pool's one server."""
+    r = rig(pool_size=1, **settings)
+    client, _driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    backend.take()
+    start = r.world.log.seq
+    for request, reply in workload:
+        r.world.tick(0.001)
+        feed(client, r.world.now, *(split_every(request, chunk) if chunk else [request]))
+        for _sql in backend.take_queries()[:-1]:
+            backend.send(FakeBackend.result())  # hidden settings syncs
+        if reply is not None:
+            r.world.tick(0.002)
+            backend.send(reply)
+    return observe(r.world, start, [client], [server])
+
+
+@pytest.mark.parametrize("name", list(WORKLOADS))
+@pytest.mark.parametrize("prepared", ["extended", "disabled"])
+def test_whole_requests_match_byte_by_byte_requests(name: str, prepared: str) -> None:
+    whole = play(WORKLOADS[name], None, prepared_statements=prepared)
+    cut = play(WORKLOADS[name], 1, prepared_statements=prepared)
+    assert whole == cut
+
+
+def test_a_whole_batch_is_one_write_after_its_parse() -> None:
+    r = rig(pool_size=1)
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    backend.take()
+    for _ in range(3):
+        before = server.io.sends  # type: ignore[attr-defined]
+        driver.send(extended("select $1"))
+        assert server.io.sends - before == 2  # type: ignore[attr-defined]  # the Parse, then the rest
+        assert [t for t, _ in backend.take()] == ["P", "B", "D", "E", "S"]
+        backend.send(EXTENDED_REPLY)
+        assert [t for t, _ in driver.take()] == ["1", "2", "T", "D", "C", "Z"]
+        assert client.server is None and server in server.pool.idle
+
+
+def queued(chunk: int | None) -> dict[str, Any]:
+    """A batch that waits for the only server (another client's transaction holds it), then
+    replays once that transaction ends."""
+    r: ProxyRig = rig(pool_size=1)
+    holder, _ = ready_client(r)
+    waiter, _ = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    backend.take()
+    start = r.world.log.seq
+    feed(holder, r.world.now, fe.query("begin; select 1"))
+    backend.send(be.command_complete("BEGIN") + FakeBackend.result(status=b"T"))
+    request = extended("select $1")
+    feed(waiter, r.world.now, *(split_every(request, chunk) if chunk else [request]))
+    assert waiter.server is None and waiter._held
+    feed(holder, r.world.now, fe.query("commit"))
+    backend.send(FakeBackend.done("COMMIT"))
+    assert waiter.server is server
+    backend.send(EXTENDED_REPLY)
+    return observe(r.world, start, [holder, waiter], [server])
+
+
+def test_a_batch_that_waits_for_a_server_is_read_the_same() -> None:
+    assert queued(None) == queued(1)
+
+
+def split(chunk: int | None) -> dict[str, Any]:
+    """Batches over a primary and a replica: routed whole once the Sync is in, then replayed."""
+    r = RwRig(read_write_split="include_primary", load_balancing_strategy="round_robin")
+    client, _driver = r.connect()
+    start = r.world.log.seq
+    for sql in ("select $1", "insert into t values ($1)", "select $1"):
+        request = extended(sql)
+        feed(client, r.world.now, *(split_every(request, chunk) if chunk else [request]))
+        r.serve()
+        server = client.server
+        assert server is not None
+        r.backend(server).send(EXTENDED_REPLY if sql.startswith("select") else
+                               be.parse_complete() + be.bind_complete() + FakeBackend.done("INSERT 0 1"))
+    servers = sorted(r.world.pool_io.opened, key=lambda s: s.id)
+    return observe(r.world, start, [client], servers)
+
+
+def test_split_batches_are_read_the_same() -> None:
+    assert split(None) == split(1)
+
+
+def session_mode(chunk: int | None) -> dict[str, Any]:
+    r = rig("session", pool_size=1)
+    client, _driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    backend.take()
+    start = r.world.log.seq
+    for _ in range(2):
+        request = extended("select $1")
+        feed(client, r.world.now, *(split_every(request, chunk) if chunk else [request]))
+        backend.send(EXTENDED_REPLY)
+    return observe(r.world, start, [client], [server])
+
+
+def test_session_mode_batches_are_read_the_same() -> None:
+    assert session_mode(None) == session_mode(1)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (extended("select 1") + fe.sync(), "a second Sync"),
+        (extended("select 1")[:-1], "cut short"),
+        (fe.parse("", "select 1") + fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(), "named statement"),
+        (fe.parse("", "select 1") + fe.bind("p", "", [], [], []) + fe.execute("p", 0) + fe.sync(), "named portal"),
+        (fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.describe("S", "s1") + fe.execute("", 0)
+         + fe.sync(), "Describe of a named statement"),
+        (fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.sync(), "no Execute"),
+        (fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.execute("", 0) + fe.flush(), "Flush, not Sync"),
+        (b"P\0\0\0\x03" + extended("select 1")[5:], "a length below 4"),
+    ],
+)
+def test_batch_shape_refuses_anything_else(data: bytes, why: str) -> None:
+    assert batch_shape(memoryview(data), 1 << 20) == -1, why
+
+
+def test_batch_shape_finds_the_bind() -> None:
+    data = extended("select 1")
+    assert batch_shape(memoryview(data), 1 << 20) == len(fe.parse("", "select 1"))
+    # A message longer than the scanner allows is left for the scanner to refuse.
+    assert batch_shape(memoryview(data), 8) == -1
