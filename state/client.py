@@ -93,6 +93,7 @@ _M_CLIENT = Machine.CLIENT
 _POOL_CLOSED = PoolState.CLOSED
 _POOL_OPEN = PoolState.OPEN
 _PARSE = fe.PARSE
+_BIND = fe.BIND
 _R_CHECKOUT = Reason.CHECKOUT
 _R_CLIENT_TERMINATE = Reason.CLIENT_TERMINATE
 _R_PROTOCOL_VIOLATION = Reason.PROTOCOL_VIOLATION
@@ -762,7 +763,8 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         else:
             consumed = -1
             scanner = self.scanner
-            if len(data) > 5 and data[0] == _PARSE and scanner.table[_PARSE] == BODY and scanner.at_boundary():
+            if len(data) > 5 and (data[0] == _PARSE or data[0] == _BIND) and scanner.table[_PARSE] == BODY \
+                    and scanner.at_boundary():
                 consumed = self._extended_batch(data)
             if consumed < 0:
                 consumed = scanner.feed(data)
@@ -781,32 +783,35 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         """Read a whole usual extended-protocol request (see batch_shape) and return how much of
         ``data`` was consumed, as the scanner's ``feed`` would; -1 if ``data`` is not one.
 
-        The Parse is read like any message (it may check out a server, wait for one, be
-        refused). Once it went to a server, what follows needs no look at its bytes: an
-        unnamed Bind records the Parse's analysis, Describe and Execute only pass, and the
-        Sync owes a ReadyForQuery. They go out as one write instead of four messages each
+        The first message (a Parse, or the Bind of a prepared statement) is read like any
+        message: it may check out a server, wait for one, be refused, be renamed. Once it
+        reached a server what follows needs no look at its bytes: a Bind after the Parse is of
+        the unnamed statement and records the Parse's analysis, Describe and Execute only pass,
+        and the Sync owes a ReadyForQuery. They go out as one write instead of each message
         read, rebuilt and written (``_to_server`` does the same bookkeeping one by one)."""
         scanner = self.scanner
-        bind = batch_shape(data, scanner.max_len)
-        if bind < 0:
+        first_end = batch_shape(data, scanner.max_len)
+        if first_end < 0:
             return -1
-        self._on_message(_PARSE, data[5:bind])
+        first = data[0]
+        self._on_message(first, data[5:first_end])
         if scanner._suspended:
             # Held until a server is lent: what follows waits behind it, as in feed.
             scanner._suspended = False
-            return bind
+            return first_end
         server = self.server
         if server is None or self.state is not _ACTIVE:
-            return bind + scanner.feed(data[bind:])
-        # The Parse left the server unsynced, so a read guard (r/w split) would look at none
-        # of the rest: only a request that starts after a Sync may be routed elsewhere.
-        server.pool.stats.bind_count += 1
-        self._effect(self._unnamed)
+            return first_end + scanner.feed(data[first_end:])
+        # The first message left the server unsynced, so a read guard (r/w split) would look at
+        # none of the rest: only a request that starts after a Sync may be routed elsewhere.
+        if first == _PARSE:
+            server.pool.stats.bind_count += 1
+            self._effect(self._unnamed)
         effects = self._segment
         self._segment = None
         server.expect_response(effects)
         server.unsynced = False
-        server.io.send(data[bind:])
+        server.io.send(data[first_end:])
         return len(data)
 
     def _on_header(self, mtype: int, length: int) -> bool:

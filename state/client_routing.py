@@ -33,27 +33,31 @@ if TYPE_CHECKING:
 
 MEMO_LIMIT = 4096
 _HEADER = struct.Struct("!BI").pack
-_BIND, _DESCRIBE, _EXECUTE = fe.BIND, fe.DESCRIBE, fe.EXECUTE
+_PARSE, _BIND, _DESCRIBE, _EXECUTE = fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE
 _SYNC_MESSAGE = fe.sync()
 
 
 def batch_shape(data: memoryview, max_len: int) -> int:
-    """Where the Bind starts if ``data`` is exactly a driver's usual extended-protocol request,
-    each message whole: Parse, Bind of the unnamed portal and statement, perhaps a Describe of
-    the unnamed portal or statement, Execute, Sync. Else -1. Lengths are checked as the
-    scanner checks them; anything else (a named statement, a second batch, a cut) is -1."""
+    """Where the first message ends if ``data`` is exactly a driver's usual extended-protocol
+    request, each message whole: a Parse and a Bind of the unnamed portal and statement, or a
+    lone Bind (of a prepared statement); then perhaps a Describe of the unnamed portal or
+    statement, an Execute and a Sync. Else -1. Lengths are checked as the scanner checks them;
+    anything else (a second batch, a named portal, a cut) is -1."""
     n = len(data)
     limit = max_len + 4
     length = int.from_bytes(data[1:5], "big")
     if length < 4 or length > limit:
         return -1
-    bind = 1 + length
-    if bind + 7 > n or data[bind] != _BIND or data[bind + 5] != 0 or data[bind + 6] != 0:
+    first_end = pos = 1 + length
+    if data[0] == _PARSE:
+        if pos + 7 > n or data[pos] != _BIND or data[pos + 5] != 0 or data[pos + 6] != 0:
+            return -1
+        length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        if length < 6 or length > limit:
+            return -1
+        pos += 1 + length
+    elif data[0] != _BIND:
         return -1
-    length = int.from_bytes(data[bind + 1 : bind + 5], "big")
-    if length > limit:
-        return -1
-    pos = bind + 1 + length
     if pos + 5 > n:
         return -1
     if data[pos] == _DESCRIBE:
@@ -70,7 +74,7 @@ def batch_shape(data: memoryview, max_len: int) -> int:
     pos += 1 + length
     if pos + 5 != n or data[pos:] != _SYNC_MESSAGE:
         return -1
-    return bind
+    return first_end
 
 
 def decode_text(raw: bytes) -> str:

@@ -65,6 +65,15 @@ WORKLOADS: dict[str, list[Step]] = {
         (fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(),
          be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1")),
     ],
+    "a named statement, Described, used again": [
+        (fe.parse("s1", "select $1") + fe.sync(), None),
+        (fe.bind("", "s1", [], [b"1"], []) + fe.describe("P", "") + fe.execute("", 0) + fe.sync(),
+         be.parse_complete() + EXTENDED_REPLY[len(be.parse_complete()):]),
+        (fe.bind("", "s1", [], [b"2"], []) + fe.execute("", 0) + fe.sync(), be.bind_complete() + be.data_row(["2"])
+         + FakeBackend.done("SELECT 1")),
+        (fe.bind("", "s2", [], [], []) + fe.execute("", 0) + fe.sync(),
+         be.error_response("26000", 'prepared statement "s2" does not exist') + be.ready_for_query(b"I")),
+    ],
     "Terminate": [(fe.query("select 1"), RESULT), (fe.terminate(), None)],
 }
 
@@ -122,6 +131,28 @@ def test_a_whole_batch_is_one_write_after_its_parse() -> None:
         assert [t for t, _ in backend.take()] == ["P", "B", "D", "E", "S"]
         backend.send(EXTENDED_REPLY)
         assert [t for t, _ in driver.take()] == ["1", "2", "T", "D", "C", "Z"]
+        assert client.server is None and server in server.pool.idle
+
+
+def test_a_prepared_statement_batch_is_one_write_after_its_bind() -> None:
+    r = rig(pool_size=1)
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    backend.take()
+    driver.send(fe.parse("s1", "select $1") + fe.sync())
+    driver.take()
+    driver.send(fe.bind("", "s1", [], [b"1"], []) + fe.execute("", 0) + fe.sync())
+    backend.take()
+    backend.send(be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1"))
+    driver.take()
+    for _ in range(3):
+        before = server.io.sends  # type: ignore[attr-defined]
+        driver.send(fe.bind("", "s1", [], [b"1"], []) + fe.execute("", 0) + fe.sync())
+        assert server.io.sends - before == 2  # type: ignore[attr-defined]  # the renamed Bind, then the rest
+        assert [t for t, _ in backend.take()] == ["B", "E", "S"]
+        backend.send(be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1"))
+        assert [t for t, _ in driver.take()] == ["2", "D", "C", "Z"]
         assert client.server is None and server in server.pool.idle
 
 
@@ -208,8 +239,11 @@ def test_batch_shape_refuses_anything_else(data: bytes, why: str) -> None:
     assert batch_shape(memoryview(data), 1 << 20) == -1, why
 
 
-def test_batch_shape_finds_the_bind() -> None:
+def test_batch_shape_finds_the_end_of_the_first_message() -> None:
     data = extended("select 1")
     assert batch_shape(memoryview(data), 1 << 20) == len(fe.parse("", "select 1"))
+    bind = fe.bind("", "s1", [], [b"1"], [])
+    assert batch_shape(memoryview(bind + fe.execute("", 0) + fe.sync()), 1 << 20) == len(bind)
+    assert batch_shape(memoryview(bind + bind + fe.execute("", 0) + fe.sync()), 1 << 20) == -1
     # A message longer than the scanner allows is left for the scanner to refuse.
     assert batch_shape(memoryview(data), 8) == -1
