@@ -794,7 +794,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         if first_end < 0:
             return -1
         first = data[0]
-        self._on_message(first, data[5:first_end])
+        scanner.on_message(first, data[5:first_end])  # (an admin session reads its own way)
         if scanner._suspended:
             # Held until a server is lent: what follows waits behind it, as in feed.
             scanner._suspended = False
