@@ -153,6 +153,7 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         "_admin_running",
         "_auth_ok",
         "_await_batch",
+        "_batch_whole",
         "_encryption_refused",
         "_fail",
         "_framer",
@@ -338,6 +339,9 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         self._guard_pending = False
         self._want_reroute = False
         self._await_batch = False
+        # The extended-protocol message being read begins a batch known to be whole (see
+        # _extended_batch): a multi-host cluster may route it at once, by that message.
+        self._batch_whole = False
         self._told_shared = False
         # (SQLSTATE, message) for a connection accepted only to be refused
         # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
@@ -794,7 +798,11 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         if first_end < 0:
             return -1
         first = data[0]
-        scanner.on_message(first, data[5:first_end])  # (an admin session reads its own way)
+        self._batch_whole = True
+        try:
+            scanner.on_message(first, data[5:first_end])  # (an admin session reads its own way)
+        finally:
+            self._batch_whole = False
         if scanner._suspended:
             # Held until a server is lent: what follows waits behind it, as in feed.
             scanner._suspended = False
@@ -913,10 +921,13 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
             if cluster.closed:
                 return False
             if cluster.multi:
-                if mtype != fe.QUERY or self._local_txn is not None:
+                # A Query stands alone, and so does a batch known whole whose first message
+                # decides its route (what follows it has no say: an unnamed Bind, a Describe,
+                # Execute, Sync). Other batches are routed whole once their Sync is in.
+                if (mtype != fe.QUERY and not self._batch_whole) or self._local_txn is not None:
                     return False
                 self._transition(now, _WAITING, _R_QUERY)
-                server = self._route_checkout(now, cluster, body)
+                server = self._route_checkout(now, cluster, body, mtype)
                 if server is not None:
                     self.on_checkout(now, server)
                 return True

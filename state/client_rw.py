@@ -97,10 +97,13 @@ class ReadWriteSplit(ClientFields):
 
     # -- the decision ----------------------------------------------------------------
 
-    def _route_checkout(self, now: float, cluster: Cluster, query: memoryview | None = None) -> ServerSession | None:
-        """Choose primary or replica for the request held (or for ``query``, a Query message's
-        body not held because it is being scanned right now), then check out from there."""
-        write, replica, why = self._decide(cluster, query)
+    def _route_checkout(
+        self, now: float, cluster: Cluster, query: memoryview | None = None, mtype: int = fe.QUERY
+    ) -> ServerSession | None:
+        """Choose primary or replica for the request held (or for ``query``, the body of the
+        message that decides the request alone, being scanned right now: a Query, or the first
+        message of a whole extended-protocol batch), then check out from there."""
+        write, replica, why = self._decide(cluster, query, mtype)
         self.route_write = write
         self.route_replica = replica
         # Only a read the statement itself decided may meet a write later in the pipeline:
@@ -113,13 +116,19 @@ class ReadWriteSplit(ClientFields):
             self._guard_pending = True
         return server
 
-    def _decide(self, cluster: Cluster, query: memoryview | None = None) -> tuple[bool, bool, Reason]:
+    def _decide(
+        self, cluster: Cluster, query: memoryview | None = None, mtype: int = fe.QUERY
+    ) -> tuple[bool, bool, Reason]:
         role = self._txn_role
         if role is not None:
             return role == "primary", role == "replica", _OVERRIDE
         if query is not None:
-            # A Query stands alone: its route is the whole batch's.
-            decided = self._message_route(cluster, fe.QUERY, query) or _WRITE
+            # The one message that decides: as _batch_route would judge a batch of it alone.
+            decided = self._message_route(cluster, mtype, query)
+            if decided is None:
+                decided = _WRITE
+            elif decided is NO_OPINION:
+                decided = None
         else:
             decided = self._batch_route(cluster)
         if decided is not None and decided[2] is _HINT:

@@ -18,7 +18,17 @@ import pytest
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
 from state.client_routing import batch_shape
-from tests.unit.statekit import FakeBackend, ProxyRig, feed, only_server, ready_client, rig, split_every
+from state.events import Kind
+from tests.unit.statekit import (
+    FakeBackend,
+    ProxyRig,
+    decode,
+    feed,
+    only_server,
+    ready_client,
+    rig,
+    split_every,
+)
 from tests.unit.test_state_client_rw import RwRig
 
 RESULT = FakeBackend.result("SELECT 1")
@@ -182,25 +192,85 @@ def test_a_batch_that_waits_for_a_server_is_read_the_same() -> None:
     assert queued(None) == queued(1)
 
 
-def split(chunk: int | None) -> dict[str, Any]:
-    """Batches over a primary and a replica: routed whole once the Sync is in, then replayed."""
+INSERT_REPLY = be.parse_complete() + be.bind_complete() + FakeBackend.done("INSERT 0 1")
+# Split workloads: (request, reply); each request gets a server of its own route.
+SPLIT_WORKLOADS: dict[str, list[Step]] = {
+    "reads and a write": [(extended("select $1"), EXTENDED_REPLY),
+                          (extended("insert into t values ($1)"), INSERT_REPLY),
+                          (extended("select $1"), EXTENDED_REPLY)],
+    "a hint": [(extended("/* pgdog_role: primary */ select $1"), EXTENDED_REPLY)],
+    "BEGIN by extended protocol": [
+        (extended("begin", None), be.parse_complete() + be.bind_complete() + FakeBackend.done("BEGIN", b"T")),
+        (extended("select $1"), be.parse_complete() + be.bind_complete() + FakeBackend.result(status=b"T")),
+        (extended("commit", None), be.parse_complete() + be.bind_complete() + FakeBackend.done("COMMIT")),
+    ],
+    "prepared statements": [
+        (fe.parse("r", "select $1") + fe.parse("w", "insert into t values ($1)") + fe.sync(), None),
+        *[(fe.bind("", name, [], [b"1"], []) + fe.execute("", 0) + fe.sync(), None) for name in "rrwrr"],
+    ],
+    # A Bind of the unnamed statement first: nothing in the batch has a say, so it is a write.
+    "unnamed statement, bound later": [
+        (fe.parse("", "select 1") + fe.sync(), None),
+        (fe.bind("", "", [], [], []) + fe.execute("", 0) + fe.sync(), None),
+    ],
+}
+
+
+def answer(msgs: list[tuple[str, bytes]]) -> bytes:
+    """A server's answer to extended-protocol messages of a one-row read (hidden Queries are
+    answered by RwRig.serve)."""
+    out = b""
+    for mtype, _body in msgs:
+        if mtype == "P":
+            out += be.parse_complete()
+        elif mtype == "B":
+            out += be.bind_complete()
+        elif mtype == "E":
+            out += be.data_row(["1"]) + be.command_complete("SELECT 1")
+        elif mtype == "S":
+            out += be.ready_for_query(b"I")
+    return out
+
+
+def split(workload: list[Step], chunk: int | None) -> dict[str, Any]:
+    """Batches over a primary and a replica: a whole one is routed by its first message at once,
+    a cut one once its Sync is in (held, then replayed). A step without a reply is answered
+    from what its server received (a Parse injected or not)."""
     r = RwRig(read_write_split="include_primary", load_balancing_strategy="round_robin")
     client, _driver = r.connect()
+    for _ in range(2):  # a server on each host, logged in, before anything is compared
+        feed(client, r.world.now, extended("select 1"))
+        r.serve()
+        assert client.server is not None
+        r.backend(client.server).send(EXTENDED_REPLY)
     start = r.world.log.seq
-    for sql in ("select $1", "insert into t values ($1)", "select $1"):
-        request = extended(sql)
+    for request, reply in workload:
+        sent = {s.id: len(s.io.sent) for s in r.world.pool_io.opened}  # type: ignore[attr-defined]
         feed(client, r.world.now, *(split_every(request, chunk) if chunk else [request]))
         r.serve()
         server = client.server
-        assert server is not None
-        r.backend(server).send(EXTENDED_REPLY if sql.startswith("select") else
-                               be.parse_complete() + be.bind_complete() + FakeBackend.done("INSERT 0 1"))
+        if server is None:
+            continue  # answered by the proxy
+        if reply is None:
+            reply = answer(decode(bytes(server.io.sent[sent[server.id]:])))  # type: ignore[attr-defined]
+        r.backend(server).send(reply)
     servers = sorted(r.world.pool_io.opened, key=lambda s: s.id)
     return observe(r.world, start, [client], servers)
 
 
-def test_split_batches_are_read_the_same() -> None:
-    assert split(None) == split(1)
+@pytest.mark.parametrize("name", list(SPLIT_WORKLOADS))
+def test_split_batches_are_read_the_same(name: str) -> None:
+    assert split(SPLIT_WORKLOADS[name], None) == split(SPLIT_WORKLOADS[name], 1)
+
+
+def test_a_whole_split_batch_is_routed_without_being_held() -> None:
+    r = RwRig(read_write_split="include_primary", load_balancing_strategy="round_robin")
+    client, _driver = r.connect()
+    r.serve()
+    client.on_bytes(r.world.now, memoryview(extended("select $1")))
+    assert client.server is not None and not client._held
+    routes = [rec for rec in r.world.log.records() if rec.kind == Kind.ROUTE and rec.id == client.id]
+    assert len(routes) == 1 and routes[0].b == 0  # a read
 
 
 def session_mode(chunk: int | None) -> dict[str, Any]:
