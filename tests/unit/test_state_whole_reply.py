@@ -73,9 +73,9 @@ WORKLOADS: dict[str, list[Step]] = {
 ONE_WRITE_PER_REPLY = {"simple queries", "extended batches", "notice in the reply", "empty result"}
 
 
-def one_of_each() -> tuple[ProxyRig, ClientSession, FrontendDriver, ServerSession, FakeBackend]:
+def one_of_each(**settings: Any) -> tuple[ProxyRig, ClientSession, FrontendDriver, ServerSession, FakeBackend]:
     """A logged-in idle client and the pool's one server, their login traffic taken."""
-    r = rig(pool_size=1)
+    r = rig(pool_size=1, **settings)
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)

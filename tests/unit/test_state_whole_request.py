@@ -30,6 +30,7 @@ from tests.unit.statekit import (
     split_every,
 )
 from tests.unit.test_state_client_rw import RwRig
+from tests.unit.test_state_whole_reply import one_of_each
 
 RESULT = FakeBackend.result("SELECT 1")
 EXTENDED_REPLY = be.parse_complete() + be.bind_complete() + RESULT
@@ -103,11 +104,7 @@ def observe(world: Any, start: int, clients: list[Any], servers: list[Any]) -> d
 
 def play(workload: list[Step], chunk: int | None, **settings: Any) -> dict[str, Any]:
     """Run ``workload`` through one client and the pool's one server."""
-    r = rig(pool_size=1, **settings)
-    client, _driver = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    backend.take()
+    r, client, _driver, server, backend = one_of_each(**settings)
     start = r.world.log.seq
     for request, reply in workload:
         r.world.tick(0.001)
@@ -129,11 +126,7 @@ def test_whole_requests_match_byte_by_byte_requests(name: str, prepared: str) ->
 
 
 def test_a_whole_batch_is_one_write_after_its_parse() -> None:
-    r = rig(pool_size=1)
-    client, driver = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    backend.take()
+    _, client, driver, server, backend = one_of_each()
     for _ in range(3):
         before = server.io.sends  # type: ignore[attr-defined]
         driver.send(extended("select $1"))
@@ -145,11 +138,7 @@ def test_a_whole_batch_is_one_write_after_its_parse() -> None:
 
 
 def test_a_prepared_statement_batch_is_one_write_after_its_bind() -> None:
-    r = rig(pool_size=1)
-    client, driver = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    backend.take()
+    _, client, driver, server, backend = one_of_each()
     driver.send(fe.parse("s1", "select $1") + fe.sync())
     driver.take()
     driver.send(fe.bind("", "s1", [], [b"1"], []) + fe.execute("", 0) + fe.sync())
