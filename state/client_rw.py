@@ -197,9 +197,7 @@ class ReadWriteSplit(ClientFields):
                 found = self._route_memo
             else:
                 found = route(decode_text(raw))
-                if len(raw) <= MEMO_LIMIT:
-                    self._route_memo_text = raw
-                    self._route_memo = found
+                self._remember_route(raw, found)
             if found.hint is not None:
                 return found.hint == "primary", found.hint == "replica", _HINT
             if found.write:

@@ -212,12 +212,7 @@ class Cluster:
                 client.pool = primary
                 return primary.checkout(now, client, deadline)
             # A cluster of replicas only: writes go where reads go, for the server to refuse.
-        targets = self._targets.get(replica)
-        if targets:
-            # The usual read: the cached targets, no exclusion, no bans to clear.
-            pool = targets[0] if len(targets) == 1 else self.balancer.pick(targets)
-        else:
-            pool = self.pick(now, replica)
+        pool = self.pick(now, replica)
         if pool is None:
             client.on_checkout_failed(now, "no host is available for reads: every host is banned")
             return None
@@ -226,7 +221,10 @@ class Cluster:
         return pool.checkout(now, client, deadline)
 
     def pick(self, now: float, replica: bool, exclude: Pool | None = None) -> Pool | None:
-        targets = self._read_targets(replica, exclude)
+        # The usual read first: the cached targets, nothing excluded.
+        targets = self._targets.get(replica) if exclude is None else None
+        if not targets:
+            targets = self._read_targets(replica, exclude)
         if not targets:
             if self._clear_bans(now, exclude):
                 targets = self._read_targets(replica, exclude)
