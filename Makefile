@@ -8,17 +8,23 @@ PG_BINDIR := $(firstword $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test lint unit integration postgres clean sim toxiproxy chaos fuzz
+.PHONY: setup run test lint unit integration postgres clean sim toxiproxy chaos fuzz native
 
-setup: $(STAMP) postgres toxiproxy
+setup: native postgres toxiproxy
 
-$(STAMP): pyproject.toml pgdog_ev/wire/_passrun_build.py
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
-	@# The scanner's C twin (cffi); without a compiler the pure-Python twin is used.
-	$(PY) -m pgdog_ev.wire._passrun_build
+	$(VENV)/bin/pip install -q -e '.[test,native]'
 	touch $(STAMP)
+
+# The compiled parts, rebuilt when missing or older than their sources; without a C compiler
+# the pure-Python twins run. The scanner's C helper (cffi), then the hot path's modules (mypyc,
+# about a minute; see pgdog_ev/native.py).
+native: $(STAMP)
+	@ls pgdog_ev/wire/_passrun_c*.so >/dev/null 2>&1 && [ pgdog_ev/wire/_passrun_c*.so -nt pgdog_ev/wire/_passrun_build.py ] || \
+	  $(PY) -m pgdog_ev.wire._passrun_build
+	@$(PY) -m pgdog_ev.native_build --if-stale
 
 # PostgreSQL server binaries, psql, pgbench and openssl from Debian's packages when missing.
 postgres:
@@ -52,6 +58,8 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -q
+	@# The state machines once more on their pure-Python sources, the twin of the compiled build.
+	PGDOG_EV_PURE=1 $(PY) -m pytest -n $(TEST_WORKERS) -q tests/unit
 
 unit: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -q tests/unit
@@ -60,7 +68,7 @@ integration: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) -q tests/integration
 
 # Every simulator scenario for many seeds (about 5 minutes on 2 cores); SEEDS=N overrides the count.
-sim: $(STAMP)
+sim: native
 	PYTHONHASHSEED=0 $(PY) -m pgdog_ev sim --all --jobs $(TEST_WORKERS) $(if $(SEEDS),--seeds $(SEEDS))
 
 # Every chaos case through toxiproxy (tests/chaos); `make test` runs only the fast subset.
@@ -69,7 +77,7 @@ chaos: setup
 
 # Long fuzzing of every target under fuzz/: atheris when it installs, hypothesis otherwise.
 # FUZZ_SECONDS is the time per target (default 60); FUZZ_ARGS adds options (see `python -m fuzz -h`).
-fuzz: $(STAMP)
+fuzz: native
 	@$(PY) -c 'import atheris' 2>/dev/null || $(VENV)/bin/pip install -q atheris || \
 	  echo "atheris did not install: fuzzing with hypothesis"
 	$(PY) -m fuzz run --seconds $(or $(FUZZ_SECONDS),60) $(FUZZ_ARGS)

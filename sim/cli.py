@@ -34,10 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _hash_seed_fixed(argv: list[str]) -> None:
-    """Same seed, same bytes needs the same string hashing: re-run under PYTHONHASHSEED=0."""
-    if os.environ.get("PYTHONHASHSEED") != "0":
+def _hash_seed_fixed(argv: list[str], mutant: bool) -> None:
+    """Same seed, same bytes needs the same string hashing: re-run under PYTHONHASHSEED=0.
+    A mutant replaces methods of the state machines, which their compiled build would not
+    call: it runs on the sources (pgdog_ev.native)."""
+    from pgdog_ev import native
+
+    pure = mutant and native.STATUS == "compiled"
+    if os.environ.get("PYTHONHASHSEED") != "0" or pure:
         env = dict(os.environ, PYTHONHASHSEED="0")
+        if pure:
+            env[native.PURE_ENV] = "1"
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "pgdog_ev", "sim", *argv], env)
 
@@ -71,7 +78,7 @@ def sim_main(argv: list[str]) -> int:
     except scenarios.ScenarioError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    _hash_seed_fixed(argv)
+    _hash_seed_fixed(argv, args.mutant is not None)
     if args.seed is not None:
         return _one(names[0], args.seed, args)
     from sim.runner import run_all

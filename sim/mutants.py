@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pgdog_ev import native
 from pgdog_ev.proxy.directory import Directory
 from state.client import ClientSession
 from state.cluster import Cluster
@@ -131,6 +132,9 @@ def applied(name: str | None) -> Iterator[Mutant | None]:
     mutant = MUTANTS.get(name)
     if mutant is None:
         raise KeyError(f"unknown mutant {name!r} (known: {', '.join(MUTANTS)})")
+    if native.STATUS == "compiled":
+        # Compiled callers reach the methods directly: a replaced one would never run.
+        raise RuntimeError(f"mutant {name!r} needs the state machines' sources: run with {native.PURE_ENV}=1")
     patches = mutant.patch()
     saved = [(owner, attr, owner.__dict__[attr]) for owner, attr, _ in patches]
     try:

@@ -158,8 +158,7 @@ class EventLog:
     * With a ``sink``: when the ring is full of unflushed records, ``emit`` flushes first, so nothing
       is lost.  Call :meth:`flush` periodically (e.g. once per loop iteration) to batch writes.
     * Without a sink: the ring keeps the last ``capacity`` records (flight recorder).
-    * ``enabled = False`` turns ``emit`` into a no-op (the bound method is swapped, so code that
-      cached ``log.emit`` before the change keeps the old behaviour: look it up at call time).
+    * ``enabled = False`` turns ``emit`` into a no-op.
     """
 
     def __init__(self, capacity: int = 1 << 16, sink: Callable[[memoryview], None] | None = None) -> None:
@@ -193,6 +192,8 @@ class EventLog:
         a: int = 0,
         b: int = 0,
     ) -> None:
+        if not self._enabled:
+            return
         seq = self.seq
         if seq == self._next_flush:
             self.flush()
@@ -226,19 +227,6 @@ class EventLog:
             _fit(b, _I64),
         )
 
-    @staticmethod
-    def _emit_disabled(
-        now: float,
-        kind: int,
-        machine: int,
-        id: int,
-        frm: int = 0,
-        to: int = 0,
-        a: int = 0,
-        b: int = 0,
-    ) -> None:
-        return None
-
     @property
     def enabled(self) -> bool:
         return self._enabled
@@ -246,10 +234,6 @@ class EventLog:
     @enabled.setter
     def enabled(self, value: bool) -> None:
         self._enabled = bool(value)
-        if self._enabled:
-            self.__dict__.pop("emit", None)
-        else:
-            self.emit = self._emit_disabled  # type: ignore[method-assign]
 
     # -- flushing -------------------------------------------------------------------------------
     def _parts(self, start: int, end: int) -> tuple[memoryview, ...]:
@@ -387,7 +371,7 @@ class LogHeader:
             if not isinstance(value, typ) or isinstance(value, bool):
                 raise ValueError(f"corrupt event log header: field {name!r} has wrong type")
             kwargs[name] = value
-        return cls(**kwargs), end
+        return cls(**kwargs), end  # type: ignore[arg-type]
 
 
 _HEADER_FIELDS: dict[str, type] = {

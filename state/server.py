@@ -27,6 +27,7 @@ from pgdog_ev.wire.framing import Framer
 from pgdog_ev.wire.scanner import MessageScanner, action_table
 from pgdog_ev.wire.startup import build_ssl_request, build_startup
 from state.events import EventLog, Kind, Machine
+from state.illegal_transition import IllegalTransition
 from state.params import sync_query
 from state.prepared import NOOP_CLOSE, GlobalStatement
 from state.reasons import Reason
@@ -79,10 +80,6 @@ _S_CLEANING = ServerState.CLEANING
 _S_CLOSED = ServerState.CLOSED
 _S_IDLE = ServerState.IDLE
 _S_STARTUP = ServerState.STARTUP
-
-
-class IllegalTransition(RuntimeError):
-    """A transition missing from a machine's table: a bug, never user input."""
 
 
 # Who reads the responses up to an owed ReadyForQuery. An owed entry may also
@@ -880,7 +877,7 @@ class ServerSession:
 
     def _arm_query_timer(self, now: float) -> None:
         self._cancel_timer()
-        timeout = self.pool.settings.query_timeout / 1000.0
+        timeout = (self.pool.settings.query_timeout or 0) / 1000.0
         # Between requests the server may stay silent: look again a full period later.
         when = self.last_active + timeout if self.owed else now + timeout
         self._timer = self.timers.arm(max(when, now), self._query_timer)
@@ -889,7 +886,7 @@ class ServerSession:
         self._timer = None
         if self.state is not ServerState.ACTIVE:
             return
-        timeout = self.pool.settings.query_timeout / 1000.0
+        timeout = (self.pool.settings.query_timeout or 0) / 1000.0
         if self.owed and now - self.last_active >= timeout:
             self.error = "query_timeout"
             client = self.client

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import pgdog_ev.native  # noqa: F401  (before any compiled module: see pgdog_ev/native.py)
 from tests.harness.pgserver import PgServer, PgServerError
 from tests.harness.proxy import ProxyProcess, decode_event_log
 

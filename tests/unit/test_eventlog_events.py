@@ -70,7 +70,7 @@ def test_emit_fields_and_seq():
 
 def test_out_of_range_values_are_clamped_not_raised():
     log = EventLog(capacity=4)
-    log.emit(1.0, 1, 2, -1, frm=70000, to=None, a=1 << 70, b=-(1 << 70))  # type: ignore[arg-type]
+    log.emit(1.0, 1, 2, -1, frm=70000, to=-5, a=1 << 70, b=-(1 << 70))
     log.emit(float("nan"), 1, 1, 1)
     assert log.clamped == 2
     r, r2 = log.records()
