@@ -7,11 +7,22 @@ unit tests can feed it loads without sockets. Candidates arrive in configuration
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Sequence, Sized
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from state.pool import Pool
+
+class Loaded(Protocol):
+    """What the balancer reads of a pool: its servers, the idle ones and the queued clients."""
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def idle(self) -> Sized: ...
+    @property
+    def waiters(self) -> Sized: ...
+
+
+P = TypeVar("P", bound=Loaded)
 
 STRATEGIES = ("random", "round_robin", "least_active_connections")
 
@@ -36,7 +47,7 @@ class XorShift:
         return ((s * 0x2545F4914F6CDD1D) & _MASK) % n
 
 
-def load(pool: Pool) -> int:
+def load(pool: Loaded) -> int:
     """Connections lent out plus clients queued: what least_active_connections compares."""
     return pool.total - len(pool.idle) + len(pool.waiters)
 
@@ -51,7 +62,7 @@ class Balancer:
         self._prng = XorShift(seed)
         self._turn = 0
 
-    def pick(self, candidates: Sequence[Pool]) -> Pool:
+    def pick(self, candidates: Sequence[P]) -> P:
         n = len(candidates)
         if n == 1:
             return candidates[0]
