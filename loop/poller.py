@@ -11,7 +11,7 @@ stale (closed) handler, which ignores it, never to the new owner.
 from __future__ import annotations
 
 import select
-from typing import Protocol
+from typing import Final, Protocol
 
 READ: int = select.EPOLLIN
 WRITE: int = select.EPOLLOUT
@@ -21,7 +21,7 @@ ERROR: int = select.EPOLLERR
 HANGUP: int = select.EPOLLHUP
 READ_HANGUP: int = select.EPOLLRDHUP
 
-_EXCEPTIONAL = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
+_EXCEPTIONAL: Final = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 
 
 class EventHandler(Protocol):

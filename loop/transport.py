@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import socket
 import typing
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from loop.poller import READ, WRITE
 from loop.protocol import Protocol
@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 #: Max buffers per sendmsg; well under IOV_MAX (1024 on Linux) while already
 #: amortising the syscall over plenty of small messages.
-IOV_CAP = 64
-DEFAULT_HIGH_WATER = 256 * 1024
+IOV_CAP: Final = 64
+DEFAULT_HIGH_WATER: Final = 256 * 1024
 
 _MSG_NOSIGNAL: int = getattr(socket, "MSG_NOSIGNAL", 0)
 

@@ -8,7 +8,7 @@ unit tests can feed it loads without sockets. Candidates arrive in configuration
 from __future__ import annotations
 
 from collections.abc import Sequence, Sized
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 
 class Loaded(Protocol):
@@ -24,9 +24,9 @@ class Loaded(Protocol):
 
 P = TypeVar("P", bound=Loaded)
 
-STRATEGIES = ("random", "round_robin", "least_active_connections")
+STRATEGIES: Final = ("random", "round_robin", "least_active_connections")
 
-_MASK = (1 << 64) - 1
+_MASK: Final = (1 << 64) - 1
 
 
 class XorShift:

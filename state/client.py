@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pgdog_ev.auth.errors import AuthFailed, AuthProtocolError
 from pgdog_ev.auth.md5 import md5_check, md5_check_stored
@@ -40,10 +40,9 @@ from pgdog_ev.wire.startup import (
     startup_length,
 )
 from state.client_admin import AdminAnswers
-from state.client_effects import KNOWN_SETTINGS_LIMIT, SessionEffects
-from state.client_local import LocalAnswers
-from state.client_routing import MessageRouting, batch_shape
-from state.client_rw import NO_ROUTE, REQUEST_STARTS, ROLE_VALUES, ReadWriteSplit
+from state.client_effects import KNOWN_SETTINGS_LIMIT
+from state.client_routing import batch_shape
+from state.client_rw import NO_ROUTE, REQUEST_STARTS, ROLE_VALUES
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
 from state.pool import PoolState
@@ -69,7 +68,7 @@ class ClientState(IntEnum):
     CLOSED = 7
 
 
-C = ClientState
+C: Final = ClientState
 TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
     C.STARTUP: frozenset({C.AUTH, C.LOGIN, C.CLOSED}),
     C.AUTH: frozenset({C.LOGIN, C.CLOSED}),
@@ -84,53 +83,54 @@ register_states(Machine.CLIENT, ClientState)
 # Enum members the hot path reads, as module globals: on Python 3.11 reading a member off
 # its class goes through EnumType.__getattr__'s slot (about 50 ns, against 6 for a global),
 # and one transaction reads a few dozen of them.
-_ACTIVE = ClientState.ACTIVE
-_CLOSED = ClientState.CLOSED
-_IDLE = ClientState.IDLE
-_K_TRANSITION = Kind.TRANSITION
-_LOGIN = ClientState.LOGIN
-_M_CLIENT = Machine.CLIENT
-_POOL_CLOSED = PoolState.CLOSED
-_POOL_OPEN = PoolState.OPEN
-_PARSE = fe.PARSE
-_BIND = fe.BIND
-_R_CHECKOUT = Reason.CHECKOUT
-_R_CLIENT_TERMINATE = Reason.CLIENT_TERMINATE
-_R_PROTOCOL_VIOLATION = Reason.PROTOCOL_VIOLATION
-_R_QUERY = Reason.QUERY
-_R_TRANSACTION_DONE = Reason.TRANSACTION_DONE
-_WAITING = ClientState.WAITING
+_ACTIVE: Final = ClientState.ACTIVE
+_CLOSED: Final = ClientState.CLOSED
+_IDLE: Final = ClientState.IDLE
+_K_TRANSITION: Final = Kind.TRANSITION
+_LOGIN: Final = ClientState.LOGIN
+_M_CLIENT: Final = Machine.CLIENT
+_POOL_CLOSED: Final = PoolState.CLOSED
+_POOL_OPEN: Final = PoolState.OPEN
+_PARSE: Final = fe.PARSE
+_BIND: Final = fe.BIND
+_R_CHECKOUT: Final = Reason.CHECKOUT
+_R_CLIENT_TERMINATE: Final = Reason.CLIENT_TERMINATE
+_R_PROTOCOL_VIOLATION: Final = Reason.PROTOCOL_VIOLATION
+_R_QUERY: Final = Reason.QUERY
+_R_TRANSACTION_DONE: Final = Reason.TRANSACTION_DONE
+_WAITING: Final = ClientState.WAITING
 
 # Session mode with a server: every message but Terminate is announced by its
 # header and streams through; Terminate is read.
-CLIENT_TABLE = bytearray([HEADER] * 256)
+CLIENT_TABLE: Final = bytearray([HEADER] * 256)
 CLIENT_TABLE[fe.TERMINATE] = BODY
 # The message types PostgreSQL accepts from a logged-in client (postgres.c, SocketBackend). It
 # answers any other type byte with FATAL 08P01 at once, before reading the length; so does the
 # proxy, without handing the message (or a server) to anyone: a StartupMessage or PasswordMessage
 # after login, or stray bytes, never cost a server connection.
-FRONTEND_TYPES = b"BCcDdEFfHPQSX"
-INVALID_TYPE = bytes(t not in FRONTEND_TYPES for t in range(256))
+FRONTEND_TYPES: Final = b"BCcDdEFfHPQSX"
+INVALID_TYPE: Final = bytes(t not in FRONTEND_TYPES for t in range(256))
 # Otherwise every message is read whole, except CopyData, which streams, and invalid types, which
 # are refused by their header.
-MESSAGE_TABLE = bytearray(HEADER if INVALID_TYPE[t] else BODY for t in range(256))
+MESSAGE_TABLE: Final = bytearray(HEADER if INVALID_TYPE[t] else BODY for t in range(256))
 MESSAGE_TABLE[fe.COPY_DATA] = HEADER
-OWES_READY = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
-EXTENDED = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
+OWES_READY: Final = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
+EXTENDED: Final = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 # Distinct ParameterStatus sets kept per pool for sharing between clients.
-TOLD_CACHE_LIMIT = 64
+TOLD_CACHE_LIMIT: Final = 64
 # Settings that cannot be wrong, so need no round trip to the server at login.
-ALWAYS_VALID = frozenset({"application_name"})
+ALWAYS_VALID: Final = frozenset({"application_name"})
 # While queued the client is still read (so a disconnect is noticed at once);
 # past this much held data reading pauses until a server is attached.
-HOLD_LIMIT = 256 * 1024
-AUTH_MESSAGE_LIMIT = 64 * 1024
+HOLD_LIMIT: Final = 256 * 1024
+AUTH_MESSAGE_LIMIT: Final = 64 * 1024
 
 @dataclass(slots=True)
 class Login:
     """What the directory knows about a (database, user) a client asked for."""
 
-    pool: Pool
+    # None for the admin console's login.
+    pool: Pool | None
     user: str
     database: str
     auth_type: str
@@ -145,7 +145,7 @@ class Login:
     cluster: Cluster | None = None
 
 
-class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, ReadWriteSplit):
+class ClientSession(AdminAnswers):
     """Protocol state of one client connection."""
 
     # Slots, not a __dict__: about 1 KB less per client (10,000 idle clients is 10 MB).
@@ -628,22 +628,24 @@ class ClientSession(MessageRouting, SessionEffects, LocalAnswers, AdminAnswers, 
         if refusal is not None:
             self._fatal(now, refusal[0], refusal[1], Reason.TOO_MANY_CLIENTS)
             return
-        self.pool = login.pool
+        pool = login.pool
+        assert pool is not None  # only the admin console's login has none (answered above)
         cluster = self.cluster = login.cluster
         if cluster is not None and cluster.multi:
             # Settings are checked where a read could run if the primary is away.
-            self.pool = cluster.login_pool()
+            pool = cluster.login_pool()
             self.route_write = False
+        self.pool = pool
         self.session_mode = login.pooler_mode == "session"
-        self.rename = not self.session_mode and self.pool.settings.prepared_statements != "disabled"
-        self.full_sql = self.rename and self.pool.settings.prepared_statements == "full"
+        self.rename = not self.session_mode and pool.settings.prepared_statements != "disabled"
+        self.full_sql = self.rename and pool.settings.prepared_statements == "full"
         self.key_secret = self.entropy(4)
         self.io.send(be.authentication_ok())
         self._transition(now, ClientState.LOGIN, Reason.AUTH_OK)
         if self._login_known():
             self._finish_login(now)
             return
-        server = self.pool.checkout(now, self)
+        server = pool.checkout(now, self)
         if server is not None:
             self.on_checkout(now, server)
 

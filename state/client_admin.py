@@ -11,22 +11,21 @@ similar tools recognise a virtual database.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Final
 
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.scanner import MessageScanner
-from state.client_fields import ClientFields
+from state.client_rw import ReadWriteSplit
 from state.reasons import Reason
 
-EXTENDED_ONLY = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
-READY_IDLE = be.ready_for_query(b"I")
-SIMPLE_ONLY = "the admin database supports only the simple query protocol"
+EXTENDED_ONLY: Final = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
+READY_IDLE: Final = be.ready_for_query(b"I")
+SIMPLE_ONLY: Final = "the admin database supports only the simple query protocol"
 
 
-class AdminAnswers(ClientFields):
-    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
+class AdminAnswers(ReadWriteSplit):
     def _admin_message(self, mtype: int, body: memoryview) -> None:
         """The scanner's message handler for admin clients (swapped in at login)."""
         now = self._now
@@ -41,7 +40,7 @@ class AdminAnswers(ClientFields):
         if mtype == fe.QUERY:
             self.queries += 1
             text = bytes(body[:-1]).decode("utf-8", "replace")
-            reply = self.directory.admin_query(now, self, text)  # type: ignore[attr-defined]
+            reply = self.directory.admin_query(now, self, text)  # type: ignore[attr-defined, arg-type]
             if reply is not None:
                 self.io.send(reply + READY_IDLE)
             else:
@@ -73,12 +72,9 @@ class AdminAnswers(ClientFields):
 
     def _admin_cancel(self, now: float) -> None:
         """A CancelRequest for a waiting admin command: stop waiting, say so."""
-        self.directory.admin_cancel(now, self)  # type: ignore[attr-defined]
+        self.directory.admin_cancel(now, self)  # type: ignore[attr-defined, arg-type]
         self.admin_reply(now, be.error_response(codes.QUERY_CANCELED, "canceling statement due to user request"))
 
     # Provided by ClientSession.
     _admin_running: bool
     scanner: MessageScanner
-    _admin_wait: Callable[[float], None]
-    _admin_done: Callable[[float], None]
-    _close: Callable[[float, Reason], None]

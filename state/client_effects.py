@@ -10,7 +10,7 @@ not tell) pinned to its server for the rest of the session.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgdog_ev.sql import Analysis, Statement
 from pgdog_ev.sql import Kind as Sql
@@ -21,11 +21,11 @@ from state.reasons import Reason
 if TYPE_CHECKING:
     from state.server import ServerSession
 
-KNOWN_SETTINGS_LIMIT = 10_000
+KNOWN_SETTINGS_LIMIT: Final = 10_000
 # Statements whose lasting effect is a tracked session setting.
-SETTING_KINDS = frozenset({Sql.SET, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL, Sql.SET_CONFIG})
+SETTING_KINDS: Final = frozenset({Sql.SET, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL, Sql.SET_CONFIG})
 # Session state that cannot follow a client to another server.
-PIN_KINDS = frozenset(
+PIN_KINDS: Final = frozenset(
     {Sql.LISTEN, Sql.TEMP_TABLE, Sql.ADVISORY_LOCK, Sql.CURSOR_WITH_HOLD, Sql.UNTRACKED_SETTING, Sql.LOAD,
      Sql.PREPARE}
 )
@@ -41,7 +41,7 @@ def pins(st: Statement) -> bool:
     return False
 
 
-_CHARACTERISTICS = {
+_CHARACTERISTICS: Final = {
     "read_only": ("default_transaction_read_only", "on"),
     "read_write": ("default_transaction_read_only", "off"),
     "deferrable": ("default_transaction_deferrable", "on"),
@@ -62,7 +62,6 @@ def characteristics(st: Statement) -> list[tuple[str, str]]:
 
 
 class SessionEffects(ClientFields):
-    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
 
     def on_request_done(
         self, now: float, server: ServerSession, analyses: list[Analysis], before: bytes, status: bytes,

@@ -7,7 +7,6 @@ checker, which attributes and methods the assembled session provides.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -17,11 +16,11 @@ if TYPE_CHECKING:
     from state.interfaces import Directory, StreamIO
     from state.pool import Pool
     from state.prepared import GlobalStatement
+    from state.reasons import Reason
     from state.settings_tracker import SettingsTracker
 
 
 class ClientFields:
-    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
     id: int
     io: StreamIO
     log: EventLog
@@ -42,12 +41,47 @@ class ClientFields:
     _local_txn: list[str] | None
     _txn_role: str | None
     _skip_to_sync: bool
-    _parameter_status: Callable[[set[str]], bytes]
-    _register: Callable[[fe.Parse], GlobalStatement]
-    _drop_statement: Callable[[str], None]
-    _analyze: Callable[[memoryview], Analysis]
-    _deallocate: Callable[[Analysis], bool]
-    _refusal: Callable[[Analysis], bytes | None]
-    _sql_prepare: Callable[[Analysis, str], bytes | None]
-    _local_status: Callable[[], bytes]
-    _arm_idle_timer: Callable[[float], None]
+
+    # Methods of the parts above this one (and of ClientSession) that the parts below call:
+    # declared here so that every part, and the compiled build, knows them (see native.py).
+    def _parameter_status(self, names: set[str]) -> bytes:
+        raise NotImplementedError
+
+    def _register(self, parse: fe.Parse) -> GlobalStatement:
+        raise NotImplementedError
+
+    def _drop_statement(self, name: str) -> None:
+        raise NotImplementedError
+
+    def _drop_all_statements(self) -> None:
+        raise NotImplementedError
+
+    def _analyze(self, body: memoryview) -> Analysis:
+        raise NotImplementedError
+
+    def _deallocate(self, analysis: Analysis) -> bool:
+        raise NotImplementedError
+
+    def _refusal(self, analysis: Analysis) -> bytes | None:
+        raise NotImplementedError
+
+    def _sql_prepare(self, analysis: Analysis, sql: str) -> bytes | None:
+        raise NotImplementedError
+
+    def _local_status(self) -> bytes:
+        raise NotImplementedError
+
+    def _arm_idle_timer(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _admin_wait(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _admin_done(self, now: float) -> None:
+        raise NotImplementedError
+
+    def _close(self, now: float, reason: Reason) -> None:
+        raise NotImplementedError
+
+    def tell(self, name: str, value: str) -> None:
+        raise NotImplementedError

@@ -10,7 +10,7 @@ needs a server.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgdog_ev.sql import Analysis
 from pgdog_ev.sql import Kind as Sql
@@ -18,8 +18,7 @@ from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
-from state.client_fields import ClientFields
-from state.client_routing import query_text
+from state.client_routing import MessageRouting, query_text
 from state.events import Kind, Machine
 from state.reasons import Reason
 
@@ -27,11 +26,10 @@ if TYPE_CHECKING:
     pass
 
 # Statements the proxy may answer itself when the values are known good.
-LOCAL_SETTING_KINDS = frozenset({Sql.SET, Sql.SET_LOCAL, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL})
+LOCAL_SETTING_KINDS: Final = frozenset({Sql.SET, Sql.SET_LOCAL, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL})
 
 
-class LocalAnswers(ClientFields):
-    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
+class LocalAnswers(MessageRouting):
 
     def _answer_locally(self, now: float, mtype: int, body: memoryview) -> bool:
         """Transaction mode, no server: answer what needs none. False = needs a server."""

@@ -11,7 +11,7 @@ to judge.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgdog_ev.sql import Analysis, analyze
 from pgdog_ev.sql import Kind as Sql
@@ -19,8 +19,7 @@ from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
-from state.client_effects import pins
-from state.client_fields import ClientFields
+from state.client_effects import SessionEffects, pins
 from state.events import Kind, Machine
 from state.prepared import NOOP_CLOSE
 from state.reasons import Reason
@@ -31,10 +30,10 @@ if TYPE_CHECKING:
     from state.server import ServerSession
 
 
-MEMO_LIMIT = 4096
-_HEADER = struct.Struct("!BI").pack
+MEMO_LIMIT: Final = 4096
+_HEADER: Final = struct.Struct("!BI").pack
 _PARSE, _BIND, _DESCRIBE, _EXECUTE = fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE
-_SYNC_MESSAGE = fe.sync()
+_SYNC_MESSAGE: Final = fe.sync()
 
 
 def batch_shape(data: memoryview, max_len: int) -> int:
@@ -87,8 +86,7 @@ def query_text(body: memoryview) -> str:
     return decode_text(bytes(body[:-1]))
 
 
-class MessageRouting(ClientFields):
-    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
+class MessageRouting(SessionEffects):
     _memo_text: bytes  # b"\xff" at first: never a Query text (those end before a NUL and are UTF-8)
     _memo: Analysis
 

@@ -24,7 +24,7 @@ left the server in a transaction, the server is not released, and what follows g
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from pgdog_ev.sql import Kind as Sql
 from pgdog_ev.sql import analyze
@@ -33,7 +33,7 @@ from pgdog_ev.sql.route import Route, route
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
-from state.client_fields import ClientFields
+from state.client_local import LocalAnswers
 from state.client_routing import MEMO_LIMIT, decode_text
 from state.events import Kind, Machine
 from state.reasons import Reason
@@ -42,40 +42,39 @@ if TYPE_CHECKING:
     from state.cluster import Cluster
     from state.server import ServerSession
 
-ROLE_SETTING = "pgdog.role"
-ROLE_VALUES = {"primary": "primary", "replica": "replica", "auto": None, "any": None, "default": None}
+ROLE_SETTING: Final = "pgdog.role"
+ROLE_VALUES: Final = {"primary": "primary", "replica": "replica", "auto": None, "any": None, "default": None}
 # Messages that begin a request (when no extended-protocol batch is open).
-REQUEST_STARTS = frozenset({fe.QUERY, fe.PARSE, fe.BIND, fe.DESCRIBE, fe.FUNCTION_CALL})
-RESETS_ALL = re.compile(rb"\s*(reset|discard)\s+all\s*;?\s*\x00?$")
-ROLE_STATEMENT = re.compile(
+REQUEST_STARTS: Final = frozenset({fe.QUERY, fe.PARSE, fe.BIND, fe.DESCRIBE, fe.FUNCTION_CALL})
+RESETS_ALL: Final = re.compile(rb"\s*(reset|discard)\s+all\s*;?\s*\x00?$")
+ROLE_STATEMENT: Final = re.compile(
     r"\s*(set|reset)\s+(?:(local|session)\s+)?pgdog\.role"
     r"(?:\s*(?:to|=)\s*(?:'([^']*)'|\"([^\"]*)\"|([a-z_]+)))?\s*;?\s*$",
     re.IGNORECASE,
 )
 # How a SET/RESET can start: the letters, or whitespace and comments before them.
-ROLE_FIRST_BYTES = frozenset(b"sSrRdD \t\r\n/-(")
-ROLE_LETTERS = frozenset(b"sSrRdD")
+ROLE_FIRST_BYTES: Final = frozenset(b"sSrRdD \t\r\n/-(")
+ROLE_LETTERS: Final = frozenset(b"sSrRdD")
 # Extended-protocol messages that continue a batch; anything else (Sync, Flush, Query...) ends it.
-BATCH_PARTS = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
-TRUE_VALUES = frozenset({"on", "true", "yes", "1", "t", "y"})
+BATCH_PARTS: Final = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
+TRUE_VALUES: Final = frozenset({"on", "true", "yes", "1", "t", "y"})
 
-_WRITE = (True, False, Reason.ROUTE_WRITE)
-_READ = (False, False, Reason.ROUTE_READ)
+_WRITE: Final = (True, False, Reason.ROUTE_WRITE)
+_READ: Final = (False, False, Reason.ROUTE_READ)
 # Enum members read on every routed checkout, as module globals (a class attribute read goes
 # through EnumType.__getattr__ on Python 3.11, several times slower).
-_HINT = Reason.ROUTE_HINT
-_ROUTE_READ = Reason.ROUTE_READ
-_OVERRIDE = Reason.ROUTE_OVERRIDE
-_K_ROUTE = Kind.ROUTE
-_M_CLIENT = Machine.CLIENT
+_HINT: Final = Reason.ROUTE_HINT
+_ROUTE_READ: Final = Reason.ROUTE_READ
+_OVERRIDE: Final = Reason.ROUTE_OVERRIDE
+_K_ROUTE: Final = Kind.ROUTE
+_M_CLIENT: Final = Machine.CLIENT
 # A message that continues a request (Execute, an unnamed Bind, a portal Describe): no say in it.
-NO_OPINION = (False, False, Reason.NONE)
+NO_OPINION: Final = (False, False, Reason.NONE)
 # The route remembered before any text was routed.
-NO_ROUTE = Route(True, "none")
+NO_ROUTE: Final = Route(True, "none")
 
 
-class ReadWriteSplit(ClientFields):
-    __slots__ = ()  # ClientSession declares every field (no per-client __dict__)
+class ReadWriteSplit(LocalAnswers):
     cluster: Cluster | None
     # The last routing decision: checkout reroutes (a host failing) keep it.
     route_write: bool

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from state.balancer import Balancer
 from state.events import EventLog, Kind, Machine
@@ -31,13 +31,12 @@ from state.replication import ReplicationMonitor
 
 if TYPE_CHECKING:
     from pgdog_ev.config.model import General
-    from state.client import ClientSession
-    from state.interfaces import Entropy, Scheduler, TimerHandle
+    from state.interfaces import Borrower, Entropy, Scheduler, TimerHandle
     from state.pool import Pool
     from state.replication import ReplicationStatus
     from state.server import ServerSession
 
-TICK = 0.333
+TICK: Final = 0.333
 
 
 class RoleCode(IntEnum):
@@ -48,9 +47,9 @@ class RoleCode(IntEnum):
     REPLICA = 2
 
 
-ROLE_CODES = {"primary": RoleCode.PRIMARY, "replica": RoleCode.REPLICA}
+ROLE_CODES: Final = {"primary": RoleCode.PRIMARY, "replica": RoleCode.REPLICA}
 
-BAN_REASONS = {
+BAN_REASONS: Final = {
     Reason.BAN_MANUAL: "manual",
     Reason.BAN_CONNECT_ERROR: "connect error",
     Reason.BAN_HEALTHCHECK: "health check failed",
@@ -100,7 +99,7 @@ class Cluster:
         # a second, diverged primary). They get no reads and no writes.
         self.fenced: set[int] = set()
         # Writes waiting for a primary (failover in progress), oldest first.
-        self.write_waiters: deque[ClientSession] = deque()
+        self.write_waiters: deque[Borrower] = deque()
         self.monitor: ReplicationMonitor | None = None
         self.closed = False
         self._wait_timer: TimerHandle | None = None
@@ -193,7 +192,7 @@ class Cluster:
     # -- checkout ------------------------------------------------------------------
 
     def checkout(
-        self, now: float, client: ClientSession, write: bool, replica: bool = False, deadline: float | None = None
+        self, now: float, client: Borrower, write: bool, replica: bool = False, deadline: float | None = None
     ) -> ServerSession | None:
         """Route ``client`` to a host and check out there (None: it waits).
 
@@ -258,7 +257,7 @@ class Cluster:
             return replicas
         return [*replicas, primary] if primary_ok else replicas  # type: ignore[list-item]
 
-    def cancel_wait(self, now: float, client: ClientSession) -> None:
+    def cancel_wait(self, now: float, client: Borrower) -> None:
         try:
             self.write_waiters.remove(client)
         except ValueError:
@@ -268,7 +267,7 @@ class Cluster:
 
     # -- waiting for a primary -----------------------------------------------------
 
-    def _wait_for_primary(self, now: float, client: ClientSession, deadline: float | None) -> None:
+    def _wait_for_primary(self, now: float, client: Borrower, deadline: float | None) -> None:
         if deadline is None:
             client.wait_started = now
             deadline = now + self.general.checkout_timeout / 1000.0
@@ -308,7 +307,7 @@ class Cluster:
             self._move(now, client, primary)
 
     @staticmethod
-    def _move(now: float, client: ClientSession, pool: Pool) -> None:
+    def _move(now: float, client: Borrower, pool: Pool) -> None:
         """Queue ``client`` at ``pool`` (from another host or the primary queue), keeping its
         checkout deadline."""
         client.pool = pool
@@ -333,7 +332,7 @@ class Cluster:
             ban_reason = Reason.BAN_HEALTHCHECK
         self.ban(now, pool, ban_reason, error)
 
-    def reroute(self, now: float, pool: Pool, clients: list[ClientSession], error: str) -> None:
+    def reroute(self, now: float, pool: Pool, clients: list[Borrower], error: str) -> None:
         """``pool`` cannot serve these clients: writes wait for a primary (during failover) or
         fail; reads try another host, keeping their checkout deadline."""
         for client in clients:

@@ -40,7 +40,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 __all__ = [
     "HEADER_MAGIC",
@@ -56,17 +56,17 @@ __all__ = [
     "encode_records",
 ]
 
-RECORD = struct.Struct("<QqHHQHHqq")
-RECORD_SIZE = RECORD.size  # 48
+RECORD: Final = struct.Struct("<QqHHQHHqq")
+RECORD_SIZE: Final = RECORD.size  # 48
 assert RECORD_SIZE == 48
 
-HEADER_MAGIC = b"PGDOGEV\x00"
-LOG_FORMAT_VERSION = 1
-_HEADER_PREFIX = struct.Struct("<I")
+HEADER_MAGIC: Final = b"PGDOGEV\x00"
+LOG_FORMAT_VERSION: Final = 1
+_HEADER_PREFIX: Final = struct.Struct("<I")
 
-_U16 = (0, 0xFFFF)
-_U64 = (0, 0xFFFF_FFFF_FFFF_FFFF)
-_I64 = (-(1 << 63), (1 << 63) - 1)
+_U16: Final = (0, 0xFFFF)
+_U64: Final = (0, 0xFFFF_FFFF_FFFF_FFFF)
+_I64: Final = (-(1 << 63), (1 << 63) - 1)
 
 
 class Machine(IntEnum):

@@ -12,11 +12,53 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from pgdog_ev.sql import Analysis
     from state.client import ClientSession
     from state.pool import Pool
     from state.server import ServerSession
 
 Entropy = Callable[[int], bytes]
+
+
+class Borrower(Protocol):
+    """What pools, clusters and server connections need of the client that holds or awaits a
+    server: a ClientSession, or a recording fake in the machines' unit tests. (Typed as this
+    rather than ClientSession so that the compiled build, which checks argument types, takes
+    either; see pgdog_ev.native.)"""
+
+    id: int
+    io: StreamIO
+    pool: Pool | None
+    errors: int
+    query_time: float
+    xact_time: float
+    wait_started: float
+    wait_deadline: float
+    wait_time: float
+    route_write: bool
+    route_replica: bool
+    _now: float
+
+    @property
+    def params(self) -> dict[str, str]: ...
+
+    def report(self, name: str, value: str) -> None: ...
+
+    def tell(self, name: str, value: str) -> None: ...
+
+    def on_checkout(self, now: float, server: ServerSession) -> None: ...
+
+    def on_checkout_failed(self, now: float, message: str, timeout: bool = False, code: str = ...) -> None: ...
+
+    def on_login_checked(self, now: float, server: ServerSession, reported: dict[str, str],
+                         error: dict[str, str] | None) -> None: ...
+
+    def on_request_done(self, now: float, server: ServerSession, analyses: list[Analysis], before: bytes,
+                        status: bytes, failed: bool) -> None: ...
+
+    def on_server_ready(self, now: float, server: ServerSession, status: bytes) -> None: ...
+
+    def on_server_lost(self, now: float, server: ServerSession, query_timeout: bool = False) -> None: ...
 
 
 class TimerHandle(Protocol):
@@ -70,7 +112,7 @@ class PoolOwner(Protocol):
         """The pool's host answered (``ok``) or failed: a health check, a connect error or
         timeout. ``reason`` is a Reason saying which."""
 
-    def reroute(self, now: float, pool: Pool, clients: list[ClientSession], error: str) -> None:
+    def reroute(self, now: float, pool: Pool, clients: list[Borrower], error: str) -> None:
         """Clients queued at ``pool`` that it cannot serve (its host refuses connections):
         find them another host, or fail them with ``error``."""
 

@@ -11,8 +11,10 @@ difference and send one query. Values go through ``set_config`` rather than
 
 from __future__ import annotations
 
+from typing import Final
+
 # Startup keys that are not session settings, or that a server must not change.
-NOT_SYNCED = frozenset(
+NOT_SYNCED: Final = frozenset(
     {
         "user",
         "database",

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from state.events import EventLog, Kind, Machine
 from state.probe import HEALTHCHECK_SQL, Probe
@@ -23,12 +23,11 @@ from state.server import IllegalTransition, ServerSession, ServerState
 
 if TYPE_CHECKING:
     from pgdog_ev.config import PoolSettings
-    from state.client import ClientSession
-    from state.interfaces import PoolIO, PoolOwner, Scheduler, TimerHandle
+    from state.interfaces import Borrower, PoolIO, PoolOwner, Scheduler, TimerHandle
 
-MAINTENANCE_INTERVAL = 0.333
-HOLD_PAUSE = 1
-HOLD_MAINTENANCE = 2
+MAINTENANCE_INTERVAL: Final = 0.333
+HOLD_PAUSE: Final = 1
+HOLD_MAINTENANCE: Final = 2
 
 
 class PoolState(IntEnum):
@@ -37,7 +36,7 @@ class PoolState(IntEnum):
     CLOSED = 3
 
 
-P = PoolState
+P: Final = PoolState
 TRANSITIONS: dict[PoolState, frozenset[PoolState]] = {
     P.OPEN: frozenset({P.PAUSED, P.CLOSED}),
     P.PAUSED: frozenset({P.OPEN, P.CLOSED}),
@@ -48,15 +47,15 @@ register_states(Machine.POOL, PoolState)
 # Enum members the hot path reads, as module globals: on Python 3.11 reading a member off
 # its class goes through EnumType.__getattr__'s slot (about 50 ns, against 6 for a global),
 # and one transaction reads a few dozen of them.
-_K_CHECKIN = Kind.CHECKIN
-_K_CHECKOUT = Kind.CHECKOUT
-_K_ENQUEUE = Kind.ENQUEUE
-_M_POOL = Machine.POOL
-_POOL_CLOSED = PoolState.CLOSED
-_POOL_OPEN = PoolState.OPEN
-_R_LIFETIME = Reason.LIFETIME
-_R_PAUSE = Reason.PAUSE
-_R_RECONNECT = Reason.RECONNECT
+_K_CHECKIN: Final = Kind.CHECKIN
+_K_CHECKOUT: Final = Kind.CHECKOUT
+_K_ENQUEUE: Final = Kind.ENQUEUE
+_M_POOL: Final = Machine.POOL
+_POOL_CLOSED: Final = PoolState.CLOSED
+_POOL_OPEN: Final = PoolState.OPEN
+_R_LIFETIME: Final = Reason.LIFETIME
+_R_PAUSE: Final = Reason.PAUSE
+_R_RECONNECT: Final = Reason.RECONNECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +158,7 @@ class Pool:
         self.idle: list[ServerSession] = []
         self.servers: dict[int, ServerSession] = {}
         self.connecting = 0
-        self.waiters: deque[ClientSession] = deque()
+        self.waiters: deque[Borrower] = deque()
         self.stats = PoolStats()
         # HOLD_* bits (admin PAUSE / MAINTENANCE); the pool is PAUSED while any is set.
         self.holds = 0
@@ -216,7 +215,7 @@ class Pool:
 
     # -- checkout ------------------------------------------------------------
 
-    def checkout(self, now: float, client: ClientSession, deadline: float | None = None) -> ServerSession | None:
+    def checkout(self, now: float, client: Borrower, deadline: float | None = None) -> ServerSession | None:
         """A server for ``client`` now, or None and the client waits.
 
         ``deadline`` keeps the checkout_timeout of a client the cluster moved here from
@@ -245,14 +244,14 @@ class Pool:
             self._grow(now)
         return None
 
-    def cancel_wait(self, now: float, client: ClientSession) -> None:
+    def cancel_wait(self, now: float, client: Borrower) -> None:
         try:
             self.waiters.remove(client)
         except ValueError:
             return
         self.log.emit(now, Kind.DEQUEUE, Machine.POOL, self.id, 0, 0, client.id)
 
-    def _lend(self, now: float, server: ServerSession, client: ClientSession, waited: float) -> None:
+    def _lend(self, now: float, server: ServerSession, client: Borrower, waited: float) -> None:
         self.stats.observe_wait(waited)
         client.wait_time += waited
         self.log.emit(now, _K_CHECKOUT, _M_POOL, self.id, 0, 0, client.id, server.id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pgdog_ev.auth.errors import AuthFailed
 from pgdog_ev.auth.md5 import md5_hash
@@ -36,8 +36,7 @@ from state.registry import register_states
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from state.client import ClientSession
-    from state.interfaces import Entropy, Scheduler, ServerIO, TimerHandle
+    from state.interfaces import Borrower, Entropy, Scheduler, ServerIO, TimerHandle
     from state.pool import Pool
 
 
@@ -52,7 +51,7 @@ class ServerState(IntEnum):
     CHECKING = 7
 
 
-S = ServerState
+S: Final = ServerState
 TRANSITIONS: dict[ServerState, frozenset[ServerState]] = {
     S.CONNECTING: frozenset({S.STARTUP, S.CLOSED}),
     S.STARTUP: frozenset({S.IDLE, S.CLOSED}),
@@ -67,54 +66,54 @@ register_states(Machine.SERVER, ServerState)
 # Enum members the hot path reads, as module globals: on Python 3.11 reading a member off
 # its class goes through EnumType.__getattr__'s slot (about 50 ns, against 6 for a global),
 # and one transaction reads a few dozen of them.
-_K_TRANSITION = Kind.TRANSITION
-_M_SERVER = Machine.SERVER
-_R_CHECKIN = Reason.CHECKIN
-_R_CHECKOUT = Reason.CHECKOUT
-_R_CLEANED = Reason.CLEANED
-_R_CONNECT_FAILED = Reason.CONNECT_FAILED
-_R_OUT_OF_SYNC = Reason.OUT_OF_SYNC
-_S_ACTIVE = ServerState.ACTIVE
-_S_CHECKING = ServerState.CHECKING
-_S_CLEANING = ServerState.CLEANING
-_S_CLOSED = ServerState.CLOSED
-_S_IDLE = ServerState.IDLE
-_S_STARTUP = ServerState.STARTUP
+_K_TRANSITION: Final = Kind.TRANSITION
+_M_SERVER: Final = Machine.SERVER
+_R_CHECKIN: Final = Reason.CHECKIN
+_R_CHECKOUT: Final = Reason.CHECKOUT
+_R_CLEANED: Final = Reason.CLEANED
+_R_CONNECT_FAILED: Final = Reason.CONNECT_FAILED
+_R_OUT_OF_SYNC: Final = Reason.OUT_OF_SYNC
+_S_ACTIVE: Final = ServerState.ACTIVE
+_S_CHECKING: Final = ServerState.CHECKING
+_S_CLEANING: Final = ServerState.CLEANING
+_S_CLOSED: Final = ServerState.CLOSED
+_S_IDLE: Final = ServerState.IDLE
+_S_STARTUP: Final = ServerState.STARTUP
 
 
 # Who reads the responses up to an owed ReadyForQuery. An owed entry may also
 # be a list of analyses (the client's request, whose session effects apply once
 # it succeeds) or bytes (an answer the proxy made itself, sent to the client
 # when every request before it has been answered, followed by ReadyForQuery).
-TO_CLIENT = 0
-HIDDEN = 1
-LOGIN_CHECK = 2
-HIDDEN_PREPARE = 3  # a SQL PREPARE the proxy injected (prepared_statements = "full")
-PROBE = 4  # a health check or LSN poll (state CHECKING)
-NOT_FOR_CLIENT = (HIDDEN, LOGIN_CHECK, HIDDEN_PREPARE, PROBE)
+TO_CLIENT: Final = 0
+HIDDEN: Final = 1
+LOGIN_CHECK: Final = 2
+HIDDEN_PREPARE: Final = 3  # a SQL PREPARE the proxy injected (prepared_statements = "full")
+PROBE: Final = 4  # a health check or LSN poll (state CHECKING)
+NOT_FOR_CLIENT: Final = (HIDDEN, LOGIN_CHECK, HIDDEN_PREPARE, PROBE)
 
 # What to do with the next ParseComplete/CloseComplete (prepared statements).
-EXPECT_FORWARD = 0  # the client's own Parse or Close
-EXPECT_SWALLOW = 1  # a Parse the proxy injected
-EXPECT_AS_PARSE = 2  # a no-op Close standing in for a ParseComplete
+EXPECT_FORWARD: Final = 0  # the client's own Parse or Close
+EXPECT_SWALLOW: Final = 1  # a Parse the proxy injected
+EXPECT_AS_PARSE: Final = 2  # a no-op Close standing in for a ParseComplete
 
-PARSE_COMPLETE_MSG = be.parse_complete()
+PARSE_COMPLETE_MSG: Final = be.parse_complete()
 # Closes the proxy forced on a connection it could no longer trust or wait for.
-FORCE_CLOSED = frozenset({Reason.OUT_OF_SYNC, Reason.QUERY_TIMEOUT, Reason.CLEANUP_FAILED})
+FORCE_CLOSED: Final = frozenset({Reason.OUT_OF_SYNC, Reason.QUERY_TIMEOUT, Reason.CLEANUP_FAILED})
 
 # Server messages the machine must read: ReadyForQuery, ParameterStatus,
 # ErrorResponse (bodies); CopyIn/CopyBoth responses, ParseComplete and
 # CloseComplete only need their header.
-SERVER_TABLE = action_table(header=b"GW13", body=b"ZSE")
+SERVER_TABLE: Final = action_table(header=b"GW13", body=b"ZSE")
 # When no ParseComplete/CloseComplete needs reading (see ``_quiet_expectations``), those two are
 # forwarded unread: what a whole reply is tested against.
-QUIET_TABLE = action_table(header=b"GW", body=b"ZSE")
+QUIET_TABLE: Final = action_table(header=b"GW", body=b"ZSE")
 # While probing, the first DataRow is read too (the answer of an LSN poll).
-PROBE_TABLE = action_table(header=b"GW13", body=b"ZSED")
-DATA_ROW = ord("D")
-READY_HEADER = b"Z\x00\x00\x00\x05"  # a ReadyForQuery's type and length
-PARSE_COMPLETE = ord("1")
-CLOSE_COMPLETE = ord("3")
+PROBE_TABLE: Final = action_table(header=b"GW13", body=b"ZSED")
+DATA_ROW: Final = ord("D")
+READY_HEADER: Final = b"Z\x00\x00\x00\x05"  # a ReadyForQuery's type and length
+PARSE_COMPLETE: Final = ord("1")
+CLOSE_COMPLETE: Final = ord("3")
 
 
 class ServerSession:
@@ -176,7 +175,7 @@ class ServerSession:
         self.last_reported: dict[str, str] = {}
         self.unsynced = False
         self.copy_in = False
-        self.client: ClientSession | None = None
+        self.client: Borrower | None = None
         self.error: str | None = None
         self.transactions = 0
         self.queries = 0
@@ -626,7 +625,7 @@ class ServerSession:
 
     # -- being lent to a client ---------------------------------------------
 
-    def link(self, now: float, client: ClientSession) -> None:
+    def link(self, now: float, client: Borrower) -> None:
         """Hand this idle server to ``client``; settings are synced first."""
         self.client = client
         self.last_used = now
@@ -642,7 +641,7 @@ class ServerSession:
         if self.pool.settings.query_timeout:
             self._arm_query_timer(now)
 
-    def check_login(self, now: float, client: ClientSession) -> None:
+    def check_login(self, now: float, client: Borrower) -> None:
         """Apply a new client's settings and report back what the server thinks of them."""
         self.client = client
         self.last_used = now

@@ -193,7 +193,7 @@ class Directory:
             # PBKDF2 once per password, as for users.
             cached = (admin.password, ScramVerifier.from_password(admin.password, self.entropy(16)))
             self._admin_verifier = cached
-        return Login(pool=None, user=admin.user, database=admin.name,  # type: ignore[arg-type]
+        return Login(pool=None, user=admin.user, database=admin.name,
                      auth_type=config.general.auth_type, pooler_mode="session",
                      passwords=(admin.password,), verifier=cached[1], admin=True)
 

@@ -25,6 +25,8 @@ e.g. ``timeit.repeat(lambda: cache.analyze(sql), number=200_000)``:
 
 from __future__ import annotations
 
+from typing import Final
+
 from pgdog_ev.sql.cache import DEFAULT_LIMIT, QueryCache
 from pgdog_ev.sql.model import (
     OTHER_ANALYSIS,
@@ -48,7 +50,7 @@ __all__ = [
     "default_cache",
 ]
 
-_DEFAULT_CACHE = QueryCache(DEFAULT_LIMIT)
+_DEFAULT_CACHE: Final = QueryCache(DEFAULT_LIMIT)
 
 
 def default_cache() -> QueryCache:

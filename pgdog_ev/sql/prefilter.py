@@ -17,25 +17,26 @@ would classify as anything but OTHER. Statement boundaries are found by looking 
 from __future__ import annotations
 
 import re
+from typing import Final
 
 # The common case: optional whitespace, then the keyword. Anything else takes first_keyword().
-_HEAD = re.compile(r"[ \t\r\n]*([A-Za-z_][A-Za-z_0-9$]*)")
+_HEAD: Final = re.compile(r"[ \t\r\n]*([A-Za-z_][A-Za-z_0-9$]*)")
 # Whitespace, `--` comments and opening parentheses may precede the first keyword. Like the
 # server's lexer, a `--` comment ends at CR as well as LF.
-_LEAD = re.compile(r"(?:\s+|--[^\n\r]*|\()*")
-_COMMENT_EDGE = re.compile(r"/\*|\*/")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*")
+_LEAD: Final = re.compile(r"(?:\s+|--[^\n\r]*|\()*")
+_COMMENT_EDGE: Final = re.compile(r"/\*|\*/")
+_WORD: Final = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*")
 # A `;` followed by something other than whitespace or more `;` starts another statement. Each
 # match takes a whole run of `;` and whitespace; a run that ends the text yields an empty first
 # keyword. (A lookahead for the next character made every `;` of a trailing run rescan the rest
 # of it: quadratic, 34 s for 40,000 of them.)
-_NEXT_STATEMENT = re.compile(r";[\s;]*")
+_NEXT_STATEMENT: Final = re.compile(r";[\s;]*")
 # set_config and pg_*advisory* both contain `_` followed by the distinctive part; a pattern
 # starting with a literal lets the regex engine skip ahead with a fast scan (about 1 ms/MB,
 # against 20 ms/MB for a case-insensitive alternation).
-_FUNCTION_HINT = re.compile(r"_(?i:config|advisory)")
+_FUNCTION_HINT: Final = re.compile(r"_(?i:config|advisory)")
 
-_ALWAYS = frozenset(
+_ALWAYS: Final = frozenset(
     {
         "set", "reset", "begin", "start", "commit", "end", "rollback", "abort", "savepoint",
         "release", "prepare", "execute", "deallocate", "discard", "listen", "unlisten",

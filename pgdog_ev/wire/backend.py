@@ -10,54 +10,55 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from ._codec import HEADER, I16, I32, U16, U32, Buffer, as_bytes, cstr, message, message1
 from ._reader import Reader, decode
 from .errors import ProtocolViolation
 
-AUTHENTICATION = ord("R")
-BACKEND_KEY_DATA = ord("K")
-PARAMETER_STATUS = ord("S")
-READY_FOR_QUERY = ord("Z")
-ERROR_RESPONSE = ord("E")
-NOTICE_RESPONSE = ord("N")
-ROW_DESCRIPTION = ord("T")
-DATA_ROW = ord("D")
-COMMAND_COMPLETE = ord("C")
-EMPTY_QUERY_RESPONSE = ord("I")
-PARSE_COMPLETE = ord("1")
-BIND_COMPLETE = ord("2")
-CLOSE_COMPLETE = ord("3")
-NO_DATA = ord("n")
-PARAMETER_DESCRIPTION = ord("t")
-PORTAL_SUSPENDED = ord("s")
-COPY_IN_RESPONSE = ord("G")
-COPY_OUT_RESPONSE = ord("H")
-COPY_BOTH_RESPONSE = ord("W")
-COPY_DATA = ord("d")
-COPY_DONE = ord("c")
-NOTIFICATION_RESPONSE = ord("A")
-FUNCTION_CALL_RESPONSE = ord("V")
-NEGOTIATE_PROTOCOL_VERSION = ord("v")
+AUTHENTICATION: Final = ord("R")
+BACKEND_KEY_DATA: Final = ord("K")
+PARAMETER_STATUS: Final = ord("S")
+READY_FOR_QUERY: Final = ord("Z")
+ERROR_RESPONSE: Final = ord("E")
+NOTICE_RESPONSE: Final = ord("N")
+ROW_DESCRIPTION: Final = ord("T")
+DATA_ROW: Final = ord("D")
+COMMAND_COMPLETE: Final = ord("C")
+EMPTY_QUERY_RESPONSE: Final = ord("I")
+PARSE_COMPLETE: Final = ord("1")
+BIND_COMPLETE: Final = ord("2")
+CLOSE_COMPLETE: Final = ord("3")
+NO_DATA: Final = ord("n")
+PARAMETER_DESCRIPTION: Final = ord("t")
+PORTAL_SUSPENDED: Final = ord("s")
+COPY_IN_RESPONSE: Final = ord("G")
+COPY_OUT_RESPONSE: Final = ord("H")
+COPY_BOTH_RESPONSE: Final = ord("W")
+COPY_DATA: Final = ord("d")
+COPY_DONE: Final = ord("c")
+NOTIFICATION_RESPONSE: Final = ord("A")
+FUNCTION_CALL_RESPONSE: Final = ord("V")
+NEGOTIATE_PROTOCOL_VERSION: Final = ord("v")
 
-AUTH_OK = 0
-AUTH_CLEARTEXT = 3
-AUTH_MD5 = 5
-AUTH_GSS = 7
-AUTH_GSS_CONTINUE = 8
-AUTH_SSPI = 9
-AUTH_SASL = 10
-AUTH_SASL_CONTINUE = 11
-AUTH_SASL_FINAL = 12
+AUTH_OK: Final = 0
+AUTH_CLEARTEXT: Final = 3
+AUTH_MD5: Final = 5
+AUTH_GSS: Final = 7
+AUTH_GSS_CONTINUE: Final = 8
+AUTH_SSPI: Final = 9
+AUTH_SASL: Final = 10
+AUTH_SASL_CONTINUE: Final = 11
+AUTH_SASL_FINAL: Final = 12
 
-TRANSACTION_IDLE = b"I"
-TRANSACTION_ACTIVE = b"T"
-TRANSACTION_FAILED = b"E"
+TRANSACTION_IDLE: Final = b"I"
+TRANSACTION_ACTIVE: Final = b"T"
+TRANSACTION_FAILED: Final = b"E"
 
-_PROTOCOL_MAJOR_3 = 3 << 16
-_NULL = I32.pack(-1)
+_PROTOCOL_MAJOR_3: Final = 3 << 16
+_NULL: Final = I32.pack(-1)
 # RowDescription per-field tail: table oid, column, type oid, size, modifier, format.
-_FIELD_TAIL = struct.Struct("!IhIhih")
+_FIELD_TAIL: Final = struct.Struct("!IhIhih")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +89,8 @@ def _auth(code: int, extra: bytes = b"") -> bytes:
     return message1(AUTHENTICATION, U32.pack(code) + extra)
 
 
-_AUTH_OK = _auth(AUTH_OK)
-_AUTH_CLEARTEXT = _auth(AUTH_CLEARTEXT)
+_AUTH_OK: Final = _auth(AUTH_OK)
+_AUTH_CLEARTEXT: Final = _auth(AUTH_CLEARTEXT)
 
 
 def authentication_ok() -> bytes:
@@ -130,7 +131,7 @@ def parameter_status(name: str, value: str) -> bytes:
     return message1(PARAMETER_STATUS, cstr(name) + cstr(value))
 
 
-_READY = {s: HEADER.pack(READY_FOR_QUERY, 5) + s for s in (b"I", b"T", b"E")}
+_READY: Final = {s: HEADER.pack(READY_FOR_QUERY, 5) + s for s in (b"I", b"T", b"E")}
 
 
 def ready_for_query(status: bytes) -> bytes:
@@ -210,13 +211,13 @@ def command_complete(tag: str) -> bytes:
     return message1(COMMAND_COMPLETE, cstr(tag))
 
 
-_EMPTY_QUERY = HEADER.pack(EMPTY_QUERY_RESPONSE, 4)
-_PARSE_COMPLETE = HEADER.pack(PARSE_COMPLETE, 4)
-_BIND_COMPLETE = HEADER.pack(BIND_COMPLETE, 4)
-_CLOSE_COMPLETE = HEADER.pack(CLOSE_COMPLETE, 4)
-_NO_DATA = HEADER.pack(NO_DATA, 4)
-_PORTAL_SUSPENDED = HEADER.pack(PORTAL_SUSPENDED, 4)
-_COPY_DONE = HEADER.pack(COPY_DONE, 4)
+_EMPTY_QUERY: Final = HEADER.pack(EMPTY_QUERY_RESPONSE, 4)
+_PARSE_COMPLETE: Final = HEADER.pack(PARSE_COMPLETE, 4)
+_BIND_COMPLETE: Final = HEADER.pack(BIND_COMPLETE, 4)
+_CLOSE_COMPLETE: Final = HEADER.pack(CLOSE_COMPLETE, 4)
+_NO_DATA: Final = HEADER.pack(NO_DATA, 4)
+_PORTAL_SUSPENDED: Final = HEADER.pack(PORTAL_SUSPENDED, 4)
+_COPY_DONE: Final = HEADER.pack(COPY_DONE, 4)
 
 
 def empty_query_response() -> bytes:
@@ -343,7 +344,7 @@ def parse_ready_for_query(body: Buffer) -> bytes:
     return _STATUS[body[0]]
 
 
-_STATUS = {ord(s): s for s in (b"I", b"T", b"E")}
+_STATUS: Final = {ord(s): s for s in (b"I", b"T", b"E")}
 
 
 def parse_error_fields(body: Buffer) -> dict[str, str]:

@@ -8,30 +8,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from ._codec import HEADER, I16, I32, U16, U32, Buffer, as_bytes, cstr, message, message1
 from ._reader import Reader, decode
 from .errors import ProtocolViolation
 
-QUERY = ord("Q")
-PARSE = ord("P")
-BIND = ord("B")
-DESCRIBE = ord("D")
-EXECUTE = ord("E")
-CLOSE = ord("C")
-SYNC = ord("S")
-FLUSH = ord("H")
-TERMINATE = ord("X")
-COPY_DATA = ord("d")
-COPY_DONE = ord("c")
-COPY_FAIL = ord("f")
-FUNCTION_CALL = ord("F")
+QUERY: Final = ord("Q")
+PARSE: Final = ord("P")
+BIND: Final = ord("B")
+DESCRIBE: Final = ord("D")
+EXECUTE: Final = ord("E")
+CLOSE: Final = ord("C")
+SYNC: Final = ord("S")
+FLUSH: Final = ord("H")
+TERMINATE: Final = ord("X")
+COPY_DATA: Final = ord("d")
+COPY_DONE: Final = ord("c")
+COPY_FAIL: Final = ord("f")
+FUNCTION_CALL: Final = ord("F")
 # PasswordMessage, SASLInitialResponse, SASLResponse and GSSResponse all use 'p';
 # only the authentication state tells them apart.
-PASSWORD = ord("p")
+PASSWORD: Final = ord("p")
 
-_KINDS = frozenset("SP")
-_NULL = I32.pack(-1)
+_KINDS: Final = frozenset("SP")
+_NULL: Final = I32.pack(-1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,10 +149,10 @@ def close(kind: str, name: str) -> bytes:
     return message1(CLOSE, _kind(kind) + cstr(name))
 
 
-_SYNC = HEADER.pack(SYNC, 4)
-_FLUSH = HEADER.pack(FLUSH, 4)
-_TERMINATE = HEADER.pack(TERMINATE, 4)
-_COPY_DONE = HEADER.pack(COPY_DONE, 4)
+_SYNC: Final = HEADER.pack(SYNC, 4)
+_FLUSH: Final = HEADER.pack(FLUSH, 4)
+_TERMINATE: Final = HEADER.pack(TERMINATE, 4)
+_COPY_DONE: Final = HEADER.pack(COPY_DONE, 4)
 
 
 def sync() -> bytes:

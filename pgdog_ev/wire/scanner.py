@@ -27,13 +27,14 @@ the rest unread until it is ready for it (a client waiting for a server).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from pgdog_ev.wire import passrun
 from pgdog_ev.wire.errors import PROGRAM_LIMIT_EXCEEDED, ProtocolViolation
 
-PASS = 0
-HEADER = 1
-BODY = 2
+PASS: Final = 0
+HEADER: Final = 1
+BODY: Final = 2
 
 Sink = Callable[[memoryview], None]
 
