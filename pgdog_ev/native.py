@@ -3,7 +3,7 @@
 ``make`` compiles the modules in ``NATIVE_MODULES`` with mypyc (``python -m
 pgdog_ev.native_build``): the same typed sources, turned into C extension modules that are
 written beside them. Nothing else changes; the sources are the pure-Python twin of the build,
-and ``PGDOG_EV_PURE=1`` runs them instead (``make test`` runs the state-machine tests both ways).
+and ``PGDOG_EV_PURE=1`` runs them instead (``make test`` runs the unit suite both ways).
 
 Python's import system prefers an extension module to a source file of the same name, so a
 source edited after the build would silently run its old compiled self. The build records a

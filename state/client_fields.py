@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pgdog_ev.sql import Analysis
-    from pgdog_ev.wire import frontend as fe
     from state.events import EventLog
     from state.interfaces import Directory, StreamIO
     from state.pool import Pool
@@ -42,30 +41,14 @@ class ClientFields:
     _txn_role: str | None
     _skip_to_sync: bool
 
-    # Methods of the parts above this one (and of ClientSession) that the parts below call:
-    # declared here so that every part, and the compiled build, knows them (see native.py).
+    # Methods that a part calls but a part after it in the chain (or ClientSession) defines:
+    # declared here so that the calling part, and the compiled build, knows them (see native.py).
+    # The chain, first to last: SessionEffects, MessageRouting, LocalAnswers, ReadWriteSplit,
+    # AdminAnswers, ClientSession.
     def _parameter_status(self, names: set[str]) -> bytes:
         raise NotImplementedError
 
-    def _register(self, parse: fe.Parse) -> GlobalStatement:
-        raise NotImplementedError
-
-    def _drop_statement(self, name: str) -> None:
-        raise NotImplementedError
-
     def _drop_all_statements(self) -> None:
-        raise NotImplementedError
-
-    def _analyze(self, body: memoryview) -> Analysis:
-        raise NotImplementedError
-
-    def _deallocate(self, analysis: Analysis) -> bool:
-        raise NotImplementedError
-
-    def _refusal(self, analysis: Analysis) -> bytes | None:
-        raise NotImplementedError
-
-    def _sql_prepare(self, analysis: Analysis, sql: str) -> bytes | None:
         raise NotImplementedError
 
     def _local_status(self) -> bytes:
