@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from mypy_extensions import mypyc_attr
 
+
+# Compiled (pgdog_ev.native), yet tests, the simulator and the admin and metrics servers
+# subclass it from interpreted code.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Protocol:
     """Receiver of stream events; all methods are invoked from the reactor."""
 

@@ -14,7 +14,9 @@ import socket
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
+
+from mypy_extensions import mypyc_attr
 
 from loop.clock import Clock, MonotonicClock
 from loop.connector import ConnectCallback, Connector
@@ -28,6 +30,14 @@ from loop.timers import TimerHandle, TimerHeap
 from loop.transport import SocketTransport, Transport
 
 DEFAULT_READ_BUFFER_SIZE = 64 * 1024
+
+# Where an owner (the daemon) has the loop report exceptions and accept starvation.
+ExceptionSink = Callable[[BaseException, str], None]
+StarvationSink = Callable[[OSError | None, str], None]
+
+
+# ReactorStats' counters; a compiled class has no __slots__ to list at run time.
+STATS_FIELDS: Final = ("accepts", "callbacks", "exceptions", "modifies", "passes", "reads", "registers", "sends", "timers")
 
 
 class ReactorStats:
@@ -61,12 +71,14 @@ class ReactorStats:
         self.exceptions = 0
 
     def snapshot(self) -> dict[str, int]:
-        return {name: getattr(self, name) for name in self.__slots__}
+        return {name: getattr(self, name) for name in STATS_FIELDS}
 
     def __repr__(self) -> str:
         return f"ReactorStats({self.snapshot()})"
 
 
+# Compiled (pgdog_ev.native); the simulator's, the replay's and the tests' reactors subclass it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Reactor:
     """Single-threaded event loop; nothing here is thread-safe."""
 
@@ -96,6 +108,10 @@ class Reactor:
         # transports it should see: they read it once, when they are made.
         self.recorder: Recorder | None = None
         self._connects = 0
+        # The owner's reporters (None: print to stderr). Attributes rather than methods to
+        # replace: a compiled class's methods cannot be reassigned on an instance.
+        self.exception_sink: ExceptionSink | None = None
+        self.starvation_sink: StarvationSink | None = None
 
     @property
     def poller(self) -> Poller:
@@ -279,7 +295,7 @@ class Reactor:
             self._running = False
             self._stopping = False
 
-    def run_until(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+    def run_until(self, predicate: Callable[[], object], timeout: float | None = None) -> bool:
         """Drive passes until ``predicate()`` holds or ``timeout`` (clock seconds) elapses.
 
         Returns whether the predicate held; handy for tests and for shutdown drains.
@@ -292,7 +308,7 @@ class Reactor:
                 continue
             left = deadline - clock.now()
             if left <= 0:
-                return predicate()
+                return bool(predicate())
             self.run_once(left)
         return True
 
@@ -331,15 +347,22 @@ class Reactor:
     # -- errors ----------------------------------------------------------------
 
     def handle_exception(self, exc: BaseException, context: str) -> None:
-        """Sink for every exception raised by callbacks; override to log.  The loop keeps running."""
+        """Sink for every exception raised by callbacks; the loop keeps running."""
         self.stats.exceptions += 1
+        sink = self.exception_sink
+        if sink is not None:
+            sink(exc, context)
+            return
         print(f"loop: exception in {context}", file=sys.stderr)
         traceback.print_exception(exc, file=sys.stderr)
 
     def handle_starvation(self, exc: OSError | None, context: str) -> None:
         """A listener ran out of descriptors or memory (``exc``) and pauses accepting, or (None)
-        accepts again. Not a bug but the load: override to warn the operator, once per episode."""
-        if exc is not None:
+        accepts again. Not a bug but the load: the owner warns the operator, once per episode."""
+        sink = self.starvation_sink
+        if sink is not None:
+            sink(exc, context)
+        elif exc is not None:
             print(f"loop: {context} cannot accept: {exc.strerror}; accepting paused", file=sys.stderr)
         else:
             print(f"loop: {context} accepting again", file=sys.stderr)

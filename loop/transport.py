@@ -31,12 +31,11 @@ _MSG_NOSIGNAL: int = getattr(socket, "MSG_NOSIGNAL", 0)
 Buffer = bytes | bytearray | memoryview
 
 
-class Transport(typing.Protocol):
-    """What the proxy (and the reactor) may rely on; the simulator implements it virtually."""
+class Stream(typing.Protocol):
+    """What a connection's owner writes to and steers: the socket's transport, or TLS spliced
+    over it (pgdog_ev.tls), or a replay's stand-in."""
 
     def write(self, data: Buffer) -> None: ...
-
-    def write_eof(self) -> None: ...
 
     def close(self) -> None: ...
 
@@ -51,6 +50,12 @@ class Transport(typing.Protocol):
     def is_reading(self) -> bool: ...
 
     def get_write_buffer_size(self) -> int: ...
+
+
+class Transport(Stream, typing.Protocol):
+    """What the proxy (and the reactor) may rely on; the simulator implements it virtually."""
+
+    def write_eof(self) -> None: ...
 
     def set_write_buffer_limits(self, high: int = DEFAULT_HIGH_WATER, low: int | None = None) -> None: ...
 

@@ -89,8 +89,8 @@ class Daemon:
         self.config = config
         self.reload_config = reload_config
         self.reactor = reactor or Reactor()
-        self.reactor.handle_exception = self._loop_exception  # type: ignore[method-assign]
-        self.reactor.handle_starvation = self._loop_starved  # type: ignore[method-assign]
+        self.reactor.exception_sink = self._loop_exception
+        self.reactor.starvation_sink = self._loop_starved
         self.sink: RotatingFileSink | None = None
         # Pairs the monotonic clock with wall time once: the event log and the admin console use it.
         self.log_header = header or make_header(config_digest=config.digest, code_version=__version__)

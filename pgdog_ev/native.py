@@ -31,8 +31,13 @@ from types import ModuleType
 NATIVE_MODULES: tuple[str, ...] = (
     "loop.clock",
     "loop.poller",
+    "loop.protocol",
+    "loop.reactor",
     "loop.timers",
     "loop.transport",
+    "pgdog_ev.proxy.client_conn",
+    "pgdog_ev.proxy.scheduler",
+    "pgdog_ev.proxy.server_conn",
     "pgdog_ev.sql.analysis",
     "pgdog_ev.sql.cache",
     "pgdog_ev.sql.prefilter",

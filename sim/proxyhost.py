@@ -59,7 +59,7 @@ class ProxyHost(Host):
             notifier=SystemdNotifier(None, pid=0),
         )
         # The daemon installs its own exception logger; in the sim an exception is a failure.
-        self.daemon.reactor.handle_exception = self.reactor.handle_exception  # type: ignore[method-assign]
+        self.daemon.reactor.exception_sink = None
         self.daemon.start()
         self.starts.append(self.world.now())
 

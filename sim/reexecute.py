@@ -196,7 +196,7 @@ class Reexecution:
             events=self.events,
             notifier=SystemdNotifier(None, pid=0),
         )
-        reactor.handle_exception = self._exception  # type: ignore[method-assign]
+        reactor.exception_sink = self._exception
 
     def run(self) -> Outcome:
         logger = logging.getLogger("pgdog_ev")

@@ -120,7 +120,9 @@ class PoolOwner(Protocol):
 class Directory(Protocol):
     """What a client session needs to know about the rest of the proxy."""
 
-    auth_type: str
+    @property
+    def auth_type(self) -> str: ...
+
     # The proxy-wide PreparedRegistry of renamed statements.
     statements: Any
 

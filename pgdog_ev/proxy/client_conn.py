@@ -9,15 +9,16 @@ mark). Reading resumes only when neither does.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from loop.clock import Clock
 from loop.protocol import Protocol
+from loop.transport import Stream, Transport
 from pgdog_ev.tls import TlsStream, TlsTransport
 from state.client import ClientSession
 from state.events import Machine
 
 if TYPE_CHECKING:
-    from loop.transport import SocketTransport
     from pgdog_ev.proxy.directory import Directory
     from pgdog_ev.proxy.server_conn import ServerConnection
 
@@ -28,7 +29,7 @@ BACKPRESSURE = 2
 
 
 class ClientConnection(Protocol):
-    __slots__ = ("_pause", "_paused_server", "cid", "directory", "reject", "session", "tls", "transport")
+    __slots__ = ("_clock", "_pause", "_paused_server", "cid", "directory", "reject", "session", "tls", "transport")
 
     def __init__(self, directory: Directory, cid: int, reject: tuple[str, str] | None = None) -> None:
         self.directory = directory
@@ -36,7 +37,8 @@ class ClientConnection(Protocol):
         self.reject = reject
         # The TLS settings at accept time stay this connection's, whatever a reload brings.
         self.tls = directory.tls
-        self.transport: SocketTransport | TlsTransport | None = None
+        self.transport: Stream | None = None
+        self._clock: Clock = directory.reactor.clock
         self.session: ClientSession | None = None
         self._pause = 0
         self._paused_server: ServerConnection | None = None
@@ -75,7 +77,7 @@ class ClientConnection(Protocol):
     def data_received(self, data: memoryview) -> None:
         session = self.session
         try:
-            session.on_bytes(self.directory.reactor.clock.now(), data)  # type: ignore[union-attr]
+            session.on_bytes(self._clock.now(), data)  # type: ignore[union-attr]
         except Exception:
             log.exception("internal error on client %d; closing it", self.cid)
             self._crash()
@@ -140,7 +142,8 @@ class ClientConnection(Protocol):
         if self.directory.capture is not None:
             self.directory.capture.on_tls(int(Machine.CLIENT), self.cid)
         stream = TlsStream(context, server_side=True)
-        self.transport = TlsTransport(transport, self, stream, f"client {self.session.peer}")
+        # Before TLS the transport is the socket's own.
+        self.transport = TlsTransport(cast(Transport, transport), self, stream, f"client {self.session.peer}")
 
     def pause_reading(self, why: int = SESSION) -> None:
         was = self._pause

@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import logging
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from loop.clock import Clock
 from loop.protocol import Protocol
+from loop.transport import Stream, Transport
 from pgdog_ev.capture.format import CANCEL
 from pgdog_ev.tls import TlsStream, TlsTransport
 from pgdog_ev.wire.startup import build_cancel_request
@@ -16,7 +18,6 @@ from state.server import ServerSession
 
 if TYPE_CHECKING:
     from loop.connector import Connector
-    from loop.transport import SocketTransport
     from pgdog_ev.proxy.client_conn import ClientConnection
     from pgdog_ev.proxy.directory import Directory
     from state.pool import Pool
@@ -36,7 +37,8 @@ def address(host: str, port: int) -> tuple[str, int]:
 class ServerConnection(Protocol):
     def __init__(self, directory: Directory, pool: Pool, sid: int) -> None:
         self.directory = directory
-        self.transport: SocketTransport | TlsTransport | None = None
+        self.transport: Stream | None = None
+        self._clock: Clock = directory.reactor.clock
         self._connector: Connector | None = None
         self._early: list[bytes] = []
         self._paused_client: ClientConnection | None = None
@@ -81,7 +83,7 @@ class ServerConnection(Protocol):
 
     def data_received(self, data: memoryview) -> None:
         try:
-            self.session.on_bytes(self.directory.reactor.clock.now(), data)
+            self.session.on_bytes(self._clock.now(), data)
         except Exception:
             log.exception("internal error on server %d; closing it", self.session.id)
             if self.transport is not None:
@@ -138,8 +140,9 @@ class ServerConnection(Protocol):
         if self.directory.capture is not None:
             self.directory.capture.on_tls(int(Machine.SERVER), self.session.id)
         stream = TlsStream(context, server_side=False, server_hostname=key.host)
+        # Before TLS the transport is the socket's own.
         self.transport = TlsTransport(
-            transport, self, stream, f"server {key.host}:{key.port}", on_handshake_failed=self._tls_failed
+            cast(Transport, transport), self, stream, f"server {key.host}:{key.port}", on_handshake_failed=self._tls_failed
         )
 
     def _tls_failed(self, reason: str) -> None:

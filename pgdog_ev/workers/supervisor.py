@@ -153,7 +153,7 @@ class Supervisor:
         for url in urls:
             self.config_args += ["-d", url]
         self.reactor = Reactor()
-        self.reactor.handle_exception = self._loop_exception  # type: ignore[method-assign]
+        self.reactor.exception_sink = self._loop_exception
         self.workers = [WorkerProcess(i) for i in range(self.count)]
         self.notifier = SystemdNotifier.from_env(os.environ)
         self.env = worker_env(dict(os.environ))
