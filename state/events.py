@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -176,8 +177,9 @@ class EventLog:
         self._next_flush = capacity  # emitting this seq would overwrite an unflushed record
         self._hash = hashlib.sha256()
         self._enabled = True
-        # The last ``now`` emit converted to nanoseconds, and the result.
-        self._now: object = None
+        # The last ``now`` emit converted to nanoseconds, and the result: one wakeup emits several
+        # records at the same time. A float, not the object: compiled, comparing costs no boxing.
+        self._now = math.nan
         self._ns = 0
 
     # -- hot path -------------------------------------------------------------------------------
@@ -198,8 +200,7 @@ class EventLog:
         if seq == self._next_flush:
             self.flush()
         try:
-            # One wakeup emits several records with the same ``now`` object: convert it once.
-            if now is not self._now:
+            if now != self._now:
                 self._ns = round(now * 1e9)
                 self._now = now
             self._pack(self._buf, (seq % self._cap) * 48, seq, self._ns, kind, machine, id, frm, to, a, b)

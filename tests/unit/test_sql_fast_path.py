@@ -6,6 +6,7 @@ import pglast
 import pytest
 
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS, Kind, QueryCache
+from pgdog_ev.sql.cache import PLAIN_MEMO_LIMIT, PLAIN_MEMO_MAX_CHARS
 from pgdog_ev.sql.prefilter import first_keyword, needs_parse
 
 BIG_ROWS = ",".join(f"({i}, 'value number {i}', now(), 'x_y')" for i in range(40_000))
@@ -53,6 +54,21 @@ def test_fast_path_counter_and_shared_constant(no_parser: None) -> None:
     for _ in range(5):
         assert cache.analyze("SELECT 1") is OTHER_ANALYSIS
     assert cache.fast_path == 5 and cache.parse_time_ns == 0 and cache.entries() == []
+
+
+def test_remembered_plain_texts_stay_bounded_and_exact() -> None:
+    cache = QueryCache()
+    for i in range(PLAIN_MEMO_LIMIT * 3):
+        assert cache.analyze(f"SELECT {i}") is OTHER_ANALYSIS
+        assert len(cache._plain) <= PLAIN_MEMO_LIMIT
+    long_text = "SELECT " + "1 + " * PLAIN_MEMO_MAX_CHARS + "1"
+    assert cache.analyze(long_text) is OTHER_ANALYSIS and long_text not in cache._plain
+    # A text that needs the parser is never taken for plain, however often it repeats.
+    for _ in range(3):
+        assert cache.analyze("SELECT set_config('a.b', '1', false)") is not OTHER_ANALYSIS
+    assert cache.fast_path == PLAIN_MEMO_LIMIT * 3 + 1 and cache.misses == 1 and cache.hits == 2
+    cache.clear()
+    assert not cache._plain
 
 
 def test_fast_path_works_with_caching_disabled(no_parser: None) -> None:
