@@ -498,6 +498,9 @@ class Bench:
         self.doc["target_checks"] = report.evaluate_targets(self.doc)
         os.makedirs(self.args.out_dir, exist_ok=True)
         name = self.args.name if self.doc["complete"] else self.args.name + "-incomplete"
+        if not self.args.named:
+            name = unused_name(self.args.out_dir, name)
+        self.doc["name"] = name
         base = os.path.join(self.args.out_dir, name)
         paths = {"json": base + ".json", "md": base + ".md", "png": base + ".png"}
         why = report.chart(self.doc, paths["png"])
@@ -580,14 +583,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--probe-seconds", type=int, help="length of the PgBouncer -M prepared probe")
     ap.add_argument("--relay-cells", help="cells where the bare relay (bench/relay.py) runs too ('' skips)")
     ap.add_argument("--out-dir", default=RESULTS_DIR, help="where NAME.json/.md/.png go (default bench/results)")
-    ap.add_argument("--name", help="file name without extension (default: the date, plus -PROFILE unless full)")
+    ap.add_argument("--name", help="file name without extension (default: the date, plus -PROFILE unless "
+                    "full, plus -subset with --cells or --variants; never an existing run's name)")
     args = ap.parse_args(argv)
+    subset = args.cells is not None or args.variants is not None
     for key, value in PROFILES[args.profile].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    args.named = args.name is not None
     if args.name is None:
-        args.name = time.strftime("%Y-%m-%d") + ("" if args.profile == "full" else f"-{args.profile}")
+        args.name = default_name(args.profile, subset)
     return args
+
+
+def default_name(profile: str, subset: bool) -> str:
+    """Only a whole full run carries the bare date: that is the name of a committed result."""
+    return (time.strftime("%Y-%m-%d") + ("" if profile == "full" else f"-{profile}")
+            + ("-subset" if subset else ""))
+
+
+def unused_name(out_dir: str, name: str) -> str:
+    """``name``, or ``name-2``, ``name-3``... when a run of that name is already there: a second
+    run the same day must not overwrite the first (committed) one."""
+    candidate, n = name, 1
+    while os.path.exists(os.path.join(out_dir, candidate + ".json")):
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
 
 
 def main(argv: list[str] | None = None) -> None:
