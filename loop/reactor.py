@@ -36,8 +36,10 @@ ExceptionSink = Callable[[BaseException, str], None]
 StarvationSink = Callable[[OSError | None, str], None]
 
 
-# ReactorStats' counters; a compiled class has no __slots__ to list at run time.
-STATS_FIELDS: Final = ("accepts", "callbacks", "exceptions", "modifies", "passes", "reads", "registers", "sends", "timers")
+# ReactorStats' counters, listed here: a compiled class has no __slots__ to read at run time.
+STATS_FIELDS: Final = (
+    "accepts", "callbacks", "exceptions", "modifies", "passes", "reads", "registers", "sends", "timers",
+)  # fmt: skip
 
 
 class ReactorStats:
@@ -47,17 +49,7 @@ class ReactorStats:
     there is no epoll_ctl churn and ``sends`` proves write coalescing.
     """
 
-    __slots__ = (
-        "accepts",
-        "callbacks",
-        "exceptions",
-        "modifies",
-        "passes",
-        "reads",
-        "registers",
-        "sends",
-        "timers",
-    )
+    __slots__ = STATS_FIELDS
 
     def __init__(self) -> None:
         self.passes = 0

@@ -41,6 +41,8 @@ NATIVE_MODULES: tuple[str, ...] = (
     "pgdog_ev.sql.analysis",
     "pgdog_ev.sql.cache",
     "pgdog_ev.sql.prefilter",
+    "pgdog_ev.sql.route",
+    "pgdog_ev.sql.route_lexer",
     "pgdog_ev.wire.backend",
     "pgdog_ev.wire.frontend",
     "pgdog_ev.wire.passrun",

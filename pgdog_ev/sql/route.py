@@ -492,7 +492,7 @@ def _select_tree(stmt: ast.SelectStmt) -> Route:
             for clause in node.lockingClause or ():
                 strength = max(strength, int(clause.strength))
         elif isinstance(node, ast.FuncCall):
-            names = [part.sval for part in node.funcname if isinstance(part, ast.String)]
+            names = [part.sval for part in node.funcname or () if isinstance(part, ast.String)]
             if names and names[-1] in WRITE_FUNCTIONS:
                 functions.add(names[-1])
         else:
@@ -522,7 +522,7 @@ def _explain_analyzes(stmt: ast.ExplainStmt) -> bool:
             if isinstance(arg, ast.Integer):
                 return arg.ival != 0
             if isinstance(arg, ast.String):
-                return arg.sval.lower() not in _FALSE_WORDS
+                return (arg.sval or "").lower() not in _FALSE_WORDS
             return True
     return False
 
@@ -531,7 +531,9 @@ def _prefixed(prefix: str, inner: Route) -> Route:
     return Route(inner.write, f"{prefix} {inner.reason}")
 
 
-def _node_route(stmt: ast.Node) -> Route:
+def _node_route(stmt: ast.Node | None) -> Route:
+    if stmt is None:  # the parser always fills these; a missing one is not ours to trust
+        return _DDL
     fixed = _NODE_ROUTES.get(type(stmt))
     if fixed is not None:
         return fixed
