@@ -177,8 +177,11 @@ class Reactor:
         sock: socket.socket,
         protocol: Protocol,
         read_buffer_size: int | None = None,
-    ) -> SocketTransport:
-        """Wrap a connected socket; ``protocol.connection_made`` runs before this returns."""
+    ) -> Transport:
+        """Wrap a connected socket; ``protocol.connection_made`` runs before this returns.
+
+        Typed by the protocol, not the class: the replay's reactor returns its own transports,
+        and a compiled caller checks what it gets against the declared type."""
         transport = SocketTransport(self, sock, protocol, read_buffer_size)
         try:
             protocol.connection_made(transport)
