@@ -155,6 +155,30 @@ def test_default_handle_exception_prints(capsys: object) -> None:
     assert "ctx" in err and "ValueError: printed" in err
 
 
+def test_owner_sinks_hear_exceptions_and_starvation(capsys: object) -> None:
+    """The daemon reports through exception_sink and starvation_sink (a compiled reactor's
+    methods cannot be replaced on the instance); nothing reaches stderr then."""
+    reactor = Reactor(clock=ManualClock(), poller=VirtualPoller(ManualClock()))
+    errors: list[tuple[BaseException, str]] = []
+    starved: list[tuple[OSError | None, str]] = []
+    reactor.exception_sink = lambda exc, context: errors.append((exc, context))
+    reactor.starvation_sink = lambda exc, context: starved.append((exc, context))
+
+    def boom() -> None:
+        raise ValueError("routed")
+
+    reactor.call_soon(boom)
+    reactor.run_once()
+    assert [(type(e), str(e)) for e, _ in errors] == [(ValueError, "routed")]
+    assert "callback" in errors[0][1] and reactor.stats.exceptions == 1
+    full = OSError(24, "Too many open files")
+    reactor.handle_starvation(full, "listener")
+    reactor.handle_starvation(None, "listener")
+    assert starved == [(full, "listener"), (None, "listener")]
+    assert capsys.readouterr().err == ""  # type: ignore[attr-defined]
+    reactor.close()
+
+
 def test_run_forever_until_stop() -> None:
     reactor, _, _ = virtual_reactor()
     count = [0]
