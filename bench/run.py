@@ -178,7 +178,7 @@ class Bench:
         self.started = time.time()
         self.doc: dict[str, Any] = {
             "name": args.name, "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(self.started)),
-            "complete": False, "args": vars(args), "machine": {}, "targets": {}, "skipped_targets": {},
+            "complete": False, "args": recorded_args(args), "machine": {}, "targets": {}, "skipped_targets": {},
             "cells": [], "idle_rss": [], "sim": None, "notes": [], "timings": {},
         }  # fmt: skip
         self.runs_total = 0
@@ -594,6 +594,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.name is None:
         args.name = default_name(args.profile, subset)
     return args
+
+
+def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The arguments as the results file keeps them: the output directory relative to the
+    repository when inside it, so a committed result names no machine's paths."""
+    recorded = dict(vars(args))
+    out_dir = os.path.abspath(args.out_dir)
+    if os.path.commonpath([out_dir, REPO_ROOT]) == REPO_ROOT:
+        recorded["out_dir"] = os.path.relpath(out_dir, REPO_ROOT)
+    return recorded
 
 
 def default_name(profile: str, subset: bool) -> str:

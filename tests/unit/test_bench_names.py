@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.run import default_name, parse_args, unused_name
+from bench.run import REPO_ROOT, default_name, parse_args, recorded_args, unused_name
 
 
 def test_only_a_whole_full_run_gets_the_bare_date() -> None:
@@ -25,3 +25,10 @@ def test_a_second_run_of_the_day_gets_its_own_name(tmp_path: Path) -> None:
     assert unused_name(str(tmp_path), "2026-01-02") == "2026-01-02-2"
     (tmp_path / "2026-01-02-2.json").write_text("{}")
     assert unused_name(str(tmp_path), "2026-01-02") == "2026-01-02-3"
+
+
+def test_a_results_file_names_no_machine_path(tmp_path: Path) -> None:
+    assert recorded_args(parse_args([]))["out_dir"] == "bench/results"
+    elsewhere = str(tmp_path)
+    assert not elsewhere.startswith(REPO_ROOT)
+    assert recorded_args(parse_args(["--out-dir", elsewhere]))["out_dir"] == elsewhere
