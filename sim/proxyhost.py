@@ -58,8 +58,8 @@ class ProxyHost(Host):
             events=self.events,
             notifier=SystemdNotifier(None, pid=0),
         )
-        # The daemon installs its own exception logger; in the sim an exception is a failure.
-        self.daemon.reactor.exception_sink = None
+        # The daemon's exception sink goes unheard here: SimReactor.handle_exception makes any
+        # exception a failure of the run.
         self.daemon.start()
         self.starts.append(self.world.now())
 

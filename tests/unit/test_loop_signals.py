@@ -22,7 +22,7 @@ class TestReactor(Reactor):
         self.errors.append((exc, context))
 
 
-def _in_run_once() -> bool:
+def _from_the_loop() -> bool:
     """Called from the loop's dispatch of the wakeup socket, not from a signal handler (the
     loop's own frames may be compiled and absent from the stack; the dispatcher's are not)."""
     names = [frame.name for frame in traceback.extract_stack()]
@@ -34,7 +34,7 @@ def test_signal_callback_runs_inside_loop() -> None:
     reactor = TestReactor()
     calls: list[tuple[str, bool]] = []
     try:
-        reactor.add_signal_handler(signal.SIGUSR1, lambda tag: calls.append((tag, _in_run_once())), "usr1")
+        reactor.add_signal_handler(signal.SIGUSR1, lambda tag: calls.append((tag, _from_the_loop())), "usr1")
         os.kill(os.getpid(), signal.SIGUSR1)
         assert calls == []
         assert reactor.run_until(lambda: bool(calls), timeout=DEADLINE)
