@@ -7,6 +7,8 @@ import json
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from state.events import (
     HEADER_MAGIC,
@@ -68,8 +70,9 @@ def test_emit_fields_and_seq():
     assert log.clamped == 0
 
 
-def test_out_of_range_values_are_clamped_not_raised():
-    log = EventLog(capacity=4)
+@pytest.mark.parametrize("words", [False, True])
+def test_out_of_range_values_are_clamped_not_raised(words):
+    log = EventLog(capacity=4, words=words)
     log.emit(1.0, 1, 2, -1, frm=70000, to=-5, a=1 << 70, b=-(1 << 70))
     log.emit(float("nan"), 1, 1, 1)
     assert log.clamped == 2
@@ -90,8 +93,9 @@ def test_no_sink_keeps_last_capacity():
     assert log.dump() == encode_records(_expected(i) for i in range(92, 100))
 
 
+@pytest.mark.parametrize("words", [False, True])
 @pytest.mark.parametrize("capacity", [1, 3, 8])
-def test_sink_receives_everything_in_order_exactly_once(capacity):
+def test_sink_receives_everything_in_order_exactly_once(capacity, words):
     chunks: list[bytes] = []
     calls_per_flush: list[int] = []
 
@@ -99,7 +103,7 @@ def test_sink_receives_everything_in_order_exactly_once(capacity):
         assert isinstance(view, memoryview)
         chunks.append(bytes(view))
 
-    log = EventLog(capacity=capacity, sink=sink)
+    log = EventLog(capacity=capacity, sink=sink, words=words)
     total = 0
     for step in range(200):
         n = (step * 7) % 13  # varied batch sizes, many wraps
@@ -116,6 +120,31 @@ def test_sink_receives_everything_in_order_exactly_once(capacity):
     data = b"".join(chunks)
     assert decode_records(data) == [_expected(i) for i in range(total)]
     assert log.flush() == 0
+
+
+# Values around every field's edges, and past them (those take the clamping path).
+_EDGES = st.sampled_from([0, 1, 0x7FFF, 0x8000, 0xFFFF, 0x1_0000, 0x7FFF_FFFF, 0x8000_0000, 0xFFFF_FFFF,
+                          1 << 32, (1 << 63) - 1, 1 << 63, (1 << 64) - 1, 1 << 64, -1, -(1 << 63), -(1 << 64)])  # fmt: skip
+_FIELD = st.one_of(_EDGES, st.integers(min_value=-(1 << 65), max_value=1 << 65), st.integers(0, 0xFFFF))
+_NOW = st.one_of(
+    st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    st.sampled_from([0, 3, float("nan"), float("inf"), 1e300, -1.5]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_NOW, *([_FIELD] * 7)), min_size=1, max_size=12))
+def test_word_ring_and_struct_ring_write_the_same_bytes(emits):
+    """The two forms of the ring (module docstring) are twins: same records, same clamping."""
+    logs = [EventLog(capacity=5, words=False), EventLog(capacity=5, words=True)]
+    for log in logs:
+        for now, kind, machine, ident, frm, to, a, b in emits:
+            log.emit(now, kind, machine, ident, frm, to, a, b)
+    plain, words = logs
+    assert words.dump() == plain.dump()
+    assert words.digest() == plain.digest()
+    assert words.clamped == plain.clamped
+    assert len(words.dump()) == min(len(emits), 5) * RECORD_SIZE
 
 
 def test_flush_returns_count_and_splits_at_wrap():
