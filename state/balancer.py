@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence, Sized
 from typing import Final, Protocol, TypeVar
 
+from mypy_extensions import i64
+
 
 class Loaded(Protocol):
     """What the balancer reads of a pool: its servers, the idle ones and the queued clients."""
@@ -26,25 +28,33 @@ P = TypeVar("P", bound=Loaded)
 
 STRATEGIES: Final = ("random", "round_robin", "least_active_connections")
 
-_MASK: Final = (1 << 64) - 1
+_MASK32: Final = 0xFFFF_FFFF
+_MASK64: Final = (1 << 64) - 1
+_GOLDEN64: Final = 0x9E37_79B9_7F4A_7C15
 
 
 class XorShift:
-    """xorshift64*: a few integer operations per draw, seeded once (``random`` is off limits in
-    state/, and drawing entropy per checkout would put an entropy record in the log each time)."""
+    """xorshift32 (Marsaglia): a few integer operations per draw, seeded once (``random`` is off
+    limits in state/, and drawing entropy per checkout would put an entropy record in the log
+    each time). Every intermediate fits in 45 bits, so compiled code keeps the state in a native
+    int instead of a heap integer, and the interpreted twin draws the same sequence. Each bit of
+    the state is balanced over the period, which is all picking among a few hosts asks."""
 
     __slots__ = ("_s",)
 
     def __init__(self, seed: bytes) -> None:
-        self._s = int.from_bytes(seed[:8].ljust(8, b"\x01"), "little") or 0x9E3779B97F4A7C15
+        # The 64-bit seed is mixed (a Fibonacci-hashing multiply) before folding its halves, so
+        # that seeds whose halves are equal do not all fold to zero.
+        mixed = (int.from_bytes(seed[:8].ljust(8, b"\x01"), "little") * _GOLDEN64) & _MASK64
+        self._s: i64 = ((mixed ^ (mixed >> 32)) & _MASK32) or 0x9E3779B9
 
     def below(self, n: int) -> int:
         s = self._s
-        s ^= s >> 12
-        s ^= (s << 25) & _MASK
-        s ^= s >> 27
+        s ^= (s << 13) & _MASK32
+        s ^= s >> 17
+        s ^= (s << 5) & _MASK32
         self._s = s
-        return ((s * 0x2545F4914F6CDD1D) & _MASK) % n
+        return s % n
 
 
 def load(pool: Loaded) -> int:

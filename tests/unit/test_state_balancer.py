@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -76,17 +77,27 @@ def test_xorshift_below_stays_in_range(n: int) -> None:
         assert set(out) == set(range(n))  # every index is reachable
 
 
-def test_xorshift_matches_reference_xorshift64star() -> None:
-    """The algorithm is xorshift64* (Vigna); a reimplementation here pins it against silent edits."""
-    mask = (1 << 64) - 1
+def test_xorshift_matches_reference_xorshift32() -> None:
+    """The algorithm is xorshift32 (Marsaglia, 13/17/5) seeded from the seed's halves, mixed;
+    a reimplementation here pins it against silent edits."""
+    mask = (1 << 32) - 1
     prng = XorShift(b"\x05\x04\x03\x02\x01")  # padded with 0x01 bytes
-    state = int.from_bytes(b"\x05\x04\x03\x02\x01\x01\x01\x01", "little")
+    raw = int.from_bytes(b"\x05\x04\x03\x02\x01\x01\x01\x01", "little")
+    mixed = (raw * 0x9E3779B97F4A7C15) % (1 << 64)
+    state = (mixed ^ (mixed >> 32)) & mask
     for _ in range(100):
-        state ^= state >> 12
-        state ^= (state << 25) & mask
-        state ^= state >> 27
-        expected = ((state * 0x2545F4914F6CDD1D) & mask) % 1_000_003
-        assert prng.below(1_000_003) == expected
+        state ^= (state << 13) & mask
+        state ^= state >> 17
+        state ^= (state << 5) & mask
+        assert prng.below(1_000_003) == state % 1_000_003
+
+
+def test_xorshift_draws_spread_over_two_hosts() -> None:
+    """The usual case, a primary and a replica: the low bit must not stick or alternate."""
+    out = draws(XorShift(b"spread"), 10_000, bound=2)
+    assert 4_700 < out.count(0) < 5_300
+    pairs = Counter(itertools.pairwise(out))
+    assert min(pairs.values()) > 2_200  # 00, 01, 10, 11 each about a quarter
 
 
 # -- strategies ------------------------------------------------------------------------------
