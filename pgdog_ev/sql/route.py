@@ -172,6 +172,17 @@ _TRIGGER_TEXTS = (
     "lastval", "set_config", "setseed", "pg_", "lo_", "lowrite", "txid_current", "dblink_exec",
     "install_sharded_sequence",
 )  # fmt: skip
+# The same texts grouped by a common part, searched first: a text without ``val`` needs no
+# search for the four sequence functions. 12 searches instead of 18 for a text with none of
+# them (a test checks the groups cover _TRIGGER_TEXTS exactly).
+_TRIGGER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("for", ()), ("into", ()), ("update", ()), ("delete", ()), ("merge", ()), ("pg_", ()),
+    ("ins", ("insert", "install_sharded_sequence")),
+    ("val", ("nextval", "currval", "setval", "lastval")),
+    ("set", ("set_config", "setseed")),
+    ("lo", ("lo_", "lowrite")),
+    ("txid_current", ()), ("dblink_exec", ()),
+)  # fmt: skip
 
 
 def _with_hint(result: Route, hint: str | None) -> Route:
@@ -359,10 +370,14 @@ def _looks_closed(sql: str) -> bool:
 
 
 def _has_trigger_text(lowered: str) -> bool:
-    # A plain loop of substring searches (memchr speed); see _TRIGGER_TEXTS.
-    for text in _TRIGGER_TEXTS:  # noqa: SIM110
-        if text in lowered:
-            return True
+    # Plain substring searches (memchr speed); see _TRIGGER_TEXTS and _TRIGGER_GROUPS.
+    for key, members in _TRIGGER_GROUPS:
+        if key in lowered:
+            if not members:
+                return True
+            for text in members:
+                if text in lowered:
+                    return True
     return False
 
 

@@ -294,6 +294,19 @@ def test_every_trigger_word_contains_a_trigger_text() -> None:
         assert any(text in word for text in route_module._TRIGGER_TEXTS), word
 
 
+def test_trigger_groups_search_exactly_the_trigger_texts() -> None:
+    """The grouped search is the same search: each group's key lies inside its members, and
+    together the groups hold every trigger text once."""
+    searched = []
+    for key, members in route_module._TRIGGER_GROUPS:
+        assert all(key in text for text in members), key
+        searched.extend(members or (key,))
+    assert sorted(searched) == sorted(route_module._TRIGGER_TEXTS)
+    for text in route_module._TRIGGER_TEXTS:
+        assert route_module._has_trigger_text(f"select {text} from t")
+    assert not route_module._has_trigger_text("select abalance from pgbench_accounts where aid = 1;")
+
+
 # ---------------------------------------------------------------------------------------------
 # Generated statements: the fast path agrees with the parser wherever it answers.
 
