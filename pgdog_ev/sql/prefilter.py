@@ -2,11 +2,10 @@
 
 Parsing costs tens of microseconds and almost every query a pooler sees is a plain
 SELECT/INSERT/UPDATE/DELETE. Only the head of each statement is examined for its first
-keyword. A text not starting with a session keyword (SET, BEGIN, LISTEN, ...) gets one regex
-scan of its body for ``_config`` / ``_advisory``, because set_config() and advisory-lock calls
-can sit in any statement (``UPDATE t SET a = pg_advisory_lock(1)``); the scan starts with a
-literal ``_``, so it runs at memchr-like speed. Only CREATE, SELECT, WITH and DECLARE also
-get a lower-cased copy searched for TEMP, INTO + TEMP, and HOLD.
+keyword. A text not starting with a session keyword (SET, BEGIN, LISTEN, ...) is lower-cased
+once and searched for ``_config`` / ``_advisory``, because set_config() and advisory-lock calls
+can sit in any statement (``UPDATE t SET a = pg_advisory_lock(1)``). CREATE, SELECT, WITH and
+DECLARE statements are also searched for TEMP, INTO + TEMP, and HOLD.
 
 The filter may say "parse" for a text that turns out harmless (a keyword inside a string
 literal, a column called ``temperature``); it must never say "skip" for a text the analyzer
@@ -19,8 +18,6 @@ from __future__ import annotations
 import re
 from typing import Final
 
-# The common case: optional whitespace, then the keyword. Anything else takes first_keyword().
-_HEAD: Final = re.compile(r"[ \t\r\n]*([A-Za-z_][A-Za-z_0-9$]*)")
 # Whitespace, `--` comments and opening parentheses may precede the first keyword. Like the
 # server's lexer, a `--` comment ends at CR as well as LF.
 _LEAD: Final = re.compile(r"(?:\s+|--[^\n\r]*|\()*")
@@ -87,20 +84,51 @@ def _has_all(lowered: str, words: tuple[str, ...]) -> bool:
     return True
 
 
+def leading_word(text: str) -> tuple[int, int]:
+    """Where the first word of ``text`` starts and ends when only spaces, tabs and line breaks
+    precede it, the word being ASCII (``[A-Za-z_][A-Za-z_0-9$]*``). ``start == end`` when the
+    text starts otherwise (a comment, a parenthesis, a form feed): callers then take their full
+    rules. Compiled, this loop costs a third of the equivalent regex match."""
+    n = len(text)
+    i = 0
+    while i < n:
+        c = ord(text[i])
+        if c == 32 or c == 10 or c == 13 or c == 9:
+            i += 1
+        else:
+            break
+    start = i
+    while i < n:
+        c = ord(text[i])
+        if 97 <= c <= 122 or 65 <= c <= 90 or c == 95 or (i > start and (48 <= c <= 57 or c == 36)):
+            i += 1
+        else:
+            break
+    return start, i
+
+
+def _mentions_function_hint(text: str, lowered: str) -> bool:
+    """``_FUNCTION_HINT.search(text)``, by substring search where that is the same thing: in an
+    ASCII text the regex matches exactly where the lower-cased text holds one of the two words.
+    Elsewhere its case-insensitive match also takes a few non-ASCII letters (dotless i, long s)."""
+    if "_config" in lowered or "_advisory" in lowered:
+        return True
+    return not text.isascii() and _FUNCTION_HINT.search(text) is not None
+
+
 def needs_parse(text: str) -> bool:
     """False only if no statement in ``text`` can be anything but OTHER."""
-    head = _HEAD.match(text)
-    keyword = head.group(1).lower() if head is not None else first_keyword(text)
-    if keyword in _ALWAYS or _FUNCTION_HINT.search(text) is not None:
+    start, end = leading_word(text)
+    keyword = text[start:end].lower() if end > start else first_keyword(text)
+    if keyword in _ALWAYS:
         return True
-    # From here on only body words can make a statement interesting. The lower-cased copy is
-    # made at most once however many statements the text holds.
-    lowered: str | None = None
+    # One lower-cased copy serves the function hint and the body words of every statement.
+    lowered = text.lower()
+    if _mentions_function_hint(text, lowered):
+        return True
     words = _BODY_WORDS.get(keyword)
-    if words is not None:
-        lowered = text.lower()
-        if _has_all(lowered, words):
-            return True
+    if words is not None and _has_all(lowered, words):
+        return True
     semicolon = text.find(";")
     if semicolon < 0 or not text[semicolon:].strip("; \t\r\n"):
         return False  # one statement, perhaps ended by `;` (the usual shape)
@@ -109,11 +137,8 @@ def needs_parse(text: str) -> bool:
         if keyword in _ALWAYS:
             return True
         words = _BODY_WORDS.get(keyword)
-        if words is not None:
-            if lowered is None:
-                lowered = text.lower()
-            if _has_all(lowered, words):
-                return True
+        if words is not None and _has_all(lowered, words):
+            return True
     return False
 
 

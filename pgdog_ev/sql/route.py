@@ -69,6 +69,7 @@ import pglast.parser
 from pglast import ast
 from pglast.enums import VariableSetKind
 
+from pgdog_ev.sql.prefilter import leading_word
 from pgdog_ev.sql.route_lexer import (
     BAD_TOKENS,
     BLOCK_COMMENT,
@@ -381,6 +382,16 @@ def _has_trigger_text(lowered: str) -> bool:
     return False
 
 
+def _first_word(sql: str) -> str | None:
+    """The first word, lower-cased: by prefilter.leading_word's loop when the text starts the
+    usual way (an ASCII word after spaces and line breaks), else by the _HEAD regex."""
+    start, end = leading_word(sql)
+    if end > start and (end == len(sql) or ord(sql[end]) < 0x80):
+        return sql[start:end].lower()
+    head = _HEAD.match(sql)
+    return None if head is None else head.group(1).lower()
+
+
 def route_prefilter(sql: str) -> Route | None:
     """The cheapest answers, before any lexing or hashing (about 0.5-1 us).
 
@@ -392,10 +403,9 @@ def route_prefilter(sql: str) -> Route | None:
     Grammar errors in lexically sound text (``SELECT FROM FROM``, ``SET = 1``) are answered
     by the first keyword here and by the lexer; the server rejects them wherever they run.
     """
-    head = _HEAD.match(sql)
-    if head is None:
+    keyword = _first_word(sql)
+    if keyword is None:
         return None
-    keyword = head.group(1).lower()
     fixed = _WRITE_KEYWORDS.get(keyword)
     if fixed is not None:
         return _with_hint(fixed, _hint(sql))

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pglast
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pgdog_ev.sql import prefilter
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS, Kind, QueryCache
 from pgdog_ev.sql.cache import PLAIN_MEMO_LIMIT, PLAIN_MEMO_MAX_CHARS
-from pgdog_ev.sql.prefilter import first_keyword, needs_parse
+from pgdog_ev.sql.prefilter import first_keyword, leading_word, mentions_session_functions, needs_parse
 
 BIG_ROWS = ",".join(f"({i}, 'value number {i}', now(), 'x_y')" for i in range(40_000))
 PLAIN = [
@@ -113,6 +118,40 @@ def test_first_keyword_skips_noise() -> None:
     assert first_keyword("/* unterminated") == ""
     assert first_keyword("'literal'") == ""
     assert first_keyword("") == ""
+
+
+# Texts made of what the head and hint rules look at: words, the hint words in any case, the
+# non-ASCII letters a case-insensitive regex matches to ASCII ones (dotless i, dotted capital
+# I, long s, Kelvin sign), and the whitespace and punctuation that end words.
+_PIECES = st.sampled_from(
+    ["select", "SET", "_", "_config", "_CONFIG", "_advisory", "_adv\u0131sory", "_advi\u017fory",
+     "conf\u0130g", "\u212a", " ", "\t", "\n", "\r", "\f", "\v", "(", "--", "/*", "*/", ";", "$", "9",
+     "a", "Z", "\u00e9", "x_1"]
+)  # fmt: skip
+_TEXTS = st.lists(_PIECES, max_size=12).map("".join)
+_HEAD = re.compile(r"[ \t\r\n]*([A-Za-z_][A-Za-z_0-9$]*)")
+
+
+@settings(max_examples=500, deadline=None)
+@given(_TEXTS)
+def test_leading_word_is_the_head_regex(text: str) -> None:
+    """The loop finds the word the regex it replaced finds, and no word where it found none."""
+    start, end = leading_word(text)
+    head = _HEAD.match(text)
+    if head is None:
+        assert start == end
+    else:
+        assert (start, end) == head.span(1)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_TEXTS)
+def test_function_hint_by_substring_is_the_regex(text: str) -> None:
+    """needs_parse looks for set_config/advisory by substring in ASCII texts and by regex
+    elsewhere: together exactly the regex's answer."""
+    assert prefilter._mentions_function_hint(text, text.lower()) == mentions_session_functions(text)
+    if mentions_session_functions(text):
+        assert needs_parse(text)
 
 
 def test_session_statement_is_parsed_and_cached() -> None:

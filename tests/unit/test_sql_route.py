@@ -294,6 +294,20 @@ def test_every_trigger_word_contains_a_trigger_text() -> None:
         assert any(text in word for text in route_module._TRIGGER_TEXTS), word
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["select", "INSERT", "_x", "9", "$", " ", "\t", "\n", "\f", "\v", "--c\n", "/* c */",
+                         "(", ";", "\u00e9", "\u0130", "\U0001f600", "'"]),
+        max_size=8,
+    ).map("".join)
+)  # fmt: skip
+def test_first_word_is_the_head_regex(text: str) -> None:
+    """The prefilter's loop for the usual first word gives what the full regex gives."""
+    head = route_module._HEAD.match(text)
+    assert route_module._first_word(text) == (None if head is None else head.group(1).lower())
+
+
 def test_trigger_groups_search_exactly_the_trigger_texts() -> None:
     """The grouped search is the same search: each group's key lies inside its members, and
     together the groups hold every trigger text once."""
