@@ -43,6 +43,8 @@ NATIVE_MODULES: tuple[str, ...] = (
     "pgdog_ev.sql.prefilter",
     "pgdog_ev.sql.route",
     "pgdog_ev.sql.route_lexer",
+    "pgdog_ev.sql.text_lru",
+    "pgdog_ev.wire._codec",
     "pgdog_ev.wire.backend",
     "pgdog_ev.wire.frontend",
     "pgdog_ev.wire.passrun",
@@ -60,6 +62,7 @@ NATIVE_MODULES: tuple[str, ...] = (
     "state.params",
     "state.pool",
     "state.server",
+    "state.settings_tracker",
 )
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
