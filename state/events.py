@@ -237,48 +237,42 @@ class EventLog:
         seq = self.seq
         if seq == self._next_flush:
             self.flush()
-        if not self._words:
-            try:
-                if now != self._now:
-                    self._ns = round(now * 1e9)
-                    self._now = now
-                self._pack(self._buf, (seq % self._cap) * 48, seq, self._ns, kind, machine, id, frm, to, a, b)
-            except (struct.error, TypeError, ValueError, OverflowError):
-                self._emit_slow(seq, now, kind, machine, id, frm, to, a, b)
-            self.seq = seq + 1
-            return
         # Values beyond 64 bits raise when converted to native ints (compiled: ValueError, at the
-        # assignment) or stored (interpreted: OverflowError); the slow path rewrites every word.
+        # assignment) or stored (interpreted: OverflowError); the slow path rewrites the record.
         try:
             if now != self._now:
                 self._ns = round(now * 1e9)
                 self._now = now
-            ns: i64 = self._ns
-            k: i64 = kind
-            m: i64 = machine
-            ident: i64 = id
-            f: i64 = frm
-            t: i64 = to
-            # Interpreted, the i64 annotations check nothing: id must be tested here.
-            if (k | m | f | t) >> 16 != 0 or ident >> 63 != 0:
-                raise OverflowError
-            # The u16/u64 fields at bytes 16-31 as two signed words: kind, machine and the low
-            # half of id; then the high half of id, frm and to. The top field of each word is
-            # taken as signed so that its product stays within 64 bits, compiled or not.
-            low: i64 = ident & 0xFFFF_FFFF
-            if low >= 0x8000_0000:
-                low -= 0x1_0000_0000
-            if t >= 0x8000:
-                t -= 0x1_0000
-            ring = self._ring
-            o: i64 = (seq % self._cap) * _WORDS_PER_RECORD
-            ring[o] = seq
-            ring[o + 1] = ns
-            ring[o + 2] = k | (m << 16) | (low * 0x1_0000_0000)
-            ring[o + 3] = (ident >> 32) | (f << 32) | (t * 0x1_0000_0000_0000)
-            ring[o + 4] = a
-            ring[o + 5] = b
-        except (TypeError, ValueError, OverflowError):
+            if not self._words:
+                self._pack(self._buf, (seq % self._cap) * 48, seq, self._ns, kind, machine, id, frm, to, a, b)
+            else:
+                ns: i64 = self._ns
+                k: i64 = kind
+                m: i64 = machine
+                ident: i64 = id
+                f: i64 = frm
+                t: i64 = to
+                # Interpreted, the i64 annotations check nothing: id must be tested here.
+                if (k | m | f | t) >> 16 != 0 or ident >> 63 != 0:
+                    raise OverflowError
+                # The u16/u64 fields at bytes 16-31 as two signed words: kind, machine and the
+                # low half of id; then the high half of id, frm and to. The top field of each
+                # word is taken as signed so that its product stays within 64 bits, compiled or
+                # not.
+                low: i64 = ident & 0xFFFF_FFFF
+                if low >= 0x8000_0000:
+                    low -= 0x1_0000_0000
+                if t >= 0x8000:
+                    t -= 0x1_0000
+                ring = self._ring
+                o: i64 = (seq % self._cap) * _WORDS_PER_RECORD
+                ring[o] = seq
+                ring[o + 1] = ns
+                ring[o + 2] = k | (m << 16) | (low * 0x1_0000_0000)
+                ring[o + 3] = (ident >> 32) | (f << 32) | (t * 0x1_0000_0000_0000)
+                ring[o + 4] = a
+                ring[o + 5] = b
+        except (struct.error, TypeError, ValueError, OverflowError):
             self._emit_slow(seq, now, kind, machine, id, frm, to, a, b)
         self.seq = seq + 1
 
