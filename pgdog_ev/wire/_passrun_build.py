@@ -52,8 +52,10 @@ def main() -> int:
     try:
         ffibuilder.compile(tmpdir=root, verbose=False)
     except Exception as exc:  # no compiler, no headers: the Python twin stays in use
-        print(f"pgdog-ev: the C scanner helper was not built ({exc}); using the pure-Python twin",
-              file=sys.stderr)
+        print(
+            f"pgdog-ev: the C scanner helper was not built ({exc}); using the pure-Python twin",
+            file=sys.stderr,
+        )
         return 0
     # cffi leaves its generated C file next to the module; only the .so is needed.
     for name in os.listdir(here):

@@ -11,6 +11,7 @@ PGDOG_EV_PURE_PYTHON is set.
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import Callable
 from typing import Final
 
@@ -24,6 +25,18 @@ SkipPassed = Callable[[Buffer, int, int, bytearray, int], int]
 C_THRESHOLD: Final = 0
 
 
+def _probe() -> None:
+    """Compiled by mypyc, a module's functions are builtins; interpreted, Python functions."""
+
+
+# Chunks up to this size are stepped over by skip_passed_bytes on a copy, when compiled: the C
+# call costs about 340 ns whatever it steps over (two buffer acquisitions and the argument
+# conversions), the copy and the native loop about 40 ns plus 15 ns a message. The common
+# reply to a small query (RowDescription, a DataRow, CommandComplete, ReadyForQuery) is under
+# 200 bytes. Interpreted, that loop costs more than the call, so the size is 0 there.
+SMALL_CHUNK: Final = 512 if not isinstance(_probe, types.FunctionType) else 0
+
+
 def skip_passed_py(buf: Buffer, pos: int, n: int, table: bytearray, max_len: int) -> int:
     """From ``pos``, step over complete messages whose action in ``table`` is PASS (0); stop at
     the first other type, incomplete message or unacceptable length. Returns the stop position."""
@@ -31,6 +44,19 @@ def skip_passed_py(buf: Buffer, pos: int, n: int, table: bytearray, max_len: int
         if table[buf[pos]]:
             break
         length = int.from_bytes(buf[pos + 1 : pos + 5], "big")
+        if length < 4 or length - 4 > max_len or n - pos - 1 < length:
+            break
+        pos += 1 + length
+    return pos
+
+
+def skip_passed_bytes(buf: bytes, pos: int, n: int, table: bytearray, max_len: int) -> int:
+    """``skip_passed_py`` over ``bytes``, for which mypyc indexes and shifts natively (over a
+    memoryview every index and slice is an object call). Same answers (tests compare them)."""
+    while pos + 5 <= n:
+        if table[buf[pos]]:
+            break
+        length = (buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4]
         if length < 4 or length - 4 > max_len or n - pos - 1 < length:
             break
         pos += 1 + length

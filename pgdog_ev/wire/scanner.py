@@ -75,6 +75,7 @@ class MessageScanner:
         "sink",
         "skip",
         "skip_min",
+        "small_chunk",
         "table",
     )
 
@@ -105,6 +106,8 @@ class MessageScanner:
         # Steps over runs of whole PASS messages (C when built); tests swap in the twin.
         self.skip: passrun.SkipPassed = passrun.skip_passed
         self.skip_min = passrun.C_THRESHOLD
+        # last_after_passes copies a chunk this small and steps over it natively (0: never).
+        self.small_chunk = passrun.SMALL_CHUNK
 
     def suspend(self) -> None:
         """Called from ``on_message``: stop this ``feed`` after the current message."""
@@ -133,6 +136,13 @@ class MessageScanner:
         if self._remaining or self._hdr:
             return -1
         n = len(data)
+        if n <= self.small_chunk:
+            raw = bytes(data)
+            stop = passrun.skip_passed_bytes(raw, 0, n, self.table if table is None else table, self.max_len)
+            if n - stop < 5:
+                return -1
+            length = (raw[stop + 1] << 24) | (raw[stop + 2] << 16) | (raw[stop + 3] << 8) | raw[stop + 4]
+            return stop if stop + 1 + length == n else -1
         stop = self.skip(data, 0, n, self.table if table is None else table, self.max_len)
         if n - stop < 5 or stop + 1 + int.from_bytes(data[stop + 1 : stop + 5], "big") != n:
             return -1

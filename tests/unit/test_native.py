@@ -82,3 +82,14 @@ def test_a_process_told_to_run_the_sources_does() -> None:
     status, path = out.stdout.splitlines()
     assert status == "pure: PGDOG_EV_PURE is set"
     assert path.endswith("state/server.py")
+
+
+def test_choices_that_pay_off_only_compiled_follow_the_build() -> None:
+    """The event ring's word stores and the scanner's copied small chunks are taken exactly when
+    their modules run compiled (interpreted, they would cost more than what they replace)."""
+    from pgdog_ev.wire import passrun
+    from state import events
+
+    compiled = native.STATUS == "compiled"
+    assert (passrun.SMALL_CHUNK > 0) == compiled
+    assert events.WORDS_BY_DEFAULT == (compiled and sys.byteorder == "little")

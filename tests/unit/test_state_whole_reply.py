@@ -13,6 +13,8 @@ import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
@@ -27,7 +29,13 @@ NOTICE = be.notice_response("01000", "look out")
 
 
 def extended(sql: str) -> bytes:
-    return fe.parse("", sql) + fe.bind("", "", [], [b"1"], []) + fe.describe("P", "") + fe.execute("", 0) + fe.sync()
+    return (
+        fe.parse("", sql)
+        + fe.bind("", "", [], [b"1"], [])
+        + fe.describe("P", "")
+        + fe.execute("", 0)
+        + fe.sync()
+    )
 
 
 # Each step: what the client sends, then what the server answers (None: the proxy answers alone).
@@ -49,8 +57,10 @@ WORKLOADS: dict[str, list[Step]] = {
     ],
     "error": [(fe.query("selec"), FakeBackend.error()), (fe.query("select 1"), RESULT)],
     "set (tracked, so its effects come first)": [
-        (fe.query("set application_name = 'x'"),
-         be.parameter_status("application_name", "x") + FakeBackend.done("SET")),
+        (
+            fe.query("set application_name = 'x'"),
+            be.parameter_status("application_name", "x") + FakeBackend.done("SET"),
+        ),
         (fe.query("select 1"), RESULT),
     ],
     "extended batch whose Parse fails": [
@@ -61,8 +71,10 @@ WORKLOADS: dict[str, list[Step]] = {
     "prepared by name": [
         # Prepared lazily: the proxy answers the Parse and sends it with the first Bind.
         (fe.parse("s1", "select 1") + fe.sync(), None),
-        (fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(), be.parse_complete() + be.bind_complete()
-         + RESULT),
+        (
+            fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(),
+            be.parse_complete() + be.bind_complete() + RESULT,
+        ),
         (fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(), be.bind_complete() + RESULT),
     ],
 }
@@ -73,7 +85,9 @@ WORKLOADS: dict[str, list[Step]] = {
 ONE_WRITE_PER_REPLY = {"simple queries", "extended batches", "notice in the reply", "empty result"}
 
 
-def one_of_each(**settings: Any) -> tuple[ProxyRig, ClientSession, FrontendDriver, ServerSession, FakeBackend]:
+def one_of_each(
+    **settings: Any,
+) -> tuple[ProxyRig, ClientSession, FrontendDriver, ServerSession, FakeBackend]:
     """A logged-in idle client and the pool's one server, their login traffic taken."""
     r = rig(pool_size=1, **settings)
     client, driver = ready_client(r)
@@ -101,10 +115,23 @@ def play(workload: list[Step], chunk: int | None) -> dict[str, Any]:
         "client bytes": bytes(client.io.sent),  # type: ignore[attr-defined]
         "events": [tuple(rec) for rec in r.world.log.records() if rec.seq >= start],
         "stats": dataclasses.asdict(server.pool.stats),
-        "client": (client.state, client.queries, client.transactions, client.errors, client.query_time,
-                   client.xact_time, client.server is None),
-        "server": (server.state, server.txn_status, server.queries, server.transactions, server.errors,
-                   list(server.prepared)),
+        "client": (
+            client.state,
+            client.queries,
+            client.transactions,
+            client.errors,
+            client.query_time,
+            client.xact_time,
+            client.server is None,
+        ),
+        "server": (
+            server.state,
+            server.txn_status,
+            server.queries,
+            server.transactions,
+            server.errors,
+            list(server.prepared),
+        ),
         "client sends": client.io.sends - sends_before,  # type: ignore[attr-defined]
     }
 
@@ -182,8 +209,35 @@ def msg(t: bytes, body: bytes = b"") -> bytes:
         (b"D\0\0", -1),
     ],
 )
-def test_last_after_passes(data: bytes, expect: int) -> None:
-    assert scanner().last_after_passes(memoryview(data)) == expect
+@pytest.mark.parametrize("small_chunk", [0, 1 << 20], ids=["skip", "copy"])
+def test_last_after_passes(data: bytes, expect: int, small_chunk: int) -> None:
+    s = scanner()
+    s.small_chunk = small_chunk  # the copied chunk's native loop, or the scanner's skip (C when built)
+    assert s.last_after_passes(memoryview(data)) == expect
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    parts=st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(b"DCTZ1"), st.binary(max_size=12)).map(
+                lambda tb: msg(bytes([tb[0]]), tb[1])
+            ),
+            st.binary(max_size=6),
+        ),
+        max_size=6,
+    ),
+)
+def test_last_after_passes_copied_or_skipped_agree(parts: list[bytes]) -> None:
+    """Any bytes, mostly message-shaped: a small chunk copied and stepped over natively gets the
+    same answer as the scanner's run skipping."""
+    data = memoryview(b"".join(parts))
+    answers = []
+    for small_chunk in (0, 1 << 20):
+        s = scanner()
+        s.small_chunk = small_chunk
+        answers.append(s.last_after_passes(data))
+    assert answers[0] == answers[1]
 
 
 def test_last_after_passes_with_another_table() -> None:
