@@ -32,8 +32,21 @@ if TYPE_CHECKING:
 
 MEMO_LIMIT: Final = 4096
 _HEADER: Final = struct.Struct("!BI").pack
-_PARSE, _BIND, _DESCRIBE, _EXECUTE = fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE
+_PARSE: Final = fe.PARSE
+_BIND: Final = fe.BIND
+_DESCRIBE: Final = fe.DESCRIBE
+_EXECUTE: Final = fe.EXECUTE
 _SYNC_MESSAGE: Final = fe.sync()
+
+
+# batch_shape copies what follows the first message (Bind, Describe, Execute, Sync) to read it as
+# bytes, which mypyc indexes natively; a longer rest (large Bind parameters) is left to the
+# scanner's general path, where reading it costs little beside moving it.
+BATCH_REST_LIMIT: Final = 8192
+
+
+def _u32(raw: bytes, pos: int) -> int:
+    return (raw[pos] << 24) | (raw[pos + 1] << 16) | (raw[pos + 2] << 8) | raw[pos + 3]
 
 
 def batch_shape(data: memoryview, max_len: int) -> int:
@@ -41,37 +54,49 @@ def batch_shape(data: memoryview, max_len: int) -> int:
     request, each message whole: a Parse and a Bind of the unnamed portal and statement, or a
     lone Bind (of a prepared statement); then perhaps a Describe of the unnamed portal or
     statement, an Execute and a Sync. Else -1. Lengths are checked as the scanner checks them;
-    anything else (a second batch, a named portal, a cut) is -1."""
+    anything else (a second batch, a named portal, a cut, more than BATCH_REST_LIMIT bytes after
+    the first message) is -1."""
     n = len(data)
+    if n < 5:
+        return -1
     limit = max_len + 4
+    first = data[0]
     length = int.from_bytes(data[1:5], "big")
     if length < 4 or length > limit:
         return -1
-    first_end = pos = 1 + length
-    if data[0] == _PARSE:
-        if pos + 7 > n or data[pos] != _BIND or data[pos + 5] != 0 or data[pos + 6] != 0:
+    first_end = 1 + length
+    if first != _PARSE and first != _BIND:
+        return -1
+    if n - first_end > BATCH_REST_LIMIT:
+        return -1
+    rest = bytes(data[first_end:])
+    n = len(rest)
+    pos = 0
+    if first == _PARSE:
+        if pos + 7 > n or rest[pos] != _BIND or rest[pos + 5] != 0 or rest[pos + 6] != 0:
             return -1
-        length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        length = _u32(rest, pos + 1)
         if length < 6 or length > limit:
             return -1
         pos += 1 + length
-    elif data[0] != _BIND:
-        return -1
     if pos + 5 > n:
         return -1
-    if data[pos] == _DESCRIBE:
-        if pos + 7 > n or data[pos + 1 : pos + 5] != b"\0\0\0\x06" or data[pos + 6] != 0 or data[pos + 5] not in b"PS":
+    if rest[pos] == _DESCRIBE:
+        if pos + 7 > n or _u32(rest, pos + 1) != 6 or rest[pos + 6] != 0:
+            return -1
+        kind = rest[pos + 5]
+        if kind != 0x50 and kind != 0x53:  # P, S
             return -1
         pos += 7
         if pos + 5 > n:
             return -1
-    if data[pos] != _EXECUTE:
+    if rest[pos] != _EXECUTE:
         return -1
-    length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+    length = _u32(rest, pos + 1)
     if length < 4 or length > limit:
         return -1
     pos += 1 + length
-    if pos + 5 != n or data[pos:] != _SYNC_MESSAGE:
+    if pos + 5 != n or rest[pos:] != _SYNC_MESSAGE:
         return -1
     return first_end
 
@@ -89,7 +114,6 @@ def query_text(body: memoryview) -> str:
 class MessageRouting(SessionEffects):
     _memo_text: bytes  # b"\xff" at first: never a Query text (those end before a NUL and are UTF-8)
     _memo: Analysis
-
 
     def _to_server(self, now: float, server: ServerSession, mtype: int, body: memoryview) -> None:
         msg = _HEADER(mtype, len(body) + 4) + body
@@ -114,8 +138,9 @@ class MessageRouting(SessionEffects):
                         server.io.send(rewritten)
                         return
                 if self.rename and self._deallocate(analysis):
-                    server.answer(be.command_complete("DEALLOCATE" if analysis.statements[0].name
-                                                      else "DEALLOCATE ALL"))
+                    server.answer(
+                        be.command_complete("DEALLOCATE" if analysis.statements[0].name else "DEALLOCATE ALL")
+                    )
                     return
                 server.expect_response([analysis])
             server.io.send(msg)
@@ -285,7 +310,9 @@ class MessageRouting(SessionEffects):
         name = statements[0].name
         if name in self.sql_statements:
             self.errors += 1
-            return be.error_response(codes.DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists')
+            return be.error_response(
+                codes.DUPLICATE_PREPARED_STATEMENT, f'prepared statement "{name}" already exists'
+            )
         self.sql_statements[name] = self.directory.statements.acquire_sql(rest)
         return be.command_complete("PREPARE")
 

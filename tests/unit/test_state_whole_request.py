@@ -14,10 +14,12 @@ import dataclasses
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
-from state.client_routing import batch_shape
+from state.client_routing import BATCH_REST_LIMIT, batch_shape
 from state.events import Kind
 from tests.unit.statekit import (
     FakeBackend,
@@ -34,12 +36,19 @@ from tests.unit.test_state_whole_reply import one_of_each
 
 RESULT = FakeBackend.result("SELECT 1")
 EXTENDED_REPLY = be.parse_complete() + be.bind_complete() + RESULT
-NO_DESCRIBE_REPLY = be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1")
+NO_DESCRIBE_REPLY = (
+    be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1")
+)
 
 
 def extended(sql: str, describe: bytes | None = fe.describe("P", "")) -> bytes:
-    return (fe.parse("", sql) + fe.bind("", "", [], [b"1"], []) + (describe or b"") + fe.execute("", 0)
-            + fe.sync())
+    return (
+        fe.parse("", sql)
+        + fe.bind("", "", [], [b"1"], [])
+        + (describe or b"")
+        + fe.execute("", 0)
+        + fe.sync()
+    )
 
 
 # Each step: what the client sends, then what the server answers (None: the proxy answers alone).
@@ -54,9 +63,13 @@ WORKLOADS: dict[str, list[Step]] = {
         (extended("select $1"), EXTENDED_REPLY),
     ],
     "a SET with effects": [
-        (extended("set application_name = 'x'", None),
-         be.parse_complete() + be.bind_complete() + be.parameter_status("application_name", "x")
-         + FakeBackend.done("SET")),
+        (
+            extended("set application_name = 'x'", None),
+            be.parse_complete()
+            + be.bind_complete()
+            + be.parameter_status("application_name", "x")
+            + FakeBackend.done("SET"),
+        ),
         (extended("select $1"), EXTENDED_REPLY),
     ],
     "inside a transaction": [
@@ -69,21 +82,31 @@ WORKLOADS: dict[str, list[Step]] = {
         (extended("select $1"), be.parse_complete() + be.bind_complete() + FakeBackend.result(status=b"T")),
         (extended("commit", None), be.parse_complete() + be.bind_complete() + FakeBackend.done("COMMIT")),
     ],
-    "two batches in one read": [(extended("select 1") + extended("select 2"), EXTENDED_REPLY + EXTENDED_REPLY)],
+    "two batches in one read": [
+        (extended("select 1") + extended("select 2"), EXTENDED_REPLY + EXTENDED_REPLY)
+    ],
     "simple queries": [(fe.query("select 1"), RESULT)] * 3,
     "a named statement": [
         (fe.parse("s1", "select 1") + fe.sync(), None),
-        (fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(),
-         be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1")),
+        (
+            fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(),
+            be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + FakeBackend.done("SELECT 1"),
+        ),
     ],
     "a named statement, Described, used again": [
         (fe.parse("s1", "select $1") + fe.sync(), None),
-        (fe.bind("", "s1", [], [b"1"], []) + fe.describe("P", "") + fe.execute("", 0) + fe.sync(),
-         be.parse_complete() + EXTENDED_REPLY[len(be.parse_complete()):]),
-        (fe.bind("", "s1", [], [b"2"], []) + fe.execute("", 0) + fe.sync(), be.bind_complete() + be.data_row(["2"])
-         + FakeBackend.done("SELECT 1")),
-        (fe.bind("", "s2", [], [], []) + fe.execute("", 0) + fe.sync(),
-         be.error_response("26000", 'prepared statement "s2" does not exist') + be.ready_for_query(b"I")),
+        (
+            fe.bind("", "s1", [], [b"1"], []) + fe.describe("P", "") + fe.execute("", 0) + fe.sync(),
+            be.parse_complete() + EXTENDED_REPLY[len(be.parse_complete()) :],
+        ),
+        (
+            fe.bind("", "s1", [], [b"2"], []) + fe.execute("", 0) + fe.sync(),
+            be.bind_complete() + be.data_row(["2"]) + FakeBackend.done("SELECT 1"),
+        ),
+        (
+            fe.bind("", "s2", [], [], []) + fe.execute("", 0) + fe.sync(),
+            be.error_response("26000", 'prepared statement "s2" does not exist') + be.ready_for_query(b"I"),
+        ),
     ],
     "Terminate": [(fe.query("select 1"), RESULT), (fe.terminate(), None)],
 }
@@ -95,10 +118,22 @@ def observe(world: Any, start: int, clients: list[Any], servers: list[Any]) -> d
         "server bytes": [bytes(s.io.sent) for s in servers],
         "events": [tuple(rec) for rec in world.log.records() if rec.seq >= start],
         "stats": [dataclasses.asdict(s.pool.stats) for s in servers],
-        "clients": [(c.state, c.queries, c.transactions, c.errors, c.server is None, c._segment, dict(c.settings.params))
-                    for c in clients],
-        "servers": [(s.state, s.txn_status, s.queries, s.transactions, s.unsynced, list(s.owed),
-                     list(s.prepared)) for s in servers],
+        "clients": [
+            (
+                c.state,
+                c.queries,
+                c.transactions,
+                c.errors,
+                c.server is None,
+                c._segment,
+                dict(c.settings.params),
+            )
+            for c in clients
+        ],
+        "servers": [
+            (s.state, s.txn_status, s.queries, s.transactions, s.unsynced, list(s.owed), list(s.prepared))
+            for s in servers
+        ],
     }
 
 
@@ -184,9 +219,11 @@ def test_a_batch_that_waits_for_a_server_is_read_the_same() -> None:
 INSERT_REPLY = be.parse_complete() + be.bind_complete() + FakeBackend.done("INSERT 0 1")
 # Split workloads: (request, reply); each request gets a server of its own route.
 SPLIT_WORKLOADS: dict[str, list[Step]] = {
-    "reads and a write": [(extended("select $1"), EXTENDED_REPLY),
-                          (extended("insert into t values ($1)"), INSERT_REPLY),
-                          (extended("select $1"), EXTENDED_REPLY)],
+    "reads and a write": [
+        (extended("select $1"), EXTENDED_REPLY),
+        (extended("insert into t values ($1)"), INSERT_REPLY),
+        (extended("select $1"), EXTENDED_REPLY),
+    ],
     "a hint": [(extended("/* pgdog_role: primary */ select $1"), EXTENDED_REPLY)],
     "BEGIN by extended protocol": [
         (extended("begin", None), be.parse_complete() + be.bind_complete() + FakeBackend.done("BEGIN", b"T")),
@@ -241,7 +278,7 @@ def split(workload: list[Step], chunk: int | None) -> dict[str, Any]:
         if server is None:
             continue  # answered by the proxy
         if reply is None:
-            reply = answer(decode(bytes(server.io.sent[sent[server.id]:])))  # type: ignore[attr-defined]
+            reply = answer(decode(bytes(server.io.sent[sent[server.id] :])))  # type: ignore[attr-defined]
         r.backend(server).send(reply)
     servers = sorted(r.world.pool_io.opened, key=lambda s: s.id)
     return observe(r.world, start, [client], servers)
@@ -285,12 +322,27 @@ def test_session_mode_batches_are_read_the_same() -> None:
     [
         (extended("select 1") + fe.sync(), "a second Sync"),
         (extended("select 1")[:-1], "cut short"),
-        (fe.parse("", "select 1") + fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(), "named statement"),
-        (fe.parse("", "select 1") + fe.bind("p", "", [], [], []) + fe.execute("p", 0) + fe.sync(), "named portal"),
-        (fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.describe("S", "s1") + fe.execute("", 0)
-         + fe.sync(), "Describe of a named statement"),
+        (
+            fe.parse("", "select 1") + fe.bind("", "s1", [], [], []) + fe.execute("", 0) + fe.sync(),
+            "named statement",
+        ),
+        (
+            fe.parse("", "select 1") + fe.bind("p", "", [], [], []) + fe.execute("p", 0) + fe.sync(),
+            "named portal",
+        ),
+        (
+            fe.parse("", "select 1")
+            + fe.bind("", "", [], [], [])
+            + fe.describe("S", "s1")
+            + fe.execute("", 0)
+            + fe.sync(),
+            "Describe of a named statement",
+        ),
         (fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.sync(), "no Execute"),
-        (fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.execute("", 0) + fe.flush(), "Flush, not Sync"),
+        (
+            fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.execute("", 0) + fe.flush(),
+            "Flush, not Sync",
+        ),
         (b"P\0\0\0\x03" + extended("select 1")[5:], "a length below 4"),
     ],
 )
@@ -306,3 +358,78 @@ def test_batch_shape_finds_the_end_of_the_first_message() -> None:
     assert batch_shape(memoryview(bind + bind + fe.execute("", 0) + fe.sync()), 1 << 20) == -1
     # A message longer than the scanner allows is left for the scanner to refuse.
     assert batch_shape(memoryview(data), 8) == -1
+
+
+def _reference_batch_shape(data: bytes, max_len: int) -> int:
+    """batch_shape written plainly, message by message, as the model it must agree with."""
+    limit = max_len + 4
+    messages: list[tuple[int, int, int]] = []  # (type, start, end)
+    pos = 0
+    while pos < len(data):
+        if pos + 5 > len(data):
+            return -1
+        length = int.from_bytes(data[pos + 1 : pos + 5], "big")
+        if length < 4 or length > limit or pos + 1 + length > len(data):
+            return -1
+        messages.append((data[pos], pos, pos + 1 + length))
+        pos += 1 + length
+    kinds = bytes(m[0] for m in messages)
+    if kinds not in (b"PBES", b"PBDES", b"BES", b"BDES"):
+        return -1
+    if len(data) - messages[0][2] > BATCH_REST_LIMIT:
+        return -1
+    for kind, start, end in messages[1:]:
+        body = data[start + 5 : end]
+        if kind == fe.BIND and kinds[0] == fe.PARSE and body[:2] != b"\0\0":
+            return -1
+        if kind == fe.DESCRIBE and (len(body) != 2 or body[0] not in b"PS" or body[1] != 0):
+            return -1
+        if kind == fe.SYNC and end - start != 5:
+            return -1
+    return messages[0][2]
+
+
+_ODD = [
+    fe.flush(),
+    fe.query("select 1"),
+    fe.bind("p", "", [], [], []),
+    fe.describe("S", "s1"),
+    fe.sync(),
+    b"",
+    b"S\0\0\0\x03",
+]
+_PARTS = (
+    [fe.parse("", "select 1"), fe.parse("s1", "select $1"), fe.bind("", "s1", [], [b"1"], [])],
+    [fe.bind("", "", [], [b"1"], []), fe.bind("", "", [], [b"x" * 9000], []), fe.bind("", "s1", [], [], [])],
+    [b"", fe.describe("P", ""), fe.describe("S", "")],
+    [fe.execute("", 0), fe.execute("p", 5)],
+    [fe.sync()],
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    choice=st.tuples(*(st.integers(min_value=0, max_value=len(options) - 1) for options in _PARTS)),
+    spoil=st.one_of(
+        st.none(), st.tuples(st.integers(min_value=0, max_value=len(_PARTS)), st.sampled_from(_ODD))
+    ),
+    cut=st.sampled_from([0, 0, 1, 4]),
+    max_len=st.sampled_from([1 << 20, 1 << 20, 6]),
+)
+def test_batch_shape_agrees_with_a_plain_reading(
+    choice: tuple[int, ...], spoil: tuple[int, bytes] | None, cut: int, max_len: int
+) -> None:
+    """A usual batch built from variants of each part, half the time with one part swapped for
+    something else (or something appended), perhaps cut short."""
+    parts = [options[i] for options, i in zip(_PARTS, choice, strict=True)]
+    if parts[0][:1] == b"B":
+        parts[1] = b""  # a lone Bind
+    if spoil is not None:
+        where, odd = spoil
+        if where < len(parts):
+            parts[where] = odd
+        else:
+            parts.append(odd)
+    data = b"".join(parts)
+    data = data[: len(data) - cut]
+    assert batch_shape(memoryview(data), max_len) == _reference_batch_shape(data, max_len)
