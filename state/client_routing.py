@@ -252,7 +252,7 @@ class MessageRouting(SessionEffects):
         end = msg.find(b"\0", 6)
         if end < 0 or len(msg) < end + 3:
             return False
-        if len(msg) != end + 3 + 4 * int.from_bytes(msg[end + 1 : end + 3], "big"):
+        if len(msg) != end + 3 + 4 * ((msg[end + 1] << 8) | msg[end + 2]):
             return False
         sql = msg[6:end]
         if sql != self._unnamed_sql:
