@@ -93,4 +93,4 @@ def test_choices_that_pay_off_only_compiled_follow_the_build() -> None:
     compiled = native.STATUS == "compiled"
     assert (passrun.SMALL_CHUNK > 0) == compiled
     words = compiled and sys.byteorder == "little"
-    assert events.WORDS_BY_DEFAULT == words
+    assert words == events.WORDS_BY_DEFAULT
