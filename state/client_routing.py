@@ -19,6 +19,7 @@ from pgdog_ev.sql.analysis import OTHER_ANALYSIS
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
+from pgdog_ev.wire._codec import u32_at
 from state.client_effects import SessionEffects, pins
 from state.events import Kind, Machine
 from state.prepared import NOOP_CLOSE
@@ -43,10 +44,6 @@ _SYNC_MESSAGE: Final = fe.sync()
 # bytes, which mypyc indexes natively; a longer rest (large Bind parameters) is left to the
 # scanner's general path, where reading it costs little beside moving it.
 BATCH_REST_LIMIT: Final = 8192
-
-
-def _u32(raw: bytes, pos: int) -> int:
-    return (raw[pos] << 24) | (raw[pos + 1] << 16) | (raw[pos + 2] << 8) | raw[pos + 3]
 
 
 def batch_shape(data: memoryview, max_len: int) -> int:
@@ -75,14 +72,14 @@ def batch_shape(data: memoryview, max_len: int) -> int:
     if first == _PARSE:
         if pos + 7 > n or rest[pos] != _BIND or rest[pos + 5] != 0 or rest[pos + 6] != 0:
             return -1
-        length = _u32(rest, pos + 1)
+        length = u32_at(rest, pos + 1)
         if length < 6 or length > limit:
             return -1
         pos += 1 + length
     if pos + 5 > n:
         return -1
     if rest[pos] == _DESCRIBE:
-        if pos + 7 > n or _u32(rest, pos + 1) != 6 or rest[pos + 6] != 0:
+        if pos + 7 > n or u32_at(rest, pos + 1) != 6 or rest[pos + 6] != 0:
             return -1
         kind = rest[pos + 5]
         if kind != 0x50 and kind != 0x53:  # P, S
@@ -92,7 +89,7 @@ def batch_shape(data: memoryview, max_len: int) -> int:
             return -1
     if rest[pos] != _EXECUTE:
         return -1
-    length = _u32(rest, pos + 1)
+    length = u32_at(rest, pos + 1)
     if length < 4 or length > limit:
         return -1
     pos += 1 + length

@@ -42,6 +42,12 @@ def message1(type_byte: int, body: bytes) -> bytes:
     return HEADER.pack(type_byte, len(body) + 4) + body
 
 
+def u32_at(raw: bytes, pos: int) -> int:
+    """The big-endian unsigned 32-bit integer at ``pos``: a message length. Over ``bytes``
+    compiled code reads it natively, where ``int.from_bytes`` of a slice makes two objects."""
+    return (raw[pos] << 24) | (raw[pos + 1] << 16) | (raw[pos + 2] << 8) | raw[pos + 3]
+
+
 def as_bytes(buf: Buffer) -> bytes:
     """Normalise input once so slices are immutable bytes and ``find`` is available."""
     return buf if type(buf) is bytes else bytes(buf)

@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable
 from typing import Final
 
-from pgdog_ev.wire._codec import Buffer
+from pgdog_ev.wire._codec import Buffer, u32_at
 
 SkipPassed = Callable[[Buffer, int, int, bytearray, int], int]
 
@@ -56,7 +56,7 @@ def skip_passed_bytes(buf: bytes, pos: int, n: int, table: bytearray, max_len: i
     while pos + 5 <= n:
         if table[buf[pos]]:
             break
-        length = (buf[pos + 1] << 24) | (buf[pos + 2] << 16) | (buf[pos + 3] << 8) | buf[pos + 4]
+        length = u32_at(buf, pos + 1)
         if length < 4 or length - 4 > max_len or n - pos - 1 < length:
             break
         pos += 1 + length

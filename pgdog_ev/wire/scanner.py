@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Final
 
 from pgdog_ev.wire import passrun
+from pgdog_ev.wire._codec import u32_at
 from pgdog_ev.wire.errors import PROGRAM_LIMIT_EXCEEDED, ProtocolViolation
 
 PASS: Final = 0
@@ -141,8 +142,7 @@ class MessageScanner:
             stop = passrun.skip_passed_bytes(raw, 0, n, self.table if table is None else table, self.max_len)
             if n - stop < 5:
                 return -1
-            length = (raw[stop + 1] << 24) | (raw[stop + 2] << 16) | (raw[stop + 3] << 8) | raw[stop + 4]
-            return stop if stop + 1 + length == n else -1
+            return stop if stop + 1 + u32_at(raw, stop + 1) == n else -1
         stop = self.skip(data, 0, n, self.table if table is None else table, self.max_len)
         if n - stop < 5 or stop + 1 + int.from_bytes(data[stop + 1 : stop + 5], "big") != n:
             return -1
