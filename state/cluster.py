@@ -8,6 +8,12 @@ lags too far behind (``ban_replica_lag``/``ban_replica_lag_bytes``); at expiry t
 if the host answers again. If every host a read could use is banned, the automatic bans are
 cleared rather than failing every read (a manual ``BAN`` stays).
 
+With ``require_healthcheck_on_discovery``, a host that a reload adds is banned from the start
+(BAN_DISCOVERY) and checked at once; the ban has no expiry and lifts at its first passing health
+check (UNBAN_HEALTHCHECK), so a replica added by mistake or still catching up with its base
+backup never answers a read unproven. A successful login is not enough: it is the empty query
+answered that counts.
+
 With ``role = "auto"`` on every host and ``lsn_check_delay`` set, the replication monitor
 (state/replication.py) tells the cluster which host is out of recovery: that one is the primary.
 While there is none (the primary died, nothing promoted yet), writes queue here for up to
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
     from state.server import ServerSession
 
 TICK: Final = 0.333
+INF: Final = float("inf")
 
 
 class RoleCode(IntEnum):
@@ -54,6 +61,7 @@ BAN_REASONS: Final = {
     Reason.BAN_CONNECT_ERROR: "connect error",
     Reason.BAN_HEALTHCHECK: "health check failed",
     Reason.BAN_LAG: "replication lag",
+    Reason.BAN_DISCOVERY: "new host, not yet checked",
 }
 
 
@@ -61,7 +69,7 @@ BAN_REASONS: Final = {
 class Ban:
     reason: Reason
     since: float
-    # None: a manual ban, lifted only by UNBAN.
+    # None: a manual ban, lifted only by UNBAN. inf: a new host's, lifted by its first health check.
     until: float | None
     error: str | None = None
 
@@ -321,6 +329,10 @@ class Cluster:
         if self.closed or pool not in self.pools or pool.state.name == "CLOSED":
             return  # a pool a reload dropped, cut off mid-check
         if ok:
+            if reason == Reason.HEALTHCHECK_OK:
+                ban = self.bans.get(pool.id)
+                if ban is not None and ban.reason is Reason.BAN_DISCOVERY:
+                    self.unban(now, pool, Reason.UNBAN_HEALTHCHECK)
             if pool is self.primary and self.write_waiters:
                 self._dispatch_writes(now)
             return
@@ -354,9 +366,24 @@ class Cluster:
 
     # -- bans ----------------------------------------------------------------------
 
+    def discovered(self, now: float, pools: list[Pool]) -> None:
+        """``pools`` joined this cluster in a reload: with require_healthcheck_on_discovery they
+        take no reads until a health check passes, and that check starts now."""
+        if not self.general.require_healthcheck_on_discovery or not self.multi or self.general.ban_timeout <= 0:
+            return
+        for pool in pools:
+            if pool in self.pools:
+                self.ban(now, pool, Reason.BAN_DISCOVERY, "waiting for its first health check")
+                pool.health_check(now)
+
     def ban(self, now: float, pool: Pool, reason: Reason, error: str | None = None) -> None:
         manual = reason is Reason.BAN_MANUAL
-        until = None if manual else now + self.general.ban_timeout / 1000.0
+        if manual:
+            until = None
+        elif reason is Reason.BAN_DISCOVERY:
+            until = INF
+        else:
+            until = now + self.general.ban_timeout / 1000.0
         existing = self.bans.get(pool.id)
         if existing is not None and (existing.until is None or not manual):
             return

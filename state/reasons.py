@@ -88,6 +88,10 @@ class Reason(IntEnum):
     ROUTE_OVERRIDE = 100
     ROUTE_SESSION = 101
     PRIMARY_WAIT = 102
+    # require_healthcheck_on_discovery: a host a reload added waits out of the read rotation until
+    # its first health check passes.
+    BAN_DISCOVERY = 103
+    UNBAN_HEALTHCHECK = 104
     # Faults the simulator injected (NOTE records of machine SIM; b = the host's index).
     FAULT_CRASH = 120
     FAULT_RESTART = 121

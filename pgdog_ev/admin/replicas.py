@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pgdog_ev.admin.control import AdminError
 from pgdog_ev.admin.parser import AdminSyntaxError
 from pgdog_ev.admin.resultset import Table, boolean, done, float8, int8, text
-from state.cluster import BAN_REASONS
+from state.cluster import BAN_REASONS, INF
 from state.reasons import Reason
 from state.replication import format_lsn
 
@@ -101,8 +101,9 @@ BAN_COLUMNS = [*KEY_COLUMNS, text("ban_reason"), float8("ban_time_left"), text("
 
 
 def show_bans(host: ConsoleHost, args: tuple[str, ...]) -> Table:
-    """Banned hosts; ban_time_left is seconds (NULL for a manual ban, 0 once expired but the
-    host has not answered yet)."""
+    """Banned hosts; ban_time_left is seconds (NULL for a ban with no expiry: a manual one, or a
+    new host's waiting for its first health check; 0 once expired but the host has not answered
+    yet)."""
     now = host.now()
     rows = []
     for pool in _pools(host):
@@ -110,7 +111,7 @@ def show_bans(host: ConsoleHost, args: tuple[str, ...]) -> Table:
         found = owner.bans.get(pool.id) if owner is not None else None  # type: ignore[attr-defined]
         if found is None:
             continue
-        left = None if found.until is None else round(max(0.0, found.until - now), 3)
+        left = None if found.until is None or found.until == INF else round(max(0.0, found.until - now), 3)
         rows.append([*_key(pool), BAN_REASONS.get(found.reason, found.reason.name.lower()), left, found.error])
     return Table(list(BAN_COLUMNS), rows)
 

@@ -229,7 +229,7 @@ GENERAL_KEYS: tuple[KeySpec, ...] = (
         "require_healthcheck_on_discovery",
         _BOOL,
         False,
-        "Keep newly discovered hosts banned until their first health check passes.",
+        "Keep hosts a reload adds out of the read rotation until their first health check passes.",
     ),
     _spec("ban_timeout", _MS, 300000, "How long a failing replica stays out of rotation."),
     _opt("ban_replica_lag", _MS, "Ban replicas lagging this many milliseconds; unset = never."),

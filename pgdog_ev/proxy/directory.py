@@ -97,6 +97,7 @@ class Directory:
         self.capture: InputCapture | None = None
         # SSLContexts for new connections. A bad TLS file is a ConfigError here, at start.
         self.tls: TlsContexts = build_tls(config.general, config.config_path)
+        self._applied = False
         self.apply(config)
 
     # -- building ---------------------------------------------------------------
@@ -123,6 +124,10 @@ class Directory:
         if config is not self.config:
             # A reload: read the certificate files again (keeping the old contexts if they fail).
             self.tls = rebuild_tls(self.tls, config.general, config.config_path)
+        # Pools a reload adds are "discovered" (require_healthcheck_on_discovery); those of the
+        # first configuration are simply the hosts.
+        reload = self._applied
+        self._applied = True
         self.config = config
         auth_type = config.general.auth_type
         wanted: dict[PoolKey, Pool] = {}
@@ -132,6 +137,7 @@ class Directory:
             hosts = self._cluster_hosts(list(config.hosts(name)))
             for user in config.users_for(name):
                 members: list[Pool] = []
+                added: list[Pool] = []
                 for entry in hosts:
                     settings = config.pool_settings(user, entry)
                     key = PoolKey(user.name, name, entry.host, entry.port, entry.shard, entry.role)
@@ -143,6 +149,7 @@ class Directory:
                         )
                         self._next_pool += 1
                         pool.start(now)
+                        added.append(pool)
                     else:
                         pool.settings = settings
                         pool.max_message_size = config.general.max_message_size
@@ -157,6 +164,8 @@ class Directory:
                 else:
                     cluster.set_pools(now, members, config.general)
                 cluster.start(now)
+                if reload and added:
+                    cluster.discovered(now, added)
                 clusters[(name, user.name)] = cluster
                 pool = cluster.login_pool()
                 creds = self._credentials_for(user)

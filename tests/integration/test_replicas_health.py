@@ -26,6 +26,7 @@ from state.reasons import Reason
 from tests.harness.admin import ADMIN, admin_connect, only, show
 from tests.harness.clients import connect
 from tests.harness.pgserver import PgServer
+from tests.harness.ports import free_port
 from tests.harness.proxy import ProxyProcess
 from tests.harness.replicas import Event, ReplicaSet, cluster_general, cluster_users, events, wait_event
 
@@ -572,3 +573,57 @@ def test_every_read_target_banned_clears_automatic_bans(
     finally:
         for r in rs.replicas:
             _resume_replay(rs, r)
+
+
+# --------------------------------------------------------------------------- hosts a reload adds
+
+
+def test_hosts_added_by_reload_wait_for_their_first_health_check(
+    shared: ReplicaSet, proxy_factory: Callable[..., ProxyProcess], poll: Poll
+) -> None:
+    """require_healthcheck_on_discovery: a RELOAD adds a live replica and a host with nothing
+    listening. Both are banned at once (BAN, new host); the live one is checked at once and joins
+    the rotation (UNBAN, health check), long before any idle check is due; the dead one stays out
+    with no expiry, and reads never fail because of it."""
+    rs = shared
+    old, added = rs.replicas
+    entries = rs.databases()
+    by_port = {e["port"]: e for e in entries}
+    dead_port = free_port()
+    proxy = proxy_factory(
+        general=cluster_general(
+            require_healthcheck_on_discovery=True,
+            read_write_split="exclude_primary",
+            load_balancing_strategy="round_robin",
+            ban_timeout=BAN_MS,
+        ),
+        databases=[by_port[rs.primary.port], by_port[old.port]],
+        users=cluster_users(),
+        admin=ADMIN,
+    )
+    with connect(proxy) as conn:
+        assert set(_reads(conn, 4)) == {old.port}
+    assert events(proxy, "ban") == []  # the hosts of the first configuration are not "discovered"
+    t0 = time.monotonic()
+    dead = {**by_port[old.port], "host": "127.0.0.1", "port": dead_port}
+    proxy.update(databases=[by_port[rs.primary.port], by_port[old.port], by_port[added.port], dead])
+    poll(lambda: len(_pool_ids(proxy)) == 4, what="the reload's new pools")
+    ids = _pool_ids(proxy)
+    bans = {port: _ban_of(proxy, ids[port], poll, after=t0) for port in (added.port, dead_port)}
+    assert {b.a for b in bans.values()} == {Reason.BAN_DISCOVERY}, bans
+    unban = _unban_of(proxy, ids[added.port], poll, after=t0)
+    assert unban.a == Reason.UNBAN_HEALTHCHECK, unban
+    with connect(proxy) as conn:
+        assert set(_reads(conn, 12)) == {old.port, added.port}
+    # What must not happen (the dead host's ban expiring) can only be shown by waiting past the
+    # moment a timed ban would have ended.
+    poll(lambda: time.monotonic() > bans[dead_port].at + BAN_MS / 1000 + 2 * TICK, what="ban_timeout over")
+    (row,) = _bans(proxy)
+    assert (row["port"], row["ban_reason"], row["ban_time_left"]) == (
+        dead_port,
+        "new host, not yet checked",
+        None,
+    )
+    with connect(proxy) as conn:
+        assert dead_port not in _reads(conn, 6)
+    assert [e for e in events(proxy, "unban") if e.id == ids[dead_port]] == []

@@ -14,6 +14,7 @@ from pgdog_ev.wire import backend as be
 from state.cluster import Cluster, RoleCode
 from state.events import Kind, Machine, Record
 from state.pool import Pool, PoolKey
+from state.probe import HEALTHCHECK_SQL
 from state.reasons import Reason
 from state.replication import LSN_SQL
 from state.server import ServerSession, ServerState
@@ -886,3 +887,85 @@ def test_primary_report_does_not_ban_a_replica_on_its_stale_position() -> None:
     r.answer(r.pools[0], recovery=False, lsn="0/5000")  # the primary answers this round first...
     r.answer(r.pools[1], recovery=True, lsn="0/5000", age="0")  # ...the replica has kept up
     assert r.bans() == []
+
+
+# -- require_healthcheck_on_discovery --------------------------------------------------------------
+
+
+def checked(r: Rig, pool: Pool, ok: bool = True) -> None:
+    """``pool``'s pending health check gets its connection and the host answers ``;`` (or fails)."""
+    r.bring_up(pool)
+    (server,) = [s for s in pool.servers.values() if s.state is S.CHECKING]
+    assert r.backend(server).take_queries() == [HEALTHCHECK_SQL]
+    if ok:
+        r.backend(server).send(be.empty_query_response() + be.ready_for_query(b"I"))
+    else:
+        r.backend(server).send(
+            be.error_response("57P03", "the database system is starting up") + be.ready_for_query(b"I")
+        )
+
+
+def test_discovered_host_takes_no_reads_until_its_first_check_passes() -> None:
+    """A host a reload added is banned at once (no expiry, NULL in SHOW BANS) and checked at once;
+    logging in is not enough, the answered check lifts the ban and reads reach it."""
+    r = Rig(THREE, require_healthcheck_on_discovery=True)
+    new = r.pools[2]
+    r.cluster.discovered(r.now, [new])
+    ban = r.cluster.bans[R2]
+    assert (ban.reason, ban.until) == (Reason.BAN_DISCOVERY, float("inf"))
+    assert r.bans() == [(R2, Reason.BAN_DISCOVERY)]
+    assert R2 not in r.targets() and R2 not in r.targets(replica=True)
+    assert len(r.connecting(new)) == 1  # the check needs a connection: opened now
+    r.bring_up(new)
+    assert R2 in r.cluster.bans and r.unbans() == []  # a login is not a health check
+    checked(r, new)
+    assert r.unbans() == [(R2, Reason.UNBAN_HEALTHCHECK)]
+    assert R2 in r.targets(replica=True)
+
+
+def test_discovered_host_failing_its_check_stays_out_until_one_passes() -> None:
+    """A failed first check neither turns the ban into a timed one nor lets ban_timeout lift it."""
+    r = Rig(THREE, require_healthcheck_on_discovery=True, ban_timeout=1000)
+    new = r.pools[2]
+    r.cluster.discovered(r.now, [new])
+    checked(r, new, ok=False)
+    assert not new.healthy
+    assert r.cluster.bans[R2].reason is Reason.BAN_DISCOVERY and r.bans() == [(R2, Reason.BAN_DISCOVERY)]
+    r.advance(30.0)
+    assert R2 in r.cluster.bans and r.unbans() == []
+    new.health_check(r.now)  # the idle check tries again; this time the host answers
+    checked(r, new)
+    assert r.unbans() == [(R2, Reason.UNBAN_HEALTHCHECK)]
+
+
+def test_discovery_ban_is_off_by_default_and_where_bans_are() -> None:
+    """Nothing happens without the setting, in a one-host cluster, or with bans off (ban_timeout 0)."""
+    for roles, general in (
+        (THREE, {}),
+        (("primary",), {"require_healthcheck_on_discovery": True}),
+        (THREE, {"require_healthcheck_on_discovery": True, "ban_timeout": 0}),
+    ):
+        r = Rig(roles, **general)
+        r.cluster.discovered(r.now, [r.pools[-1]])
+        assert r.cluster.bans == {} and r.bans() == [], (roles, general)
+        assert r.connecting(r.pools[-1]) == [], (roles, general)
+
+
+def test_discovery_ban_lifts_when_every_read_host_is_banned() -> None:
+    """It is an automatic ban: better an unchecked host than failing every read."""
+    r = Rig(require_healthcheck_on_discovery=True)
+    r.cluster.ban(r.now, r.pools[0], Reason.BAN_MANUAL)
+    r.cluster.discovered(r.now, [r.pools[1]])
+    client, _ = r.checkout()
+    assert client.pool is r.pools[1] and client.failed == []
+    assert r.unbans() == [(R1, Reason.UNBAN_ALL_BANNED)]
+
+
+def test_manual_ban_of_a_discovered_host_outlasts_its_check() -> None:
+    """An operator's BAN on a host still waiting for its check holds after the check passes."""
+    r = Rig(THREE, require_healthcheck_on_discovery=True)
+    new = r.pools[2]
+    r.cluster.discovered(r.now, [new])
+    r.cluster.ban(r.now, new, Reason.BAN_MANUAL)
+    checked(r, new)
+    assert r.cluster.bans[R2].reason is Reason.BAN_MANUAL and r.unbans() == []
