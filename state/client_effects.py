@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Final
 
 from pgdog_ev.sql import Analysis, Statement
 from pgdog_ev.sql import Kind as Sql
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import errors as codes
 from state.client_fields import ClientFields
 from state.events import Kind, Machine
 from state.reasons import Reason
@@ -22,6 +24,11 @@ if TYPE_CHECKING:
     from state.server import ServerSession
 
 KNOWN_SETTINGS_LIMIT: Final = 10_000
+# The proxy's own setting: where this session's queries go. A query of its own SET/RESET of it is
+# answered by the proxy (client_rw); one that reached a server inside a longer text or through
+# the extended protocol takes effect here, once the server has run it.
+ROLE_SETTING: Final = "pgdog.role"
+ROLE_VALUES: Final = {"primary": "primary", "replica": "replica", "auto": None, "any": None, "default": None}
 # Statements whose lasting effect is a tracked session setting.
 SETTING_KINDS: Final = frozenset({Sql.SET, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL, Sql.SET_CONFIG})
 # Session state that cannot follow a client to another server.
@@ -83,7 +90,12 @@ class SessionEffects(ClientFields):
                 kind = st.kind
                 if kind in SETTING_KINDS:
                     name = st.name.lower() if st.name else None
+                    if name == ROLE_SETTING:
+                        if not (kind is Sql.SET_CONFIG and "local" in st.flags):
+                            self._role_changed(kind, st.value, "default" in st.flags)
+                        continue  # the proxy's, not the server's: never replayed on other servers
                     if kind is Sql.RESET_ALL:
+                        self.role_override = self.startup_role
                         name, value = None, None
                         reset |= set(self.settings.startup)
                     else:
@@ -122,6 +134,7 @@ class SessionEffects(ClientFields):
                     tracker.rollback_to(st.name or "")
                     aborted = False
                 elif kind is Sql.DISCARD_ALL:
+                    self.role_override = self.startup_role
                     tracker.reset_all()
                     server.applied = {}
                     server.forget_prepared()
@@ -139,6 +152,22 @@ class SessionEffects(ClientFields):
             # implicit COMMIT of a multi-statement query): take the server's word.
             self._server_applied(server, tracker.commit())
 
+
+    def _role_changed(self, kind: Sql, value: str | None, default: bool) -> None:
+        """A SET/RESET of pgdog.role that a server ran (its own placeholder setting accepts any
+        value): the session's role changes as if the proxy had answered it."""
+        if kind is Sql.RESET or kind is Sql.SET_DEFAULT or default or value is None:
+            self.role_override = self.startup_role
+            return
+        key = value.strip().lower()
+        if key in ROLE_VALUES:
+            self.role_override = ROLE_VALUES[key]
+            return
+        self.errors += 1
+        self.io.send(be.notice_response(
+            codes.INVALID_PARAMETER_VALUE,
+            f'invalid value for parameter "pgdog.role": "{value}"; the session keeps its role',
+            severity="WARNING", hint="Available values: primary, replica, auto."))
     def _server_applied(self, server: ServerSession, changes: list[tuple[str | None, str | None]]) -> None:
         """The server itself ran these changes: its settings moved with the client's."""
         applied = server.applied

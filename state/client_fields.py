@@ -39,6 +39,8 @@ class ClientFields:
     _segment: list[Analysis] | None
     _local_txn: list[str] | None
     _txn_role: str | None
+    role_override: str | None
+    startup_role: str | None
     _skip_to_sync: bool
 
     # Methods that a part calls but a part after it in the chain (or ClientSession) defines:

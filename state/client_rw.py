@@ -33,6 +33,7 @@ from pgdog_ev.sql.route import Route, route
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
+from state.client_effects import ROLE_VALUES
 from state.client_local import LocalAnswers
 from state.client_routing import MEMO_LIMIT, decode_text
 from state.events import Kind, Machine
@@ -42,8 +43,6 @@ if TYPE_CHECKING:
     from state.cluster import Cluster
     from state.server import ServerSession
 
-ROLE_SETTING: Final = "pgdog.role"
-ROLE_VALUES: Final = {"primary": "primary", "replica": "replica", "auto": None, "any": None, "default": None}
 # Messages that begin a request (when no extended-protocol batch is open).
 REQUEST_STARTS: Final = frozenset({fe.QUERY, fe.PARSE, fe.BIND, fe.DESCRIBE, fe.FUNCTION_CALL})
 RESETS_ALL: Final = re.compile(rb"\s*(reset|discard)\s+all\s*;?\s*\x00?$")

@@ -454,6 +454,22 @@ def test_set_and_reset_role(replica_set: ReplicaSet, rr_in: ProxyProcess) -> Non
         assert _named(replica_set, _ports(conn, 9)) == {"primary": 3, "r1": 3, "r2": 3}
 
 
+def test_set_role_inside_a_longer_text_and_by_the_extended_protocol(
+    replica_set: ReplicaSet, rr_in: ProxyProcess
+) -> None:
+    """A SET pgdog.role the proxy cannot answer alone reaches the server, which keeps it as a
+    placeholder setting; the proxy then takes the session's role from it: inside a
+    multi-statement query, and prepared (the extended protocol, as JDBC sends everything)."""
+    primary = replica_set.primary.port
+    with connect(rr_in) as conn:
+        conn.execute("SELECT 1; SET pgdog.role TO replica")
+        assert set(_ports(conn, 6)) == replica_set.replica_ports
+        conn.execute("SET pgdog.role TO 'primary'", prepare=True)
+        assert set(_ports(conn, 6)) == {primary}
+        conn.execute("RESET pgdog.role", prepare=True)
+        assert _named(replica_set, _ports(conn, 9)) == {"primary": 3, "r1": 3, "r2": 3}
+
+
 def test_set_local_role_in_transaction(replica_set: ReplicaSet, rr_ex: ProxyProcess) -> None:
     """SET LOCAL pgdog.role inside BEGIN decides that transaction only."""
     primary = replica_set.primary.port

@@ -444,3 +444,84 @@ def test_read_that_opens_a_transaction_keeps_its_server_for_what_follows() -> No
     driver.send(extended(INSERT))
     assert [t for t, _ in backend.take()] == ["P", "B", "D", "E", "S"]
     assert client.server is server
+
+
+# -- SET pgdog.role that reached a server (inside a longer text, or by the extended protocol) ------
+
+
+def run_on_server(r: RwRig, client: ClientSession, driver: FrontendDriver, data: bytes,
+                  reply: bytes) -> list[tuple[str, bytes]]:
+    """Send ``data``; the server it reaches answers ``reply``; return what the client got."""
+    driver.send(data)
+    r.serve()
+    server = client.server
+    assert server is not None
+    r.backend(server).take()
+    r.backend(server).send(reply)
+    return driver.take()
+
+
+def test_set_role_in_a_multi_statement_query_takes_effect_after_it_ran() -> None:
+    """PostgreSQL accepts SET pgdog.role as a placeholder setting of its own; the proxy takes the
+    session's role from it once the server ran it, and does not carry it to other servers."""
+    r = RwRig()
+    client, driver = r.connect()
+    text = "SELECT 1; SET pgdog.role TO replica"
+    msgs = run_on_server(r, client, driver, fe.query(text),
+                         FakeBackend.result("SELECT 1", status=b"I")[:-6] + be.command_complete("SET")
+                         + be.ready_for_query(b"I"))
+    assert tags(msgs) == ["SELECT 1", "SET"]
+    assert client.role_override == "replica"
+    assert "pgdog.role" not in client.settings.effective()
+    driver.send(fe.query(INSERT))
+    assert last_route(r, client) == (RD, True, OVERRIDE)
+
+
+def test_role_change_in_a_failed_query_does_not_count() -> None:
+    """The server ran none of a text that failed: the session keeps its role."""
+    r = RwRig()
+    client, driver = r.connect()
+    run_on_server(r, client, driver, fe.query("SET pgdog.role TO 'replica'; SELECT 1/0"),
+                  be.command_complete("SET") + be.error_response("22012", "division by zero")
+                  + be.ready_for_query(b"I"))
+    assert client.role_override is None
+
+
+@pytest.mark.parametrize(
+    ("setup", "sql", "expected"),
+    [
+        (None, "SET pgdog.role TO 'primary'", "primary"),
+        (None, "SET SESSION pgdog.role = replica", "replica"),
+        ("replica", "RESET pgdog.role", None),
+        ("replica", "SET pgdog.role TO DEFAULT", None),
+        ("replica", "SELECT set_config('pgdog.role', 'auto', false)", None),
+        ("replica", "RESET ALL", None),
+        ("replica", "DISCARD ALL", None),
+        (None, "SELECT set_config('pgdog.role', 'replica', true)", None),  # transaction-local: no lasting role
+    ],
+)
+def test_extended_protocol_role_statements(setup: str | None, sql: str, expected: str | None) -> None:
+    """Drivers that send everything with the extended protocol (JDBC) change the role too."""
+    r = RwRig()
+    client, driver = r.connect()
+    if setup is not None:
+        local(driver, f"SET pgdog.role TO {setup}")
+    tag = "SELECT 1" if sql.startswith("SELECT") else sql.split()[0]
+    run_on_server(r, client, driver, extended(sql),
+                  be.parse_complete() + be.bind_complete() + be.no_data() + be.command_complete(tag)
+                  + be.ready_for_query(b"I"))
+    assert client.role_override == expected, sql
+
+
+def test_invalid_role_that_a_server_accepted_warns_and_keeps_the_role() -> None:
+    """The server's placeholder takes any value; the proxy keeps the session's role and says so."""
+    r = RwRig()
+    client, driver = r.connect()
+    local(driver, "SET pgdog.role TO replica")
+    msgs = run_on_server(r, client, driver, extended("SET pgdog.role TO nowhere"),
+                         be.parse_complete() + be.bind_complete() + be.no_data() + be.command_complete("SET")
+                         + be.ready_for_query(b"I"))
+    assert client.role_override == "replica"
+    notices = [body for t, body in msgs if t == "N"]
+    assert len(notices) == 1 and b'invalid value for parameter "pgdog.role": "nowhere"' in notices[0]
+    assert tags(msgs) == ["SET"] and client.errors == 1
