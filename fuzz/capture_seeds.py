@@ -514,6 +514,25 @@ def startup_seeds(corpus: Corpus) -> None:
         corpus.add("client_login", f"gen-{name}", b"\x00\x00\x00" + packet)
 
 
+def channel_seeds(corpus: Corpus) -> None:
+    """The workers' channel: the messages supervisor and workers exchange, and one bad frame."""
+    from pgdog_ev.workers.channel import encode
+
+    streams: dict[str, list[dict[str, object]]] = {
+        "cancel": [{"op": "cancel", "pid": 1073741825, "secret": "a1b2c3d4"}],
+        "gather-answer": [{"op": "gather", "req": 3, "request": {"show": "pools", "args": []}},
+                          {"op": "answer", "id": 3, "result": {"columns": [["database", "text"]],
+                                                               "rows": [["app"]]}}],
+        "metrics-nan": [{"op": "answer", "id": 9, "result": {"families": [
+            {"name": "pgdog_pool_banned", "samples": [[{"database": "app"}, float("nan")]]}]}}],
+        "ready-stop": [{"op": "ready", "pid": 4242, "port": 6432}, {"op": "stop"}, {"op": "stop_now"}],
+    }
+    for name, messages in streams.items():
+        corpus.add("worker_channel", f"gen-{name}", bytes([7]) + b"".join(encode(m) for m in messages))
+    bad = (5).to_bytes(4, "big") + b"[1,2]"
+    corpus.add("worker_channel", "gen-bad-after-good", bytes([3]) + encode({"op": "stop"}) + bad)
+
+
 def config_seeds(corpus: Corpus) -> None:
     examples = Path(__file__).resolve().parent.parent / "ops" / "examples"
     for directory in (examples, examples / "replicas", examples / "sharded"):
@@ -538,6 +557,7 @@ def main() -> int:
     text_seeds(corpus, admin_texts)
     startup_seeds(corpus)
     config_seeds(corpus)
+    channel_seeds(corpus)
     corpus.write()
     if "--keep" in args or "--from" in args:
         print(f"capture kept: {capture}")

@@ -40,34 +40,52 @@ def encode(message: Message) -> bytes:
 
 
 class Decoder:
-    """Bytes in, whole messages out, whatever the chunking."""
+    """Bytes in, whole messages out, whatever the chunking.
+
+    A frame that is not a message stops the decoder for good (``error``), but the messages
+    before it are still handed out: what reaches the peer must not depend on where the reads
+    happened to cut the stream."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self.error: ChannelError | None = None
 
     def feed(self, data: bytes | memoryview) -> list[Message]:
+        """The messages completed by ``data``; after a bad frame, none ever again."""
+        if self.error is not None:
+            return []
         self._buf += data
         out: list[Message] = []
         buf = self._buf
         start = 0
-        while len(buf) - start >= 4:
-            (length,) = _LENGTH.unpack_from(buf, start)
-            if length > MAX_MESSAGE:
-                raise ChannelError(f"message of {length} bytes is over the limit")
-            end = start + 4 + length
-            if len(buf) < end:
-                break
-            try:
-                message = json.loads(bytes(buf[start + 4:end]))
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise ChannelError(f"undecodable message: {exc}") from None
-            if not isinstance(message, dict) or not isinstance(message.get("op"), str):
-                raise ChannelError("a message must be an object with an op")
-            out.append(message)
-            start = end
+        try:
+            while len(buf) - start >= 4:
+                (length,) = _LENGTH.unpack_from(buf, start)
+                if length > MAX_MESSAGE:
+                    raise ChannelError(f"message of {length} bytes is over the limit")
+                end = start + 4 + length
+                if len(buf) < end:
+                    break
+                out.append(_message(bytes(buf[start + 4:end])))
+                start = end
+        except ChannelError as exc:
+            self.error = exc
+            buf.clear()
+            return out
         if start:
             del buf[:start]
         return out
+
+
+def _message(body: bytes) -> Message:
+    try:
+        message = json.loads(body)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: a few thousand nested brackets, which the parser follows by recursion.
+        raise ChannelError(f"undecodable message: {type(exc).__name__}: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+        raise ChannelError("a message must be an object with an op")
+    return message
 
 
 class Channel(Protocol):
@@ -102,16 +120,19 @@ class Channel(Protocol):
         self.transport = transport
 
     def data_received(self, data: memoryview) -> None:
-        try:
-            messages = self._decoder.feed(data)
-        except ChannelError as exc:
-            log.error("%s: %s; closing the channel", self.name, exc)
-            self.transport.abort()
-            return
-        for message in messages:
+        decoder = self._decoder
+        for message in decoder.feed(data):
             if self._closed:
                 return
-            self.on_message(message)
+            try:
+                self.on_message(message)
+            except Exception:
+                # A message its handler cannot take (a field missing or of the wrong type) is a
+                # bug on one side; the messages after it in this read must still arrive.
+                log.exception("%s: cannot handle message %r; dropped", self.name, message.get("op"))
+        if decoder.error is not None and not self._closed:
+            log.error("%s: %s; closing the channel", self.name, decoder.error)
+            self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._closed:

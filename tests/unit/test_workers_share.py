@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import pytest
 
 from pgdog_ev.config import ConfigError, load_config_text
-from pgdog_ev.workers.channel import MAX_MESSAGE, ChannelError, Decoder, encode
+from pgdog_ev.workers.channel import MAX_MESSAGE, Channel, ChannelError, Decoder, encode
 from pgdog_ev.workers.share import client_id, owner, share, worker_config, worker_path
 
 DB = """
@@ -179,7 +180,40 @@ def test_messages_survive_any_chunking() -> None:
     struct.pack(">I", 2) + b"[]",
     struct.pack(">I", 9) + json.dumps({"op": 1}).encode(),
     struct.pack(">I", 2) + b"\xff\xfe",
+    struct.pack(">I", 5000) + b"[" * 5000,
 ])
-def test_garbage_closes_the_channel(frame: bytes) -> None:
-    with pytest.raises(ChannelError):
-        Decoder().feed(frame)
+def test_garbage_stops_the_decoder_after_the_messages_before_it(frame: bytes) -> None:
+    """The good message before a bad frame arrives whether or not they came in one read; after
+    the bad frame nothing more does."""
+    good = encode({"op": "stop"})
+    for reads in ([good + frame + good], [good, frame, good]):
+        decoder = Decoder()
+        out = [m for data in reads for m in decoder.feed(data)]
+        assert out == [{"op": "stop"}], reads
+        assert isinstance(decoder.error, ChannelError)
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+def test_a_message_its_handler_cannot_take_does_not_drop_the_next() -> None:
+    """A handler raising on one message (a field missing) costs that message only; a bad frame
+    after good ones closes the channel once they are delivered."""
+    got: list[str] = []
+
+    def on_message(message: dict[str, Any]) -> None:
+        got.append(message["op"])
+        int(message["pid"])
+
+    channel = Channel("test", on_message, lambda: None)
+    transport = _Transport()
+    channel.connection_made(transport)
+    channel.data_received(memoryview(encode({"op": "cancel"}) + encode({"op": "cancel", "pid": 3})))
+    assert got == ["cancel", "cancel"] and not transport.aborted
+    channel.data_received(memoryview(encode({"op": "last", "pid": 1}) + struct.pack(">I", 2) + b"[]"))
+    assert got == ["cancel", "cancel", "last"] and transport.aborted
