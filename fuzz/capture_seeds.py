@@ -533,6 +533,19 @@ def channel_seeds(corpus: Corpus) -> None:
     corpus.add("worker_channel", "gen-bad-after-good", bytes([3]) + encode({"op": "stop"}) + bad)
 
 
+def tls_seeds(corpus: Corpus) -> None:
+    """A real client's first flight, a Query sent over TLS, and one corrupted record."""
+    from fuzz.targets.tls import _contexts
+    from pgdog_ev.tls.stream import TlsStream
+
+    _, client_ctx = _contexts()
+    hello = TlsStream(client_ctx, server_side=False, server_hostname="127.0.0.1")
+    hello.start()
+    corpus.add("tls_stream", "gen-client-hello", bytes([0, 7]) + hello.take_outgoing())
+    corpus.add("tls_stream", "gen-query", bytes([1, 7]) + b"Q\x00\x00\x00\x0dSELECT 1;\x00")
+    corpus.add("tls_stream", "gen-bad-record", bytes([2, 7]) + bytes(40) + b"\x01")
+
+
 def config_seeds(corpus: Corpus) -> None:
     examples = Path(__file__).resolve().parent.parent / "ops" / "examples"
     for directory in (examples, examples / "replicas", examples / "sharded"):
@@ -558,6 +571,7 @@ def main() -> int:
     startup_seeds(corpus)
     config_seeds(corpus)
     channel_seeds(corpus)
+    tls_seeds(corpus)
     corpus.write()
     if "--keep" in args or "--from" in args:
         print(f"capture kept: {capture}")

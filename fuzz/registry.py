@@ -57,6 +57,8 @@ TARGETS: dict[str, Target] = {
                "admin command text: split, parse, SET through apply_override"),
         Target("admin_console", "fuzz.targets.admin:admin_console", 1024,
                "admin command text through the console of an in-process daemon"),
+        Target("tls_stream", "fuzz.targets.tls:tls_stream", 4096,
+               "TLS from a hostile client: first flights, plaintext after a handshake, bad records"),
         Target("worker_channel", "fuzz.targets.channel:worker_channel", 8192,
                "the workers' length-prefixed JSON frames: any chunking, bad frames, fixed points"),
     )

@@ -33,6 +33,7 @@ EXAMPLES = {
     "config_mutate": 600,
     "admin_parser": 1500,
     "admin_console": 400,
+    "tls_stream": 300,
     "worker_channel": 1500,
 }
 
