@@ -18,6 +18,7 @@ Input: a mode byte, a chunking seed byte, then the payload.
 from __future__ import annotations
 
 import os
+import shutil
 import ssl
 import tempfile
 from functools import cache
@@ -37,12 +38,15 @@ def _contexts() -> tuple[ssl.SSLContext, ssl.SSLContext]:
     from tests.harness.certs import CertAuthority
 
     directory = tempfile.mkdtemp(prefix="pgdog-ev-fuzz-tls-")
-    ca = CertAuthority(os.path.join(directory, "ca"))
-    leaf = ca.issue("server")
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(leaf.cert, leaf.key)
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.load_verify_locations(ca.cert)
+    try:
+        ca = CertAuthority(os.path.join(directory, "ca"))
+        leaf = ca.issue("server")
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(leaf.cert, leaf.key)
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.load_verify_locations(ca.cert)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)  # the contexts hold what they need
     return server, client
 
 
