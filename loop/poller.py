@@ -13,7 +13,7 @@ from __future__ import annotations
 import select
 from typing import Final, Protocol
 
-READ: int = select.EPOLLIN
+READ: Final[int] = select.EPOLLIN
 WRITE: int = select.EPOLLOUT
 #: Error conditions, reported in addition to READ/WRITE so handlers that care
 #: can distinguish them; handlers that do not simply read/write and see the error.

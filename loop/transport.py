@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 IOV_CAP: Final = 64
 DEFAULT_HIGH_WATER: Final = 256 * 1024
 
-_MSG_NOSIGNAL: int = getattr(socket, "MSG_NOSIGNAL", 0)
+_MSG_NOSIGNAL: Final[int] = getattr(socket, "MSG_NOSIGNAL", 0)
 
 Buffer = bytes | bytearray | memoryview
 
@@ -70,7 +70,7 @@ class Transport(Stream, typing.Protocol):
         ...
 
 
-_UNKNOWN: Any = object()
+_UNKNOWN: Final[Any] = object()
 
 
 def _address(getter: typing.Callable[[], Any]) -> Any:

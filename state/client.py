@@ -69,7 +69,7 @@ class ClientState(IntEnum):
 
 
 C: Final = ClientState
-TRANSITIONS: dict[ClientState, frozenset[ClientState]] = {
+TRANSITIONS: Final[dict[ClientState, frozenset[ClientState]]] = {
     C.STARTUP: frozenset({C.AUTH, C.LOGIN, C.CLOSED}),
     C.AUTH: frozenset({C.LOGIN, C.CLOSED}),
     C.LOGIN: frozenset({C.IDLE, C.CLOSED}),

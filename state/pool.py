@@ -37,7 +37,7 @@ class PoolState(IntEnum):
 
 
 P: Final = PoolState
-TRANSITIONS: dict[PoolState, frozenset[PoolState]] = {
+TRANSITIONS: Final[dict[PoolState, frozenset[PoolState]]] = {
     P.OPEN: frozenset({P.PAUSED, P.CLOSED}),
     P.PAUSED: frozenset({P.OPEN, P.CLOSED}),
     P.CLOSED: frozenset(),
@@ -69,7 +69,7 @@ class PoolKey:
 
 
 # Upper bounds (seconds) of the checkout wait-time histogram; the last bucket is +Inf.
-WAIT_BUCKETS: tuple[float, ...] = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
+WAIT_BUCKETS: Final[tuple[float, ...]] = (0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
 
 
 @dataclass(slots=True)

@@ -52,7 +52,7 @@ class ServerState(IntEnum):
 
 
 S: Final = ServerState
-TRANSITIONS: dict[ServerState, frozenset[ServerState]] = {
+TRANSITIONS: Final[dict[ServerState, frozenset[ServerState]]] = {
     S.CONNECTING: frozenset({S.STARTUP, S.CLOSED}),
     S.STARTUP: frozenset({S.IDLE, S.CLOSED}),
     S.IDLE: frozenset({S.ACTIVE, S.CHECKING, S.CLOSED}),

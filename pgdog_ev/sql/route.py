@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import pglast
 import pglast.parser
@@ -106,14 +106,14 @@ class Route(NamedTuple):
     hint: str | None = None
 
 
-EMPTY = Route(False, "empty")
-SELECT = Route(False, "select")
-UNPARSABLE = Route(True, "unparsable")
-TRANSACTION_CONTROL = Route(False, "transaction control")
+EMPTY: Final = Route(False, "empty")
+SELECT: Final = Route(False, "select")
+UNPARSABLE: Final = Route(True, "unparsable")
+TRANSACTION_CONTROL: Final = Route(False, "transaction control")
 
-_DDL = Route(True, "ddl")
+_DDL: Final = Route(True, "ddl")
 # First keywords that decide on their own and are writes: no lexing needed, whatever follows.
-_WRITE_KEYWORDS: dict[str, Route] = {
+_WRITE_KEYWORDS: Final[dict[str, Route]] = {
     **{word: Route(True, word) for word in ("insert", "update", "delete", "merge")},
     **{
         word: _DDL
@@ -133,24 +133,24 @@ _WRITE_KEYWORDS: dict[str, Route] = {
 }  # fmt: skip
 # First keywords that decide on their own and are reads: the rest of the text is still lexed,
 # for the statements that may follow (BEGIN; INSERT ...).
-_READ_KEYWORDS: dict[str, Route] = {
+_READ_KEYWORDS: Final[dict[str, Route]] = {
     **dict.fromkeys(
         ("begin", "start", "commit", "end", "rollback", "abort", "savepoint", "release"),
         TRANSACTION_CONTROL,
     ),
     **{word: Route(False, word) for word in ("set", "reset", "show", "discard", "deallocate")},
 }
-_SELECT_FAMILY = frozenset({"select", "values", "table", "with"})
-_DML = ("insert", "update", "delete", "merge")  # also the priority order of "with <dml>"
-_LOCK_NAMES = {1: "key share", 2: "share", 3: "no key update", 4: "update"}
-_LOCKS = {rank: Route(True, f"select for {name}") for rank, name in _LOCK_NAMES.items()}
-_SELECT_INTO = Route(True, "select into")
+_SELECT_FAMILY: Final = frozenset({"select", "values", "table", "with"})
+_DML: Final = ("insert", "update", "delete", "merge")  # also the priority order of "with <dml>"
+_LOCK_NAMES: Final = {1: "key share", 2: "share", 3: "no key update", 4: "update"}
+_LOCKS: Final = {rank: Route(True, f"select for {name}") for rank, name in _LOCK_NAMES.items()}
+_SELECT_INTO: Final = Route(True, "select into")
 # Words whose presence makes a SELECT worth a closer look. Quoted spellings of the function
 # names are here too: `"nextval"(1)` calls nextval.
-_TRIGGERS = frozenset({"for", "into", *_DML, *WRITE_FUNCTIONS, *(f'"{name}"' for name in WRITE_FUNCTIONS)})
+_TRIGGERS: Final = frozenset({"for", "into", *_DML, *WRITE_FUNCTIONS, *(f'"{name}"' for name in WRITE_FUNCTIONS)})
 # Words after which `name(` must be a function call. After any other word, `name(a, b)` may be
 # a table alias with column names (FROM t nextval(a, b)), which only the parser can tell.
-_CALL_CONTEXT = frozenset(
+_CALL_CONTEXT: Final = frozenset(
     {
         "select", "from", "where", "and", "or", "not", "then", "else", "when", "on", "by",
         "having", "distinct", "all", "any", "some", "lateral", "returning", "values", "set",
@@ -163,12 +163,12 @@ _CALL_CONTEXT = frozenset(
 # nested comment does not match: such texts go to the lexer and then the parser. The skip is
 # possessive: when no word follows, backtracking would otherwise split a run of whitespace in
 # exponentially many ways (30 spaces and a `;` took a minute).
-_HEAD = re.compile(
+_HEAD: Final = re.compile(
     rf"(?:[ \t\n\r\f\v]+|{LINE_COMMENT}|{BLOCK_COMMENT})*+([{IDENTIFIER_CHARS}][{IDENTIFIER_CHARS}0-9$]*)"
 )
 # Every trigger word contains one of these (a test checks it). Searching the whole lower-cased
 # text for them costs less than lexing it, and a hit only means "lex it".
-_TRIGGER_TEXTS = (
+_TRIGGER_TEXTS: Final = (
     "for", "into", "insert", "update", "delete", "merge", "nextval", "currval", "setval",
     "lastval", "set_config", "setseed", "pg_", "lo_", "lowrite", "txid_current", "dblink_exec",
     "install_sharded_sequence",
@@ -176,7 +176,7 @@ _TRIGGER_TEXTS = (
 # The same texts grouped by a common part, searched first: a text without ``val`` needs no
 # search for the four sequence functions. 12 searches instead of 18 for a text with none of
 # them (a test checks the groups cover _TRIGGER_TEXTS exactly).
-_TRIGGER_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+_TRIGGER_GROUPS: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     ("for", ()), ("into", ()), ("update", ()), ("delete", ()), ("merge", ()), ("pg_", ()),
     ("ins", ("insert", "install_sharded_sequence")),
     ("val", ("nextval", "currval", "setval", "lastval")),
@@ -460,13 +460,13 @@ def route_fast(sql: str) -> Route | None:
 # ---------------------------------------------------------------------------------------------
 # Slow path
 
-_DML_NODES: dict[type[ast.Node], str] = {
+_DML_NODES: Final[dict[type[ast.Node], str]] = {
     ast.InsertStmt: "insert",
     ast.UpdateStmt: "update",
     ast.DeleteStmt: "delete",
     ast.MergeStmt: "merge",
 }
-_NODE_ROUTES: dict[type[ast.Node], Route] = {
+_NODE_ROUTES: Final[dict[type[ast.Node], Route]] = {
     **{node: _WRITE_KEYWORDS[name] for node, name in _DML_NODES.items()},
     ast.TransactionStmt: TRANSACTION_CONTROL,
     ast.VariableShowStmt: _READ_KEYWORDS["show"],
@@ -484,7 +484,7 @@ _NODE_ROUTES: dict[type[ast.Node], Route] = {
     ast.LoadStmt: _WRITE_KEYWORDS["load"],
     ast.ClosePortalStmt: _WRITE_KEYWORDS["close"],
 }
-_FALSE_WORDS = frozenset({"false", "off", "no", "0"})
+_FALSE_WORDS: Final = frozenset({"false", "off", "no", "0"})
 
 
 def _walk(root: ast.Node) -> list[ast.Node]:
@@ -687,7 +687,7 @@ class RouteCache:
         self._lru.clear()
 
 
-_DEFAULT_CACHE = RouteCache(DEFAULT_LIMIT)
+_DEFAULT_CACHE: Final = RouteCache(DEFAULT_LIMIT)
 
 
 def default_route_cache() -> RouteCache:

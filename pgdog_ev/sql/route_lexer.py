@@ -21,6 +21,7 @@ libpg_query knows), a backslash escapes nothing in a standard string, identifier
 from __future__ import annotations
 
 import re
+from typing import Final
 
 # PostgreSQL: ident_start [A-Za-z\200-\377_], ident_cont adds [0-9$]; every non-ASCII UTF-8
 # byte is in \200-\377, so every non-ASCII character is an identifier character.
@@ -41,13 +42,13 @@ _SKIP = "|".join((_SPACE, LINE_COMMENT, BLOCK_COMMENT, _E_STRING, _STRING))
 # Every position after the skip step is a token, a bad lexeme or the end, so the match never
 # fails and the engine never backtracks into the skip step (which could re-read a comment's
 # or literal's inside as tokens). The end yields an empty token, dropped by tokens().
-_TOKENS = re.compile(rf"(?:{_SKIP})*(?:({_TOKEN}|{_BAD})|\Z)")
-_TOKENS_DOLLAR = re.compile(rf"(?:{_SKIP}|{_DOLLAR})*(?:({_TOKEN}|{_BAD})|\Z)")
+_TOKENS: Final = re.compile(rf"(?:{_SKIP})*(?:({_TOKEN}|{_BAD})|\Z)")
+_TOKENS_DOLLAR: Final = re.compile(rf"(?:{_SKIP}|{_DOLLAR})*(?:({_TOKEN}|{_BAD})|\Z)")
 # Lexemes only the parser can make sense of; see the module docstring.
 BAD_TOKENS = frozenset({"/*", "'", '"', "$"})
 # A dollar-quote opener, `$$` or `$tag$`, not inside an identifier. The lookbehind comes after
 # the literal `$` so that the engine can scan for the `$` at memchr speed.
-_DOLLAR_OPEN = re.compile(rf"\$(?<![{_ID}0-9$]\$)(?:[{_ID}][{_ID}0-9]*)?\$")
+_DOLLAR_OPEN: Final = re.compile(rf"\$(?<![{_ID}0-9$]\$)(?:[{_ID}][{_ID}0-9]*)?\$")
 
 
 def has_dollar_quote(text: str) -> bool:
@@ -72,14 +73,14 @@ def tokens(lowered: str, original: str) -> list[str]:
 
 
 # For the comment directive: everything that can hide a "comment" inside it is matched too.
-_COMMENT_SCAN = re.compile(
+_COMMENT_SCAN: Final = re.compile(
     rf"(?P<line>{LINE_COMMENT})|(?P<block>/\*)|{_E_STRING}|{_STRING}|{_QUOTED_IDENT}"
     rf"|(?<![{_ID}0-9$]){_DOLLAR}"
 )
-_COMMENT_EDGE = re.compile(r"/\*|\*/")
+_COMMENT_EDGE: Final = re.compile(r"/\*|\*/")
 # PgDog's syntax; newer PgDog versions also know prefer-/force- variants, which are not hints
 # in this model (the negative lookahead keeps `primary-x` from counting as `primary`).
-_DIRECTIVE = re.compile(r"pgdog_role\s*:\s*(primary|replica)(?![\w-])")
+_DIRECTIVE: Final = re.compile(r"pgdog_role\s*:\s*(primary|replica)(?![\w-])")
 
 
 def _block_comment_end(text: str, pos: int) -> int:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from typing import Final
 
 I16 = struct.Struct("!h")
 U16 = struct.Struct("!H")
 I32 = struct.Struct("!i")
 U32 = struct.Struct("!I")
 # Type byte + length: the framing header every typed message starts with.
-HEADER = struct.Struct("!BI")
+HEADER: Final = struct.Struct("!BI")
 
 Buffer = bytes | bytearray | memoryview
 
