@@ -335,8 +335,30 @@ class Slow(Fault):
         return end
 
 
+class AddHost(Fault):
+    """A reload that adds a host the proxy's configuration left out until now (an operator
+    bringing in a new replica). The host itself runs from the start, or not, as other faults say."""
+
+    kind = "add_host"
+    needs = ("host",)
+
+    @classmethod
+    def validate(cls, spec: dict[str, Any], sc: Scenario, where: str) -> None:
+        from sim.scenario import ScenarioError
+
+        super().validate(spec, sc, where)
+        if spec["host"] == "pg0":
+            raise ScenarioError(f"{where}.host: pg0 is the primary, configured from the start")
+
+    @classmethod
+    def schedule(cls, run: Run, spec: dict[str, Any], at: float) -> float:
+        name = spec["host"]
+        run.world.at(at, lambda: (note(run, Reason.FAULT_ADD_HOST, name), run.add_host(name)))
+        return at
+
+
 FAULTS: dict[str, type[Fault]] = {
     cls.kind: cls
     for cls in (Crash, Restart, ProxyRestart, PowerOff, Hang, Flap, Lag, PauseReplay, Partition, Stall, Reset,
-                HalfClose, Promote, Rejoin, Slow)
+                HalfClose, Promote, Rejoin, Slow, AddHost)
 }

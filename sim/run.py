@@ -126,7 +126,10 @@ class Run:
             server = make_server(self.world, sc, primary=primary, name=f"pg{i}",
                                  user=APP_USER, password=APP_PASSWORD, database=APP_DB)
             self.pgs.append(PgHost(self.world, f"pg{i}", server))
-        self.config = proxy_config(sc, self.pgs, self.world)
+        # Hosts an add_host fault brings in later are left out of the first configuration.
+        added = {spec["host"] for spec in sc.faults if spec["kind"] == "add_host"}
+        self.configured = [pg for pg in self.pgs if pg.name not in added]
+        self.config = proxy_config(sc, self.configured, self.world)
         self.proxy = ProxyHost(self.world, self.config, self.events)
         self.app = AppHost(self.world, self.proxy.address, 6432, request_timeout=sc.request_timeout)
         self.invariants = Invariants(self)
@@ -163,6 +166,20 @@ class Run:
         for other in self.pgs:
             if other is not host and other.database.in_recovery:
                 other.database.follow(db)
+
+    def add_host(self, name: str) -> None:
+        """Write the host into the proxy's configuration and reload it (SIGHUP); a proxy that is
+        down at the time starts with the new configuration."""
+        host = self.pg(name)
+        if host in self.configured:
+            return
+        self.configured = [pg for pg in self.pgs if pg in self.configured or pg is host]
+        config = proxy_config(self.sc, self.configured, self.world)
+        self.config = self.proxy.config = config
+        daemon = self.proxy.daemon
+        if daemon is not None:
+            daemon.reload_config = lambda: config
+            daemon.reload()
 
     def rejoin(self, name: str, primary: str) -> None:
         host = self.pg(name)

@@ -45,7 +45,7 @@ import sys
 import types
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from enum import IntEnum
+from enum import IntEnum, unique
 from typing import Final, NamedTuple
 
 from librt.vecs import vec
@@ -92,6 +92,7 @@ _U64: Final = (0, 0xFFFF_FFFF_FFFF_FFFF)
 _I64: Final = (-(1 << 63), (1 << 63) - 1)
 
 
+@unique
 class Machine(IntEnum):
     DAEMON = 0
     CLIENT = 1
@@ -105,6 +106,7 @@ class Machine(IntEnum):
     SIM = 9  # the simulator's own notes: faults injected, phases of a run
 
 
+@unique
 class Kind(IntEnum):
     """Record kinds.  Unknown values still decode (a Record holds plain ints)."""
 

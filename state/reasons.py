@@ -6,9 +6,10 @@ means the same thing whichever machine printed it.
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 
 
+@unique
 class Reason(IntEnum):
     NONE = 0
     STARTUP = 1
@@ -114,3 +115,5 @@ class Reason(IntEnum):
     FAULT_SLOW_END = 138
     SIM_WORKLOAD_STOP = 139
     SIM_END = 140
+    # A fault numbered after the SIM_ records (values never change: logs on disk carry them).
+    FAULT_ADD_HOST = 141
