@@ -152,7 +152,6 @@ class SessionEffects(ClientFields):
             # implicit COMMIT of a multi-statement query): take the server's word.
             self._server_applied(server, tracker.commit())
 
-
     def _role_changed(self, kind: Sql, value: str | None, default: bool) -> None:
         """A SET/RESET of pgdog.role that a server ran (its own placeholder setting accepts any
         value): the session's role changes as if the proxy had answered it."""
@@ -168,6 +167,7 @@ class SessionEffects(ClientFields):
             codes.INVALID_PARAMETER_VALUE,
             f'invalid value for parameter "pgdog.role": "{value}"; the session keeps its role',
             severity="WARNING", hint="Available values: primary, replica, auto."))
+
     def _server_applied(self, server: ServerSession, changes: list[tuple[str | None, str | None]]) -> None:
         """The server itself ran these changes: its settings moved with the client's."""
         applied = server.applied
