@@ -4,6 +4,9 @@ After every step (from the proxy's own event log, read as it is written, and
 from the fake servers' state):
 - every TRANSITION is in its machine's table and starts where the last one ended;
 - a banned host is given no new read checkouts; a write is never routed to a replica;
+- a host a reload added under require_healthcheck_on_discovery gets no read checkout before
+  it has answered a health check (counted by the fake server itself), unless every read host
+  was banned and the proxy lifted the bans rather than fail reads;
 - a server is only ever checked in to its pool with its backend idle (no open
   transaction, nothing unread, nothing in flight);
 - a replica never executes a write (the fake servers record any they refuse);
@@ -45,6 +48,7 @@ _UNBAN = int(Kind.UNBAN)
 _NOTE = int(Kind.NOTE)
 _DAEMON = int(Machine.DAEMON)
 _STARTUP = int(Reason.STARTUP)
+_UNBAN_ALL_BANNED = int(Reason.UNBAN_ALL_BANNED)
 
 
 class Invariants:
@@ -119,6 +123,8 @@ class Invariants:
             write = self._routes.pop(a, None)
             if write == 0 and ident in self._banned:
                 self.world.violation("banned-host", f"pool {ident} is banned but client {a} got a read checkout there")
+            if write == 0 and self.run.unchecked:
+                self._check_proven(ident, a)
             if write == 1:
                 self._check_write_target(ident, a)
         elif kind == _CHECKIN:
@@ -130,6 +136,12 @@ class Invariants:
         elif kind == _UNBAN:
             self.counts["unbans"] += 1
             self._banned.discard(ident)
+            if a == _UNBAN_ALL_BANNED and self.run.unchecked:
+                # Better an unchecked host than no host: the proxy's documented way out.
+                pool = self._pool(ident)
+                pg = self._pg_of(pool) if pool is not None else None
+                if pg is not None:
+                    self.run.unchecked.pop(pg.name, None)
         elif kind == _NOTE and machine == _DAEMON and a == _STARTUP:
             # A new incarnation of the proxy numbers its machines from 1 again.
             self.counts["restarts"] += 1
@@ -145,6 +157,17 @@ class Invariants:
             if pool.id == pool_id:
                 return pool
         return None
+
+    def _check_proven(self, pool_id: int, client_id: int) -> None:
+        pool = self._pool(pool_id)
+        pg = self._pg_of(pool) if pool is not None else None
+        if pg is None or pg.name not in self.run.unchecked:
+            return
+        if pg.database.stats.get("probe", 0) > self.run.unchecked[pg.name]:
+            del self.run.unchecked[pg.name]  # it answered a check since the reload
+            return
+        self.world.violation("unchecked-host", f"client {client_id} got a read checkout on {pg.name} (pool "
+                                               f"{pool_id}), added by a reload and not yet health-checked")
 
     def _check_write_target(self, pool_id: int, client_id: int) -> None:
         pool = self._pool(pool_id)

@@ -94,6 +94,13 @@ def _ignore_bans() -> list[tuple[Any, str, Any]]:
     return [(Cluster, "_compute_targets", compute_targets)]
 
 
+def _discovery_ignored() -> list[tuple[Any, str, Any]]:
+    def discovered(self: Cluster, now: float, pools: list[Any]) -> None:
+        return  # hosts a reload adds serve reads at once, checked or not
+
+    return [(Cluster, "discovered", discovered)]
+
+
 def _cancel_wrong_client() -> list[tuple[Any, str, Any]]:
     def cancel(self: Directory, now: float, pid: int, secret: bytes) -> None:
         # Key checked, then the wrong session cancelled: the next busy client after the owner.
@@ -120,6 +127,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
            ("banned-host",), _ignore_bans),
     Mutant("cancel_wrong_client", "a CancelRequest cancels another client's query", "cancel_race",
            ("cancel",), _cancel_wrong_client),
+    Mutant("discovery_ignored", "require_healthcheck_on_discovery does nothing: a host a reload adds serves reads "
+           "before any health check", "replica_added", ("unchecked-host",), _discovery_ignored),
 )}
 
 

@@ -136,6 +136,9 @@ class Run:
         self.world.after_step.append(self.invariants.step)
         self.faults_end = EPOCH
         self.primary_name = "pg0"
+        # Hosts a reload added under require_healthcheck_on_discovery that have not answered a
+        # health check since: name -> the host's count of answered `;` at the reload.
+        self.unchecked: dict[str, int] = {}
 
     def primary(self) -> PgHost | None:
         """The host that should hold every acknowledged commit: pg0, or the last one promoted."""
@@ -176,6 +179,8 @@ class Run:
         self.configured = [pg for pg in self.pgs if pg in self.configured or pg is host]
         config = proxy_config(self.sc, self.configured, self.world)
         self.config = self.proxy.config = config
+        if config.general.require_healthcheck_on_discovery:
+            self.unchecked[name] = host.database.stats.get("probe", 0)
         daemon = self.proxy.daemon
         if daemon is not None:
             daemon.reload_config = lambda: config
