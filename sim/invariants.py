@@ -148,6 +148,8 @@ class Invariants:
             self._states.clear()
             self._banned.clear()
             self._routes.clear()
+            # Its configuration is its first: no host in it is "added by a reload".
+            self.run.unchecked.clear()
 
     def _pool(self, pool_id: int) -> Any:
         daemon = self.run.proxy.daemon

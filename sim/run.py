@@ -179,7 +179,8 @@ class Run:
         self.configured = [pg for pg in self.pgs if pg in self.configured or pg is host]
         config = proxy_config(self.sc, self.configured, self.world)
         self.config = self.proxy.config = config
-        if config.general.require_healthcheck_on_discovery:
+        general = config.general
+        if general.require_healthcheck_on_discovery and general.ban_timeout > 0 and self.proxy.daemon is not None:
             self.unchecked[name] = host.database.stats.get("probe", 0)
         daemon = self.proxy.daemon
         if daemon is not None:

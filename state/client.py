@@ -40,9 +40,9 @@ from pgdog_ev.wire.startup import (
     startup_length,
 )
 from state.client_admin import AdminAnswers
-from state.client_effects import KNOWN_SETTINGS_LIMIT
+from state.client_effects import KNOWN_SETTINGS_LIMIT, ROLE_VALUES
 from state.client_routing import batch_shape
-from state.client_rw import NO_ROUTE, REQUEST_STARTS, ROLE_VALUES
+from state.client_rw import NO_ROUTE, REQUEST_STARTS
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
 from state.pool import PoolState

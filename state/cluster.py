@@ -333,6 +333,10 @@ class Cluster:
                 ban = self.bans.get(pool.id)
                 if ban is not None and ban.reason is Reason.BAN_DISCOVERY:
                     self.unban(now, pool, Reason.UNBAN_HEALTHCHECK)
+                    if not self.lag_ok.get(pool.id, True):
+                        # It answers, but the replication monitor already found it too far
+                        # behind (a replica still catching up): out for lag instead.
+                        self.ban(now, pool, Reason.BAN_LAG, "replication lag")
             if pool is self.primary and self.write_waiters:
                 self._dispatch_writes(now)
             return

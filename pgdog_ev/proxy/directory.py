@@ -157,14 +157,18 @@ class Directory:
                     if pool not in members:
                         members.append(pool)
                 cluster = self.clusters.get((name, user.name))
-                if cluster is None or cluster.closed:
+                fresh = cluster is None or cluster.closed
+                if fresh:
                     cluster = Cluster(self._next_cluster, user.name, name, members, config.general, self.log,
                                       self.scheduler, self.entropy)
                     self._next_cluster += 1
                 else:
                     cluster.set_pools(now, members, config.general)
                 cluster.start(now)
-                if reload and added:
+                if reload and added and not fresh:
+                    # A database or user the reload brings in is new as a whole: every host of it
+                    # is as unproven as every other, and banning them all would only be undone
+                    # by the first read (every host banned: the bans go).
                     cluster.discovered(now, added)
                 clusters[(name, user.name)] = cluster
                 pool = cluster.login_pool()

@@ -35,7 +35,8 @@ class ChannelError(ValueError):
 
 
 def encode(message: Message) -> bytes:
-    body = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # ASCII escapes: a string holding a lone surrogate (valid JSON: "\ud800") still encodes.
+    body = json.dumps(message, separators=(",", ":")).encode("ascii")
     return _LENGTH.pack(len(body)) + body
 
 
@@ -132,7 +133,7 @@ class Channel(Protocol):
                 log.exception("%s: cannot handle message %r; dropped", self.name, message.get("op"))
         if decoder.error is not None and not self._closed:
             log.error("%s: %s; closing the channel", self.name, decoder.error)
-            self.transport.abort()
+            self.transport.close()  # after the replies to the messages before the bad frame
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._closed:

@@ -584,7 +584,8 @@ def test_hosts_added_by_reload_wait_for_their_first_health_check(
     """require_healthcheck_on_discovery: a RELOAD adds a live replica and a host with nothing
     listening. Both are banned at once (BAN, new host); the live one is checked at once and joins
     the rotation (UNBAN, health check), long before any idle check is due; the dead one stays out
-    with no expiry, and reads never fail because of it."""
+    with no expiry, and reads never fail because of it. A database the same reload brings in is
+    new as a whole: none of its hosts is banned."""
     rs = shared
     old, added = rs.replicas
     entries = rs.databases()
@@ -606,11 +607,17 @@ def test_hosts_added_by_reload_wait_for_their_first_health_check(
     assert events(proxy, "ban") == []  # the hosts of the first configuration are not "discovered"
     t0 = time.monotonic()
     dead = {**by_port[old.port], "host": "127.0.0.1", "port": dead_port}
-    proxy.update(databases=[by_port[rs.primary.port], by_port[old.port], by_port[added.port], dead])
+    other = [{**by_port[port], "name": "app2"} for port in (rs.primary.port, old.port)]
+    users = cluster_users()
+    proxy.update(databases=[by_port[rs.primary.port], by_port[old.port], by_port[added.port], dead, *other],
+                 users=[*users, {**users[0], "database": "app2"}])
     poll(lambda: len(_pool_ids(proxy)) == 4, what="the reload's new pools")
     ids = _pool_ids(proxy)
     bans = {port: _ban_of(proxy, ids[port], poll, after=t0) for port in (added.port, dead_port)}
     assert {b.a for b in bans.values()} == {Reason.BAN_DISCOVERY}, bans
+    with admin_connect(proxy) as admin:
+        app2 = {int(r["id"]) for r in show(admin, "SHOW POOLS") if r["database"] == "app2"}
+    assert len(app2) == 2 and not [e for e in events(proxy, "ban") if e.id in app2]
     unban = _unban_of(proxy, ids[added.port], poll, after=t0)
     assert unban.a == Reason.UNBAN_HEALTHCHECK, unban
     with connect(proxy) as conn:

@@ -969,3 +969,16 @@ def test_manual_ban_of_a_discovered_host_outlasts_its_check() -> None:
     r.cluster.ban(r.now, new, Reason.BAN_MANUAL)
     checked(r, new)
     assert r.cluster.bans[R2].reason is Reason.BAN_MANUAL and r.unbans() == []
+
+
+def test_discovered_host_found_lagging_is_banned_for_lag_when_its_check_passes() -> None:
+    """A replica still catching up answers its check, but the monitor already judged its lag:
+    the discovery ban becomes a lag ban instead of letting it serve stale reads."""
+    r = Rig(THREE, require_healthcheck_on_discovery=True)
+    new = r.pools[2]
+    r.cluster.discovered(r.now, [new])
+    r.cluster.lag_ok[R2] = False
+    checked(r, new)
+    assert r.bans() == [(R2, Reason.BAN_DISCOVERY), (R2, Reason.BAN_LAG)]
+    assert r.unbans() == [(R2, Reason.UNBAN_HEALTHCHECK)]
+    assert r.cluster.bans[R2].reason is Reason.BAN_LAG

@@ -195,15 +195,15 @@ def test_garbage_stops_the_decoder_after_the_messages_before_it(frame: bytes) ->
 
 class _Transport:
     def __init__(self) -> None:
-        self.aborted = False
+        self.closed = False
 
-    def abort(self) -> None:
-        self.aborted = True
+    def close(self) -> None:
+        self.closed = True
 
 
 def test_a_message_its_handler_cannot_take_does_not_drop_the_next() -> None:
     """A handler raising on one message (a field missing) costs that message only; a bad frame
-    after good ones closes the channel once they are delivered."""
+    after good ones closes the channel (a close, not an abort: their replies still go out)."""
     got: list[str] = []
 
     def on_message(message: dict[str, Any]) -> None:
@@ -214,6 +214,13 @@ def test_a_message_its_handler_cannot_take_does_not_drop_the_next() -> None:
     transport = _Transport()
     channel.connection_made(transport)
     channel.data_received(memoryview(encode({"op": "cancel"}) + encode({"op": "cancel", "pid": 3})))
-    assert got == ["cancel", "cancel"] and not transport.aborted
+    assert got == ["cancel", "cancel"] and not transport.closed
     channel.data_received(memoryview(encode({"op": "last", "pid": 1}) + struct.pack(">I", 2) + b"[]"))
-    assert got == ["cancel", "cancel", "last"] and transport.aborted
+    assert got == ["cancel", "cancel", "last"] and transport.closed
+
+
+def test_a_lone_surrogate_crosses_the_channel() -> None:
+    """JSON allows "\\ud800"; the encoder must not fail on what the decoder accepts."""
+    frame = encode({"op": "answer", "text": "\ud800x"})
+    (message,) = Decoder().feed(frame)
+    assert message == {"op": "answer", "text": "\ud800x"} and encode(message) == frame
