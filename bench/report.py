@@ -27,6 +27,12 @@ TARGET_CELLS: tuple[tuple[str, str, int], ...] = (
 TPS_VS_PGBOUNCER_MIN = 1.0
 CPU_VS_PGBOUNCER_MAX = 1.15
 SPLIT_VS_PGBOUNCER_MIN = 0.95
+# The split's target row, then the same split with its replica entry on the primary's server: what
+# classifying and routing cost the proxy, apart from a second PostgreSQL sharing the two cores.
+SPLIT_TARGETS: tuple[tuple[str, str], ...] = (
+    ("pgdog-ev-split", "TPS pgdog-ev r/w split / PgBouncer"),
+    ("pgdog-ev-split-self", "TPS r/w split, replica entry on the primary / PgBouncer"),
+)
 EVENT_LOG_COST_MAX = 0.05
 RSS_PER_CLIENT_MAX = 4096
 IDLE_CLIENTS_GOAL = 10_000
@@ -141,15 +147,16 @@ def evaluate_targets(doc: dict[str, Any]) -> list[dict[str, Any]]:
         cpu = r["cpu_vs_pgbouncer"]
         add("proxy CPU/xact pgdog-ev / PgBouncer", where, cpu, f"<= {CPU_VS_PGBOUNCER_MAX:.2f}",
             cpu is not None and cpu <= CPU_VS_PGBOUNCER_MAX, _fmt_ratio(cpu), note)
-    for cell in doc.get("cells", []):
-        where = f"{cell_label(cell)}, {cell['clients']} clients"
-        split = cell.get("ratios", {}).get("pgdog-ev-split")
-        if split is not None:
-            v = split["tps_vs_pgbouncer"]
-            note = REFERENCE_FOOTNOTE if "pgbouncer" in cell.get("substitutes", {}) else ""
-            add("TPS pgdog-ev r/w split / PgBouncer", where, v, f">= {SPLIT_VS_PGBOUNCER_MIN:.2f}",
-                v is not None and v >= SPLIT_VS_PGBOUNCER_MIN, _fmt_ratio(v), note,
-                noise(cell, "pgdog-ev-split", "pgbouncer"))
+    for name, label in SPLIT_TARGETS:
+        for cell in doc.get("cells", []):
+            where = f"{cell_label(cell)}, {cell['clients']} clients"
+            split = cell.get("ratios", {}).get(name)
+            if split is not None:
+                v = split["tps_vs_pgbouncer"]
+                note = REFERENCE_FOOTNOTE if "pgbouncer" in cell.get("substitutes", {}) else ""
+                add(label, where, v, f">= {SPLIT_VS_PGBOUNCER_MIN:.2f}",
+                    v is not None and v >= SPLIT_VS_PGBOUNCER_MIN, _fmt_ratio(v), note,
+                    noise(cell, name, "pgbouncer"))
     for cell in doc.get("cells", []):
         med = cell.get("median", {})
         if "pgdog-ev-nolog" not in med:

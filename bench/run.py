@@ -96,6 +96,10 @@ def _split_cells(c: Cell) -> bool:
 class Variant:
     """A pgdog-ev configuration to measure: extra `[general]` settings, with or without the replica.
 
+    `replica_on_primary`: the replica entry names the primary's own server. Every query is still
+    classified and routed over two pools, but one PostgreSQL serves them, so the cell measures
+    what the split costs the proxy apart from what a second PostgreSQL on the same cores costs.
+
     `min_processes`: a variant that starts but runs fewer processes than this (a setting accepted
     but not acted on yet) is skipped with a note instead of measuring the default twice.
     """
@@ -104,6 +108,7 @@ class Variant:
     label: str
     general: dict[str, Any] = field(default_factory=dict)
     replica: bool = False
+    replica_on_primary: bool = False
     min_processes: int = 1
     cells: Callable[[Cell], bool] = lambda _cell: True
 
@@ -113,6 +118,8 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("pgdog-ev", "pgdog-ev", {"workers": 1}),
     Variant("pgdog-ev-nolog", "pgdog-ev, event log off", {"workers": 1, "event_log": ""}, cells=_nolog_cells),
     Variant("pgdog-ev-split", "pgdog-ev, r/w split", {"workers": 1}, replica=True, cells=_split_cells),
+    Variant("pgdog-ev-split-self", "pgdog-ev, r/w split, replica entry on the primary", {"workers": 1},
+            replica_on_primary=True, cells=_split_cells),
     Variant("pgdog-ev-workers2", "pgdog-ev, workers = 2", {"workers": 2}, min_processes=2),
 )
 
@@ -135,7 +142,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     },
     "tiny": {
         "seconds": 2, "rounds": 1, "scale": 1, "pool_size": 4, "cells": "S-simple-16,S-prepared-16",
-        "variants": "pgdog-ev,pgdog-ev-nolog,pgdog-ev-split", "rss_clients": "50", "sim_seeds": 0, "warmup": 0,
+        "variants": "pgdog-ev,pgdog-ev-nolog,pgdog-ev-split,pgdog-ev-split-self", "rss_clients": "50", "sim_seeds": 0, "warmup": 0,
         "sampling_rate": 1.0, "probe_seconds": 1, "relay_cells": "S-simple-16",
     },
 }  # fmt: skip
@@ -238,7 +245,9 @@ class Bench:
         assert self.primary is not None
         entry = {"name": DB, "database_name": DB, "host": "127.0.0.1"}
         databases = [{**entry, "port": self.primary.port, "role": "primary"}]
-        if variant.replica:
+        if variant.replica_on_primary:
+            databases.append({**entry, "port": self.primary.port, "role": "replica"})
+        elif variant.replica:
             assert self.replica is not None
             databases.append({**entry, "port": self.replica.port, "role": "replica"})
         general = {"default_pool_size": self.args.pool_size, "pooler_mode": "transaction", **variant.general}
@@ -264,7 +273,8 @@ class Bench:
             return
         self.targets[variant.name] = Target(
             variant.name, variant.label, "pgdog-ev", proxy.port, proxy.pid,
-            {"general": general, "replica": variant.replica, "processes": processes},
+            {"general": general, "replica": variant.replica, "replica_on_primary": variant.replica_on_primary,
+             "processes": processes},
         )
 
     def start_relay(self) -> None:

@@ -47,7 +47,7 @@ def check_results(doc: dict) -> None:
     assert [c["id"] for c in doc["cells"]] == ["S-simple-16", "S-prepared-16"]
     bouncer = find_pgbouncer() is not None
     for cell in doc["cells"]:
-        assert {"direct", "pgdog-ev", "pgdog-ev-split"} <= set(cell["targets"])
+        assert {"direct", "pgdog-ev", "pgdog-ev-split", "pgdog-ev-split-self"} <= set(cell["targets"])
         assert ("relay" in cell["targets"]) == (cell["id"] == "S-simple-16")
         assert ("pgbouncer" in cell["targets"]) == bouncer
         for name in cell["targets"]:
@@ -73,7 +73,13 @@ def check_results(doc: dict) -> None:
     assert idle["pgdog-ev"]["logged_in"] == 50 and idle["pgdog-ev"]["dropped"] == 0
     assert idle["pgdog-ev"]["rss_after"] >= idle["pgdog-ev"]["rss_before"] > 0
     assert ("pgbouncer" in idle) == bouncer
+    # The split measured apart from a second server: two entries, the replica's on the primary.
+    assert doc["targets"]["pgdog-ev-split-self"]["replica_on_primary"] is True
+    assert doc["targets"]["pgdog-ev-split"]["replica_on_primary"] is False
     checks = doc["target_checks"]
+    if bouncer:
+        assert {c["target"] for c in checks} >= {
+            "TPS pgdog-ev r/w split / PgBouncer", "TPS r/w split, replica entry on the primary / PgBouncer"}
     assert {c["result"] for c in checks} <= {"PASS", "MISS", "N/A"}
     assert any(c["target"].startswith("event log cost") and c["result"] != "N/A" for c in checks)
     assert any(c["target"] == "RSS per idle client" and c["result"] != "N/A" for c in checks)
