@@ -19,6 +19,7 @@ from pgdog_ev.wire import errors as codes
 from state.client_fields import ClientFields
 from state.events import Kind, Machine
 from state.reasons import Reason
+from state.settings_tracker import PROXY_SETTING
 
 if TYPE_CHECKING:
     from state.server import ServerSession
@@ -27,7 +28,7 @@ KNOWN_SETTINGS_LIMIT: Final = 10_000
 # The proxy's own setting: where this session's queries go. A query of its own SET/RESET of it is
 # answered by the proxy (client_rw); one that reached a server inside a longer text or through
 # the extended protocol takes effect here, once the server has run it.
-ROLE_SETTING: Final = "pgdog.role"
+ROLE_SETTING: Final = PROXY_SETTING
 ROLE_VALUES: Final = {"primary": "primary", "replica": "replica", "auto": None, "any": None, "default": None}
 # Statements whose lasting effect is a tracked session setting.
 SETTING_KINDS: Final = frozenset({Sql.SET, Sql.SET_DEFAULT, Sql.RESET, Sql.RESET_ALL, Sql.SET_CONFIG})
@@ -68,6 +69,20 @@ def characteristics(st: Statement) -> list[tuple[str, str]]:
 
 
 
+def roles_after(role: str | None, changes: list[tuple[str | None, str | None]], startup: str | None) -> str | None:
+    """The session's pgdog.role once ``changes`` (setting changes, in order) have taken effect:
+    RESET ALL and RESET go back to the startup role, a value the proxy does not know changes
+    nothing (it was warned about when set)."""
+    for name, value in changes:
+        if name is None or (name == ROLE_SETTING and value is None):
+            role = startup
+        elif name == ROLE_SETTING and value is not None:
+            key = value.strip().lower()
+            if key in ROLE_VALUES:
+                role = ROLE_VALUES[key]
+    return role
+
+
 class SessionEffects(ClientFields):
 
     def on_request_done(
@@ -92,10 +107,11 @@ class SessionEffects(ClientFields):
                     name = st.name.lower() if st.name else None
                     if name == ROLE_SETTING:
                         if not (kind is Sql.SET_CONFIG and "local" in st.flags):
-                            self._role_changed(kind, st.value, "default" in st.flags)
+                            self._role_set(server, kind, st.value, "default" in st.flags, in_txn)
                         continue  # the proxy's, not the server's: never replayed on other servers
                     if kind is Sql.RESET_ALL:
-                        self.role_override = self.startup_role
+                        if not in_txn:
+                            self.role_override = self.startup_role  # in a transaction: at COMMIT
                         name, value = None, None
                         reset |= set(self.settings.startup)
                     else:
@@ -120,7 +136,7 @@ class SessionEffects(ClientFields):
                     if aborted:
                         tracker.rollback()
                     else:
-                        self._server_applied(server, tracker.commit())
+                        self._committed(server)
                     in_txn = aborted = "chain" in st.flags
                 elif kind is Sql.ROLLBACK or kind is Sql.PREPARE_TRANSACTION:
                     tracker.rollback()
@@ -150,23 +166,40 @@ class SessionEffects(ClientFields):
         if status == b"I" and tracker.txn:
             # The transaction ended in a way the text did not show (e.g. an
             # implicit COMMIT of a multi-statement query): take the server's word.
-            self._server_applied(server, tracker.commit())
+            self._committed(server)
 
-    def _role_changed(self, kind: Sql, value: str | None, default: bool) -> None:
+    def _committed(self, server: ServerSession) -> None:
+        """The client's transaction committed on ``server``: its setting changes, pgdog.role's
+        among them, are the session's now."""
+        done = self._commit_settings()
+        self._server_applied(server, done)
+
+    def _commit_settings(self) -> list[tuple[str | None, str | None]]:
+        """The tracker's commit, plus what it leaves to the proxy: the role the transaction set."""
+        done = self.settings.commit()
+        self.role_override = roles_after(self.role_override, done, self.startup_role)
+        return done
+
+    def _role_set(self, server: ServerSession, kind: Sql, value: str | None, default: bool, in_txn: bool) -> None:
         """A SET/RESET of pgdog.role that a server ran (its own placeholder setting accepts any
-        value): the session's role changes as if the proxy had answered it."""
-        if kind is Sql.RESET or kind is Sql.SET_DEFAULT or default or value is None:
-            self.role_override = self.startup_role
+        value): the session's role changes as if the proxy had answered it, at once or, inside a
+        transaction, when it commits (a ROLLBACK undoes it, as it undoes any SET). The server
+        keeps a placeholder setting, which the next checkout of it resets (it is in ``applied``
+        and no client asks for it), so the next client does not see it."""
+        if kind is Sql.RESET or kind is Sql.SET_DEFAULT or default:
+            value = None
+        if value is not None and value.strip().lower() not in ROLE_VALUES:
+            self.errors += 1
+            self.io.send(be.notice_response(
+                codes.INVALID_PARAMETER_VALUE,
+                f'invalid value for parameter "pgdog.role": "{value}"; the session keeps its role',
+                severity="WARNING", hint="Available values: primary, replica, auto."))
+        change = (ROLE_SETTING, value)
+        if in_txn:
+            self.settings.change(ROLE_SETTING, value, True)
             return
-        key = value.strip().lower()
-        if key in ROLE_VALUES:
-            self.role_override = ROLE_VALUES[key]
-            return
-        self.errors += 1
-        self.io.send(be.notice_response(
-            codes.INVALID_PARAMETER_VALUE,
-            f'invalid value for parameter "pgdog.role": "{value}"; the session keeps its role',
-            severity="WARNING", hint="Available values: primary, replica, auto."))
+        self.role_override = roles_after(self.role_override, [change], self.startup_role)
+        self._server_applied(server, [change])
 
     def _server_applied(self, server: ServerSession, changes: list[tuple[str | None, str | None]]) -> None:
         """The server itself ran these changes: its settings moved with the client's."""

@@ -162,7 +162,7 @@ class LocalAnswers(MessageRouting):
         self._local_txn = None
         self._txn_role = None
         if commit:
-            self.settings.commit()
+            self._commit_settings()
             return be.command_complete("COMMIT")
         undone = self.settings.rollback()
         names = {name for name, _ in undone if name is not None}

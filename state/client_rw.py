@@ -33,7 +33,7 @@ from pgdog_ev.sql.route import Route, route
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
-from state.client_effects import ROLE_VALUES
+from state.client_effects import ROLE_SETTING, ROLE_VALUES, roles_after
 from state.client_local import LocalAnswers
 from state.client_routing import MEMO_LIMIT, decode_text
 from state.events import Kind, Machine
@@ -132,6 +132,9 @@ class ReadWriteSplit(LocalAnswers):
         if decided is not None and decided[2] is _HINT:
             return decided
         role = self.role_override
+        if self.settings.txn:
+            # A SET pgdog.role in the open transaction counts at once, as a SET does in PostgreSQL.
+            role = roles_after(role, self.settings.txn, self.startup_role)
         if role is not None:
             return role == "primary", role == "replica", _OVERRIDE
         if self.session_mode:
@@ -329,8 +332,9 @@ class ReadWriteSplit(LocalAnswers):
             return None  # the hot case: SELECT, INSERT... (SEt, REset and DIscard have t/s third)
         head = bytes(body[:256]).lower()
         if b"pgdog" not in head:  # SET/RESET pgdog.role names it near the start
-            if self.role_override is not None and RESETS_ALL.match(head):
-                self.role_override = self.startup_role  # RESET ALL / DISCARD ALL: back to the startup role
+            if self.role_override is not None and RESETS_ALL.match(head) and not self._in_transaction():
+                # RESET ALL / DISCARD ALL: back to the startup role (in a transaction, at COMMIT)
+                self.role_override = self.startup_role
             return None
         match = ROLE_STATEMENT.match(decode_text(bytes(body[:-1])))
         if match is None:
@@ -338,6 +342,7 @@ class ReadWriteSplit(LocalAnswers):
         verb, scope = match.group(1).upper(), (match.group(2) or "").upper()
         raw = next((g for g in match.group(3, 4, 5) if g is not None), None)
         value: str | None = None
+        key: str | None = None
         if verb == "SET":
             if raw is None:
                 return None  # SET pgdog.role with no value: let the server report the syntax error
@@ -355,5 +360,14 @@ class ReadWriteSplit(LocalAnswers):
                                           severity="WARNING") + be.command_complete("SET")
             self._txn_role = value
             return be.command_complete(verb)
-        self.role_override = value if verb == "SET" else self.startup_role
+        if self._in_transaction():
+            # Like any SET in a transaction block: the session's at COMMIT, undone by ROLLBACK.
+            self.settings.change(ROLE_SETTING, key, True)
+        else:
+            self.role_override = value if verb == "SET" else self.startup_role
         return be.command_complete(verb)
+
+    def _in_transaction(self) -> bool:
+        """In a transaction block: one the proxy began without a server, or the server's."""
+        server = self.server  # type: ignore[attr-defined]
+        return self._local_txn is not None or (server is not None and server.txn_status != b"I")

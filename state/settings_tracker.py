@@ -15,7 +15,13 @@ name None means RESET ALL.
 
 from __future__ import annotations
 
+from typing import Final
+
 Change = tuple[str | None, str | None]
+
+# The proxy's own setting: a change to it made inside a transaction waits in ``txn`` for COMMIT like
+# any other (the client acts on it then), but it is not a server setting to replay.
+PROXY_SETTING: Final = "pgdog.role"
 
 
 class SettingsTracker:
@@ -38,6 +44,8 @@ class SettingsTracker:
 
     def _apply(self, target: dict[str, str], change: Change) -> None:
         name, value = change
+        if name == PROXY_SETTING:
+            return  # held for COMMIT/ROLLBACK, never replayed
         if name is None:
             target.clear()
             target.update(self.startup)

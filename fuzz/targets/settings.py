@@ -18,7 +18,7 @@ from fuzz.source import ByteSource
 from pgdog_ev.sql.analysis import QueryCache
 from pgdog_ev.sql.guc_text import LIST_QUOTE_SETTINGS
 from pgdog_ev.sql.model import Kind, Statement
-from state.settings_tracker import SettingsTracker
+from state.settings_tracker import PROXY_SETTING, SettingsTracker
 
 # A name no built-in setting has: its value is stored verbatim.
 PLAIN_NAME = "pgdog_fuzz.value"
@@ -61,6 +61,8 @@ class TrackerModel:
         self.savepoints: list[tuple[str, dict[str, str]]] = []
 
     def change(self, name: str | None, value: str | None, in_txn: bool) -> None:
+        if name == PROXY_SETTING:
+            return  # pgdog.role is the proxy's own, never a session setting to replay
         target = self.current
         if name is None:
             target.clear()

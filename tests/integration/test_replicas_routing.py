@@ -470,6 +470,24 @@ def test_set_role_inside_a_longer_text_and_by_the_extended_protocol(
         assert _named(replica_set, _ports(conn, 9)) == {"primary": 3, "r1": 3, "r2": 3}
 
 
+def test_set_role_follows_its_transaction_and_leaves_no_placeholder(
+    replica_set: ReplicaSet, rr_in: ProxyProcess
+) -> None:
+    """A SET pgdog.role inside a transaction block counts if it commits, as any SET does; and the
+    placeholder setting the server keeps is reset before another client gets that server."""
+    with connect(rr_in) as conn, connect(rr_in) as other:
+        conn.execute("BEGIN; SET pgdog.role TO replica; ROLLBACK")
+        assert _named(replica_set, _ports(conn, 9)) == {"primary": 3, "r1": 3, "r2": 3}
+        conn.execute("BEGIN; SET pgdog.role TO replica; COMMIT")
+        assert set(_ports(conn, 6)) == replica_set.replica_ports
+        seen = _ports(other, 9, "SELECT coalesce(current_setting('pgdog.role', true), '') = ''")
+        assert all(seen), seen
+        conn.execute("BEGIN")
+        conn.execute("SET pgdog.role TO primary")
+        conn.execute("ROLLBACK")
+        assert set(_ports(conn, 6)) == replica_set.replica_ports
+
+
 def test_set_local_role_in_transaction(replica_set: ReplicaSet, rr_ex: ProxyProcess) -> None:
     """SET LOCAL pgdog.role inside BEGIN decides that transaction only."""
     primary = replica_set.primary.port

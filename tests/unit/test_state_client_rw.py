@@ -525,3 +525,99 @@ def test_invalid_role_that_a_server_accepted_warns_and_keeps_the_role() -> None:
     notices = [body for t, body in msgs if t == "N"]
     assert len(notices) == 1 and b'invalid value for parameter "pgdog.role": "nowhere"' in notices[0]
     assert tags(msgs) == ["SET"] and client.errors == 1
+
+
+# -- pgdog.role in a transaction block: the session's at COMMIT, undone by ROLLBACK ------------------
+
+
+def set_reply(*tags_and_status: str) -> bytes:
+    """CommandComplete for each tag, then ReadyForQuery with the last argument's status."""
+    *tag_list, status = tags_and_status
+    return b"".join(be.command_complete(t) for t in tag_list) + be.ready_for_query(status.encode())
+
+
+@pytest.mark.parametrize(("end", "expected"), [("ROLLBACK", None), ("COMMIT", "replica"), ("ABORT", None)])
+def test_role_set_in_a_transaction_text_follows_its_end(end: str, expected: str | None) -> None:
+    """PostgreSQL undoes a SET with its transaction: BEGIN; SET pgdog.role ...; ROLLBACK sent as
+    one text leaves the session's role as it was."""
+    r = RwRig()
+    client, driver = r.connect()
+    run_on_server(r, client, driver, fe.query(f"BEGIN; SET pgdog.role TO replica; {end}"),
+                  set_reply("BEGIN", "SET", "ROLLBACK" if end != "COMMIT" else "COMMIT", "I"))
+    assert client.role_override == expected
+    assert client.settings.txn == [] and "pgdog.role" not in client.settings.params
+
+
+@pytest.mark.parametrize(("end", "expected"), [("ROLLBACK", None), ("COMMIT", "replica")])
+def test_role_set_through_a_server_in_an_open_transaction_waits_for_its_end(end: str, expected: str | None) -> None:
+    """A SET pgdog.role that ran inside a transaction opened by an earlier request."""
+    r = RwRig()
+    client, driver = r.connect()
+    run_on_server(r, client, driver, fe.query("BEGIN; SELECT 1"),
+                  be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
+    server = client.server
+    assert server is not None
+    backend = r.backend(server)
+    driver.send(fe.query("SELECT 1; SET pgdog.role TO replica"))
+    backend.take()
+    backend.send(FakeBackend.result("SELECT 1", status=b"T")[:-6] + set_reply("SET", "T"))
+    driver.take()
+    assert client.role_override is None  # not yet: the transaction may still roll back
+    driver.send(fe.query(end))
+    backend.take()
+    backend.send(set_reply(end, "I"))
+    driver.take()
+    assert client.role_override == expected
+
+
+@pytest.mark.parametrize(("end", "expected"), [("ROLLBACK", None), ("COMMIT", "replica")])
+def test_role_set_in_a_transaction_the_proxy_began_follows_its_end(end: str, expected: str | None) -> None:
+    """BEGIN and the SET answered by the proxy, no server yet: the role counts for routing inside
+    the transaction at once, and for the session only if it commits."""
+    r = RwRig()
+    client, driver = r.connect()
+    local(driver, "BEGIN")
+    msgs = local(driver, "SET pgdog.role TO replica")
+    assert tags(msgs) == ["SET"] and ready_statuses(msgs) == [b"T"]
+    assert client.role_override is None
+    local(driver, end)
+    assert client.role_override == expected
+    driver.send(fe.query(INSERT))
+    assert last_route(r, client) == ((RD, True, OVERRIDE) if expected else (W, False, Reason.ROUTE_WRITE))
+
+
+def test_role_set_in_an_open_transaction_routes_its_first_statement() -> None:
+    """A SET in PostgreSQL takes effect at once inside its transaction: the first statement of
+    a transaction the proxy began goes where the pending role says."""
+    r = RwRig()
+    client, driver = r.connect()
+    local(driver, "BEGIN")
+    local(driver, "SET pgdog.role TO replica")
+    driver.send(fe.query("SELECT 1"))
+    assert last_route(r, client) == (RD, True, OVERRIDE)
+
+
+def test_reset_all_in_a_transaction_that_rolls_back_keeps_the_role() -> None:
+    r = RwRig()
+    client, driver = r.connect()
+    local(driver, "SET pgdog.role TO replica")
+    run_on_server(r, client, driver, fe.query("BEGIN; RESET ALL; ROLLBACK"),
+                  set_reply("BEGIN", "RESET", "ROLLBACK", "I"))
+    assert client.role_override == "replica"
+
+
+def test_role_placeholder_on_a_server_is_reset_for_the_next_client() -> None:
+    """The server keeps the placeholder pgdog.role a client's SET made: its next checkout resets
+    it, so the next client's SHOW pgdog.role does not see another session's role."""
+    r = RwRig()
+    client, driver = r.connect()
+    run_on_server(r, client, driver, fe.query("SELECT 1; SET pgdog.role TO replica"),
+                  FakeBackend.result("SELECT 1", status=b"I")[:-6] + set_reply("SET", "I"))
+    (server,) = [s for s in r.world.pool_io.opened if s.pool is r.replica]
+    assert client.server is None and server.applied.get("pgdog.role") == "replica"
+    other, other_driver = r.connect()
+    other_driver.send(fe.query("SHOW pgdog.role"))
+    assert other.server is server
+    sync, show = r.backend(server).take_queries()
+    assert 'RESET "pgdog.role"' in sync and show == "SHOW pgdog.role"
+    assert "pgdog.role" not in server.applied
