@@ -45,6 +45,7 @@ from state.reasons import Reason
 
 if TYPE_CHECKING:
     from pgdog_ev.workers.link import WorkerLink
+    from state.pool import PoolKey
 
 log = logging.getLogger("pgdog_ev")
 
@@ -78,6 +79,7 @@ class Daemon:
         events: EventLog | None = None,
         notifier: SystemdNotifier | None = None,
         worker: WorkerSlot | None = None,
+        settled_pools: set[PoolKey] | None = None,
     ) -> None:
         # The simulator passes its own reactor, entropy, header, event log and a silent notifier;
         # production takes the defaults, which read the real clock and environment.
@@ -105,7 +107,8 @@ class Daemon:
         if self.capture is not None:
             entropy = self.capture.entropy(entropy)
         self.entropy = entropy
-        self.directory = Directory(config, self.reactor, self.events, entropy)
+        # A worker the supervisor restarted hears which pools the daemon already ran (see Directory).
+        self.directory = Directory(config, self.reactor, self.events, entropy, settled=settled_pools)
         self.directory.capture = self.capture
         self.reload_error: str | None = None
         self.console = AdminConsole(self)

@@ -56,10 +56,36 @@ class Credentials:
             self.verifier = ScramVerifier.from_password(self.passwords[0], entropy(16))
 
 
-class Directory:
-    """The proxy's registry of pools and clients."""
+def cluster_hosts(hosts: list[DatabaseEntry]) -> list[DatabaseEntry]:
+    """The hosts of the first shard (sharding routes across shards in its own layer)."""
+    shard = min(entry.shard for entry in hosts)
+    return [entry for entry in hosts if entry.shard == shard]
 
-    def __init__(self, config: Config, reactor: Reactor, log_: EventLog, entropy: Callable[[int], bytes]) -> None:
+
+def pool_keys(config: Config) -> set[PoolKey]:
+    """The key of every pool ``config`` makes. The supervisor keeps those its workers have had
+    since the start (see Directory's ``settled``)."""
+    keys: set[PoolKey] = set()
+    for name in config.database_names():
+        for entry in cluster_hosts(list(config.hosts(name))):
+            for user in config.users_for(name):
+                keys.add(PoolKey(user.name, name, entry.host, entry.port, entry.shard, entry.role))
+    return keys
+
+
+class Directory:
+    """The proxy's registry of pools and clients.
+
+    ``settled``: for a worker the supervisor restarts, the pools the daemon has run since its
+    start. The worker's first configuration is then taken as a reload of those: a host a reload
+    added while the worker was away is still "discovered" (require_healthcheck_on_discovery) in
+    the new process, as it was in the others when it came.
+    """
+
+    def __init__(
+        self, config: Config, reactor: Reactor, log_: EventLog, entropy: Callable[[int], bytes],
+        settled: set[PoolKey] | None = None,
+    ) -> None:
         self.reactor = reactor
         self.log = log_
         self.entropy = entropy
@@ -98,15 +124,10 @@ class Directory:
         # SSLContexts for new connections. A bad TLS file is a ConfigError here, at start.
         self.tls: TlsContexts = build_tls(config.general, config.config_path)
         self._applied = False
+        self._settled = settled
         self.apply(config)
 
     # -- building ---------------------------------------------------------------
-
-    @staticmethod
-    def _cluster_hosts(hosts: list[DatabaseEntry]) -> list[DatabaseEntry]:
-        """The hosts of the first shard (sharding routes across shards in its own layer)."""
-        shard = min(entry.shard for entry in hosts)
-        return [entry for entry in hosts if entry.shard == shard]
 
     def _credentials_for(self, user: UserEntry) -> Credentials:
         key = (user.name, user.database)
@@ -128,13 +149,16 @@ class Directory:
         # first configuration are simply the hosts.
         reload = self._applied
         self._applied = True
+        settled = None if reload else self._settled
+        self._settled = None
+        settled_clusters = {(key.database, key.user) for key in settled} if settled is not None else set()
         self.config = config
         auth_type = config.general.auth_type
         wanted: dict[PoolKey, Pool] = {}
         logins: dict[tuple[str, str], Login] = {}
         clusters: dict[tuple[str, str], Cluster] = {}
         for name in config.database_names():
-            hosts = self._cluster_hosts(list(config.hosts(name)))
+            hosts = cluster_hosts(list(config.hosts(name)))
             for user in config.users_for(name):
                 members: list[Pool] = []
                 added: list[Pool] = []
@@ -170,6 +194,10 @@ class Directory:
                     # is as unproven as every other, and banning them all would only be undone
                     # by the first read (every host banned: the bans go).
                     cluster.discovered(now, added)
+                elif settled is not None and added and (name, user.name) in settled_clusters:
+                    # A restarted worker: the hosts the daemon ran before are known, the others
+                    # came with a reload since its start.
+                    cluster.discovered(now, [p for p in added if p.key not in settled])
                 clusters[(name, user.name)] = cluster
                 pool = cluster.login_pool()
                 creds = self._credentials_for(user)

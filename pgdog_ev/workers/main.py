@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from loop.reactor import Reactor
 from loop.sockets import SystemSockets
 from pgdog_ev.config import ConfigError
 from pgdog_ev.sdnotify import SystemdNotifier
+
+if TYPE_CHECKING:
+    from state.pool import PoolKey
 
 log = logging.getLogger("pgdog_ev")
 
@@ -44,6 +49,20 @@ class InheritedListener(SystemSockets):
         return sock
 
 
+def read_settled(fd: int) -> set[PoolKey] | None:
+    """The pools the daemon ran before this worker was restarted, as the supervisor wrote them
+    (see Directory). Unreadable, they are None: the worker then starts as at the daemon's start."""
+    from state.pool import PoolKey
+
+    try:
+        with os.fdopen(fd, "rb") as f:
+            rows = json.loads(f.read())
+        return {PoolKey(str(u), str(d), str(h), int(p), int(s), str(r)) for u, d, h, p, s, r in rows}
+    except (OSError, ValueError, TypeError) as exc:
+        log.error("the pools known before this restart could not be read (%s): every host counts as known", exc)
+        return None
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pgdog-ev worker", description="one worker process (started by the supervisor)")
     p.add_argument("--index", type=int, required=True)
@@ -51,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--channel-fd", type=int, required=True)
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--listen-fd", type=int)
+    p.add_argument("--settled-fd", type=int)
     p.add_argument("-c", "--config")
     p.add_argument("-u", "--users")
     p.add_argument("-d", "--database-url", action="append", default=[])
@@ -89,7 +109,8 @@ def worker_main(argv: Sequence[str]) -> int:
     try:
         # Only the supervisor talks to systemd (NotifyAccess=main): a worker's notifier is silent.
         daemon = Daemon(config, reload_config=reload, reactor=reactor,  # type: ignore[arg-type]
-                        notifier=SystemdNotifier(None, pid=os.getpid()), worker=slot)
+                        notifier=SystemdNotifier(None, pid=os.getpid()), worker=slot,
+                        settled_pools=read_settled(args.settled_fd) if args.settled_fd is not None else None)
     except ConfigError as exc:
         print(f"pgdog-ev: worker {args.index}: configuration error: {exc}", file=sys.stderr)
         return 2

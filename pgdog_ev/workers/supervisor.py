@@ -22,6 +22,7 @@ spreads new connections over them. The supervisor itself serves no client. It
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -45,6 +46,7 @@ from pgdog_ev.metrics.endpoints import Endpoints
 from pgdog_ev.metrics.exposition import render
 from pgdog_ev.metrics.http import Later, Request, Response
 from pgdog_ev.metrics.merge import Family, MergedCollector, families_to_json, merge_families
+from pgdog_ev.proxy.directory import pool_keys
 from pgdog_ev.sdnotify import SystemdNotifier
 from pgdog_ev.workers.channel import Channel, Message
 
@@ -169,6 +171,10 @@ class Supervisor:
         self._next_gather = 1
         self._kill_timer: TimerHandle | None = None
         self._process = ProcessCollector(registry=None)
+        # The pools every worker has run since the start: a reload keeps those it still names. A
+        # restarted worker is told them, so that the hosts reloads added since are "discovered" in
+        # it too (require_healthcheck_on_discovery), as they were in the others.
+        self._settled = pool_keys(config)
 
     # -- running --------------------------------------------------------------------------
 
@@ -220,6 +226,10 @@ class Supervisor:
         if self._listening is not None:
             argv += ["--listen-fd", str(self._listening.fileno())]
             fds.append(self._listening.fileno())
+        settled = self._settled_fd() if worker.restarts else None
+        if settled is not None:
+            argv += ["--settled-fd", str(settled)]
+            fds.append(settled)
         argv += self.config_args
         try:
             proc = subprocess.Popen(argv, pass_fds=fds, env=self.env, stdin=subprocess.DEVNULL)
@@ -231,6 +241,8 @@ class Supervisor:
             return
         finally:
             child.close()
+            if settled is not None:
+                os.close(settled)
         worker.proc = proc
         worker.pid = proc.pid
         worker.state = "starting"
@@ -241,6 +253,21 @@ class Supervisor:
         worker.channel = channel
         self.reactor.transport(parent, channel)
         log.debug("worker %d started (pid %d)", worker.index, proc.pid, extra={"worker": worker.index})
+
+    def _settled_fd(self) -> int | None:
+        """An anonymous file holding the settled pools' keys, read by the restarted worker at its
+        start (a file, not an argument or the environment: a large configuration's keys can
+        exceed their size limits)."""
+        rows = sorted([k.user, k.database, k.host, k.port, k.shard, k.role] for k in self._settled)
+        try:
+            fd = os.memfd_create("pgdog-ev-settled-pools")
+        except OSError as exc:
+            log.error("cannot pass the settled pools to a restarted worker: %s", exc)
+            return None
+        with os.fdopen(fd, "wb", closefd=False) as f:
+            f.write(json.dumps(rows).encode())
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
 
     def _on_child_signal(self, signum: int) -> None:
         self._reap()
@@ -500,6 +527,7 @@ class Supervisor:
 
             setup_logging(general.log_level, general.log_format)
         self.config = dataclasses.replace(config, general=general)
+        self._settled &= pool_keys(config)
 
     def _on_stop_signal(self, signum: int) -> None:
         if self.stopping:

@@ -278,6 +278,48 @@ def test_set_and_sighup_reach_every_worker(pg: PgServer, proxy_factory, poll) ->
         assert only(show(admin, "SHOW DATABASES"), name=APP_DB)["pool_size"] == 6
 
 
+def test_a_restarted_worker_keeps_a_host_a_reload_added_banned_until_checked(pg: PgServer, proxy_factory,
+                                                                             poll) -> None:
+    """require_healthcheck_on_discovery: a host a reload added (a port with nothing listening)
+    stays banned in every worker until a health check passes, with no expiry. A worker restarted
+    after that reload bans it too, from its first configuration: the supervisor tells it which
+    hosts the daemon ran before; the first configuration's hosts serve at once."""
+    primary = app_database(pg)
+    replica = {**primary, "role": "replica"}  # the same server, so that the cluster has two hosts
+    dead_port = free_port()
+    dead = {**replica, "host": "127.0.0.1", "port": dead_port}
+    proxy = proxy_factory(general=_general(require_healthcheck_on_discovery=True, idle_healthcheck_delay=0),
+                          databases=[primary, replica], users=[app_user()],
+                          env={"PGDOG_ADMIN_PASSWORD": ADMIN_PASSWORD})
+    _wait_ready(proxy)
+    proxy.update(databases=[primary, replica, dead])
+    poll(lambda: "reload: all 2 workers reloaded" in proxy.log_text(), what="reload logged")
+    with admin_on(proxy, 0) as admin:
+
+        def bans() -> list[tuple[int, int, str]]:
+            return sorted((r["worker"], r["port"], r["ban_reason"]) for r in show(admin, "SHOW BANS"))
+
+        discovery = [(w, dead_port, "new host, not yet checked") for w in range(WORKERS)]
+        poll(lambda: bans() == discovery, what="the added host banned in both workers")
+        pid = only(_workers(admin), worker=1)["pid"]
+        os.kill(pid, signal.SIGKILL)
+
+        def restarted() -> bool:
+            row = only(_workers(admin), worker=1)
+            return row["state"] == "up" and row["pid"] != pid
+
+        poll(restarted, timeout=15, what="worker 1 restarted")
+        assert bans() == discovery, bans()
+    # The restarted worker serves from the first configuration's hosts.
+    conns = clients_on_every_worker(proxy)
+    try:
+        for conn in conns:
+            assert conn.execute("SELECT inet_server_port()").fetchone() == (pg.port,)
+    finally:
+        for conn in conns:
+            conn.close()
+
+
 class FakeSystemd:
     """NOTIFY_SOCKET's receiving end: the datagrams, as dicts of KEY=VALUE lines."""
 
