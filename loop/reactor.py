@@ -226,12 +226,11 @@ class Reactor:
                 if wait is None or until < wait:
                     wait = until
         events = self._poller.poll(wait)
-        handle_exception = self.handle_exception
         for handler, ev in events:
             try:
                 handler.on_events(ev)
             except Exception as exc:
-                handle_exception(exc, f"IO handler {handler!r}")
+                self.handle_exception(exc, f"IO handler {handler!r}")
 
         if timers:
             if recorder is not None:
@@ -247,7 +246,7 @@ class Reactor:
                 try:
                     callback(*handle.args)  # type: ignore[misc]
                 except Exception as exc:
-                    handle_exception(exc, f"timer {callback!r}")
+                    self.handle_exception(exc, f"timer {callback!r}")
 
         ready = self._ready
         if ready:
@@ -261,7 +260,7 @@ class Reactor:
                 try:
                     callback(*args)
                 except Exception as exc:
-                    handle_exception(exc, f"callback {callback!r}")
+                    self.handle_exception(exc, f"callback {callback!r}")
 
         dirty = self._dirty
         if dirty:
@@ -274,7 +273,7 @@ class Reactor:
                 try:
                     transport.flush()
                 except Exception as exc:
-                    handle_exception(exc, f"flush {transport!r}")
+                    self.handle_exception(exc, f"flush {transport!r}")
             dirty.clear()
 
     def run_forever(self) -> None:

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 IOV_CAP: Final = 64
 DEFAULT_HIGH_WATER: Final = 256 * 1024
 
-_MSG_NOSIGNAL: Final[int] = getattr(socket, "MSG_NOSIGNAL", 0)
+# Typed Any so that compiled code keeps it as the object it is: as an int, it was boxed anew
+# (16384 is no cached small int) for every send.
+_MSG_NOSIGNAL: Final[Any] = getattr(socket, "MSG_NOSIGNAL", 0)
 
 Buffer = bytes | bytearray | memoryview
 

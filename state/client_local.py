@@ -61,7 +61,7 @@ class LocalAnswers(MessageRouting):
             # a server to forward them would hold it until the client's next request.
             return True
         if mtype == fe.PARSE and self.rename:
-            if body[:1] == b"\0":
+            if len(body) > 0 and body[0] == 0:
                 return False  # the unnamed statement (its name is the empty first string)
             parse = fe.parse_parse(body)
             if not parse.name:

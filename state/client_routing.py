@@ -37,7 +37,7 @@ _PARSE: Final = fe.PARSE
 _BIND: Final = fe.BIND
 _DESCRIBE: Final = fe.DESCRIBE
 _EXECUTE: Final = fe.EXECUTE
-_SYNC_MESSAGE: Final = fe.sync()
+_SYNC: Final = fe.SYNC
 
 
 # batch_shape copies what follows the first message (Bind, Describe, Execute, Sync) to read it as
@@ -58,7 +58,7 @@ def batch_shape(data: memoryview, max_len: int) -> int:
         return -1
     limit = max_len + 4
     first = data[0]
-    length = int.from_bytes(data[1:5], "big")
+    length = (data[1] << 24) | (data[2] << 16) | (data[3] << 8) | data[4]  # no slice, no int object
     if length < 4 or length > limit:
         return -1
     first_end = 1 + length
@@ -93,7 +93,7 @@ def batch_shape(data: memoryview, max_len: int) -> int:
     if length < 4 or length > limit:
         return -1
     pos += 1 + length
-    if pos + 5 != n or rest[pos:] != _SYNC_MESSAGE:
+    if pos + 5 != n or rest[pos] != _SYNC or u32_at(rest, pos + 1) != 4:  # Sync, in place
         return -1
     return first_end
 
@@ -214,7 +214,7 @@ class MessageRouting(SessionEffects):
                 self._segment.append(analysis)
 
     def _parse(self, server: ServerSession, msg: bytes, body: memoryview) -> None:
-        if body[:1] == b"\0" and self._parse_unnamed(msg):
+        if len(body) > 0 and body[0] == 0 and self._parse_unnamed(msg):
             if self.rename:
                 server.forward_completion(msg)
             else:
@@ -251,8 +251,9 @@ class MessageRouting(SessionEffects):
             return False
         if len(msg) != end + 3 + 4 * ((msg[end + 1] << 8) | msg[end + 2]):
             return False
-        sql = msg[6:end]
-        if sql != self._unnamed_sql:
+        memo = self._unnamed_sql
+        if end - 6 != len(memo) or not msg.startswith(memo, 6):  # compared in place: no slice
+            sql = msg[6:end]
             try:
                 text = sql.decode("utf-8")
             except UnicodeDecodeError:

@@ -214,10 +214,12 @@ class ReadWriteSplit(LocalAnswers):
             # name NUL sql NUL ...: only the text matters here.
             raw = bytes(body)
             start = raw.index(0) + 1
-            sql = raw[start : raw.index(0, start)]
-            if sql == self._route_memo_text:
+            memo = self._route_memo_text
+            if raw.startswith(memo, start) and raw.find(0, start) == start + len(memo):  # in place
                 found = self._route_memo
+                sql = memo
             else:
+                sql = raw[start : raw.index(0, start)]
                 found = route(decode_text(sql))
                 self._remember_route(sql, found)
             if found.reason == "transaction control":
@@ -246,8 +248,9 @@ class ReadWriteSplit(LocalAnswers):
         else:
             return NO_OPINION
         if found.hint is not None:
-            return found.hint == "primary", found.hint == "replica", Reason.ROUTE_HINT
-        return (True, False, Reason.ROUTE_WRITE) if found.write else (False, False, Reason.ROUTE_READ)
+            return found.hint == "primary", found.hint == "replica", _HINT
+        # (The module's constants: Reason.X read through the enum class is a lookup, and more.)
+        return _WRITE if found.write else _READ
 
     def _remember_route(self, raw: bytes, found: Route) -> None:
         """The last text routed, per client: clients repeat texts (pgbench, ORMs, pools of

@@ -92,6 +92,19 @@ _U64: Final = (0, 0xFFFF_FFFF_FFFF_FFFF)
 _I64: Final = (-(1 << 63), (1 << 63) - 1)
 
 
+def ns_of(now: float) -> int:
+    """``round(now * 1e9)`` (half to even), in arithmetic compiled code does natively: round()
+    looked float.__round__ up and made two objects for every new clock reading."""
+    x = now * 1e9
+    n = int(x)
+    if x < n:
+        n -= 1  # floor
+    frac = x - n
+    if frac > 0.5 or (frac == 0.5 and n & 1):
+        n += 1
+    return n
+
+
 @unique
 class Machine(IntEnum):
     DAEMON = 0
@@ -243,7 +256,7 @@ class EventLog:
         # assignment) or stored (interpreted: OverflowError); the slow path rewrites the record.
         try:
             if now != self._now:
-                self._ns = round(now * 1e9)
+                self._ns = ns_of(now)
                 self._now = now
             if not self._words:
                 self._pack(self._buf, (seq % self._cap) * 48, seq, self._ns, kind, machine, id, frm, to, a, b)
@@ -284,12 +297,12 @@ class EventLog:
         """A record the fast path cannot store as given: a value out of its field's range or not
         an int (clamped and counted), or one only the struct form takes (a u64 id >= 2**63)."""
         try:
-            ns = round(now * 1e9)
+            ns = ns_of(now)
             packed = RECORD.pack(seq, ns, kind, machine, id, frm, to, a, b)
         except (struct.error, TypeError, ValueError, OverflowError):
             self.clamped += 1
             try:
-                ns = round(now * 1e9)
+                ns = ns_of(now)
             except (TypeError, ValueError, OverflowError):
                 ns = 0
             packed = RECORD.pack(

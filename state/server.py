@@ -409,8 +409,11 @@ class ServerSession:
         nothing to remember: the only ones awaited for it answer the client's own unnamed Parse
         or Close (an extended-protocol batch), which ReadyForQuery's bookkeeping drops alike
         whether they came or not."""
+        expect = self._expect
+        if not expect:
+            return True  # iterating even an empty deque makes an iterator object
         seen = self._rfq_seen
-        for kind, name, segment in self._expect:
+        for kind, name, segment in expect:
             if segment == seen and (kind != EXPECT_FORWARD or name):
                 return False
         return True

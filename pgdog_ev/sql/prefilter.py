@@ -120,11 +120,17 @@ def _mentions_function_hint(text: str, lowered: str) -> bool:
 def needs_parse(text: str) -> bool:
     """False only if no statement in ``text`` can be anything but OTHER."""
     start, end = leading_word(text)
-    keyword = text[start:end].lower() if end > start else first_keyword(text)
+    # One lower-cased copy serves the keyword, the function hint and the body words of every
+    # statement. Its indices are the text's unless lower-casing lengthened a character.
+    lowered = text.lower()
+    if end <= start:
+        keyword = first_keyword(text)
+    elif len(lowered) == len(text):
+        keyword = lowered[start:end]
+    else:
+        keyword = text[start:end].lower()
     if keyword in _ALWAYS:
         return True
-    # One lower-cased copy serves the function hint and the body words of every statement.
-    lowered = text.lower()
     if _mentions_function_hint(text, lowered):
         return True
     words = _BODY_WORDS.get(keyword)

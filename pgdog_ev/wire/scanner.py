@@ -157,7 +157,8 @@ class MessageScanner:
         if n >= 5 and not self._remaining and not self._hdr and table[data[0]] == BODY:
             # Exactly one whole message read in full (a client's Query, most often): what the
             # loop below would do for it, without the loop.
-            length = int.from_bytes(data[1:5], "big")
+            # Four index reads: int.from_bytes of a slice made a view, a bound method and an int.
+            length = (data[1] << 24) | (data[2] << 16) | (data[3] << 8) | data[4]
             if length + 1 == n and 4 <= length <= self.max_len + 4:
                 self._type = data[0]
                 self.on_message(data[0], data[5:])

@@ -21,6 +21,7 @@ from state.events import (
     Record,
     decode_records,
     encode_records,
+    ns_of,
 )
 
 
@@ -233,3 +234,14 @@ def test_header_errors():
     junk = b"{not json"
     with pytest.raises(ValueError, match="corrupt"):
         LogHeader.decode(HEADER_MAGIC + struct.pack("<I", len(junk)) + junk)
+
+
+@settings(max_examples=2000)
+@given(st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12),
+    st.integers(min_value=-10**9, max_value=10**9).map(lambda k: k / 2e9),  # exact halves of a ns
+    st.integers(min_value=0, max_value=10**12),
+))
+def test_ns_of_is_round_half_even(now: float) -> None:
+    """The clock reading's nanoseconds as round(now * 1e9) gives them, compiled or not."""
+    assert ns_of(now) == round(now * 1e9)
