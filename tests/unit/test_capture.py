@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from loop.clock import ManualClock, SampledClock
-from loop.poller import EventHandler
 from loop.reactor import Reactor
 from loop.timers import TimerHeap
 from pgdog_ev.capture.format import (
@@ -40,22 +39,14 @@ from pgdog_ev.wire.startup import startup_length
 from state.client import ClientState
 from state.events import Kind, Machine
 from state.reasons import Reason
+from tests.unit.idle_poller import IdlePoller
 
 PASSWORD = "s3cret-Pa55"
 SSL_REQUEST = struct.pack(">II", 8, 80877103)
 
 
-class _Poller:
-    def register(self, fd: int, events: int, handler: EventHandler) -> None: ...
-    def modify(self, fd: int, events: int, handler: EventHandler) -> None: ...
-    def unregister(self, fd: int) -> None: ...
-    def poll(self, timeout: float | None) -> list[tuple[EventHandler, int]]:
-        return []
-    def close(self) -> None: ...
-
-
 def _reactor(t: float = 100.0) -> Reactor:
-    return Reactor(clock=ManualClock(t), poller=_Poller())
+    return Reactor(clock=ManualClock(t), poller=IdlePoller())
 
 
 def _startup(user: str = "alice", database: str = "app") -> bytes:

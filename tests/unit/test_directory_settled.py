@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from loop.clock import ManualClock
-from loop.poller import EventHandler
 from loop.reactor import Reactor
 from pgdog_ev.config import Config, load_config
 from pgdog_ev.daemon import Daemon
@@ -16,15 +15,7 @@ from pgdog_ev.proxy.directory import pool_keys
 from pgdog_ev.sdnotify import SystemdNotifier
 from state.pool import PoolKey
 from state.reasons import Reason
-
-
-class _Poller:
-    def register(self, fd: int, events: int, handler: EventHandler) -> None: ...
-    def modify(self, fd: int, events: int, handler: EventHandler) -> None: ...
-    def unregister(self, fd: int) -> None: ...
-    def poll(self, timeout: float | None) -> list[tuple[EventHandler, int]]:
-        return []
-    def close(self) -> None: ...
+from tests.unit.idle_poller import IdlePoller
 
 
 def _config(tmp_path: Path, replica_ports: list[int], discovery: bool = True, extra_db: bool = False) -> Config:
@@ -54,7 +45,7 @@ def _bans(daemon: Daemon) -> dict[tuple[str, int], Reason]:
 
 
 def _daemon(config: Config, settled: set[PoolKey] | None) -> Daemon:
-    return Daemon(config, reactor=Reactor(clock=ManualClock(100.0), poller=_Poller()),
+    return Daemon(config, reactor=Reactor(clock=ManualClock(100.0), poller=IdlePoller()),
                   notifier=SystemdNotifier(None, pid=0), settled_pools=settled)
 
 
