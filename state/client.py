@@ -165,6 +165,7 @@ class ClientSession(AdminAnswers):
         "_memo",
         "_memo_text",
         "_now",
+        "_parse_checked",
         "_read_guard",
         "_ready_at",
         "_refused",
@@ -306,6 +307,8 @@ class ClientSession(AdminAnswers):
         self._refused: tuple[str, str] = (codes.CONNECTION_FAILURE, "no server")
         # An error answered part of an extended-protocol batch: drop until Sync.
         self._skip_to_sync = False
+        # The Parse on its way to a server was judged under session_state = "refuse" already.
+        self._parse_checked = False
         # Transaction-mode session state (see on_request_done).
         self.settings = SettingsTracker({})
         self.rename = False
@@ -810,7 +813,8 @@ class ClientSession(AdminAnswers):
             scanner._suspended = False
             return first_end
         server = self.server
-        if server is None or self.state is not _ACTIVE:
+        if server is None or self.state is not _ACTIVE or self._skip_to_sync:
+            # (Refused at its Parse: the rest is read to be dropped, up to the Sync.)
             return first_end + scanner.feed(data[first_end:])
         # The first message left the server unsynced, so a read guard (r/w split) would look at
         # none of the rest: only a request that starts after a Sync may be routed elsewhere.
@@ -867,6 +871,13 @@ class ClientSession(AdminAnswers):
                 # The routed request itself: what comes after it is checked.
                 self._guard_pending = False
                 self._read_guard = True
+            if self._skip_to_sync:
+                # A Parse refused while this server was held (session_state = "refuse"): the rest
+                # of its batch goes nowhere, and its Sync is answered with the server's status.
+                if mtype == fe.SYNC:
+                    self._skip_to_sync = False
+                    self.io.send(be.ready_for_query(server.txn_status))
+                return
             self._to_server(now, server, mtype, body)
             return
         if self._skip_to_sync:
@@ -1025,6 +1036,7 @@ class ClientSession(AdminAnswers):
     def _fail_message(self, mtype: int) -> None:
         """Answer one held message of a request that got no server."""
         assert self._fail is not None
+        self._parse_checked = False  # a Parse judged for a server it never got
         error = be.error_response(*self._fail)
         if mtype in (fe.QUERY, fe.FUNCTION_CALL):
             self.io.send(error + be.ready_for_query(self._local_status()))

@@ -159,6 +159,16 @@ class MessageRouting(SessionEffects):
             server.unsynced = True
             server.io.send(msg)
         elif mtype == fe.PARSE:
+            if self._parse_checked:
+                self._parse_checked = False  # judged without a server, just before the checkout
+            elif not server.unsynced and not server.owed:
+                # The first message of a batch, everything before it answered: a refusal can
+                # take its place. (Behind requests in flight the session is pinned instead.)
+                refusal = self._parse_refusal(body)
+                if refusal is not None:
+                    self.io.send(refusal)
+                    self._skip_to_sync = True
+                    return
             server.unsynced = True
             server.pool.stats.client_parse_count += 1
             self._parse(server, msg, body)
@@ -344,6 +354,18 @@ class MessageRouting(SessionEffects):
         else:
             return False  # a SQL-level statement of its own: the server decides
         return True
+
+    def _parse_refusal(self, body: memoryview) -> bytes | None:
+        """session_state = "refuse" for a statement sent with the extended protocol (JDBC,
+        ``prepare=True``): refused at its Parse, as its Query would be."""
+        pool = self.pool
+        if pool is None or pool.settings.session_state != "refuse":
+            return None
+        try:
+            sql = fe.parse_parse(body).sql
+        except (codes.ProtocolViolation, ValueError):
+            return None  # malformed: the server says what is wrong with it
+        return self._refusal(analyze(sql))
 
     def _refusal(self, analysis: Analysis) -> bytes | None:
         """With session_state = "refuse", session state the proxy cannot carry is an error."""

@@ -639,11 +639,19 @@ def test_session_state_refuse(pg, proxy_factory):
     )
     with connect(proxy) as conn:
         for sql in ("LISTEN refused_channel", "SELECT pg_advisory_lock(1)", "CREATE TEMP TABLE t (v int)"):
-            with pytest.raises(psycopg.errors.FeatureNotSupported) as ei:
-                conn.execute(sql)
-            assert ei.value.sqlstate == "0A000", sql
-            assert conn.info.transaction_status == IDLE
-            assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
+            # As a Query, and prepared with the extended protocol (as JDBC sends everything).
+            for prepare in (False, True):
+                with pytest.raises(psycopg.errors.FeatureNotSupported) as ei:
+                    conn.execute(sql, prepare=prepare)
+                assert ei.value.sqlstate == "0A000", (sql, prepare)
+                assert conn.info.transaction_status == IDLE
+                assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
+        # Inside a transaction block too, with its server held.
+        conn.execute("BEGIN")
+        conn.execute("SELECT 1")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            conn.execute("LISTEN refused_channel", prepare=True)
+        conn.execute("ROLLBACK")
         # Nothing of it reached a server.
         assert _probe_both_servers(proxy)
     assert pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"

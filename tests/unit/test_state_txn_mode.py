@@ -480,6 +480,64 @@ def test_session_state_refused_with_a_server_attached() -> None:
     assert client.state is C.IDLE and not client.pinned and server in r.pool.idle
 
 
+def extended_batch(sql: str, name: str = "") -> bytes:
+    return (fe.parse(name, sql) + fe.bind("", name, [], [], []) + fe.describe("P", "") + fe.execute("")
+            + fe.sync())
+
+
+@pytest.mark.parametrize("sql", PINNING)
+@pytest.mark.parametrize(("name", "prepared"), [("", "extended"), ("s1", "extended"), ("", "disabled"),
+                                                 ("s1", "disabled")])
+def test_session_state_refused_at_parse_without_a_server(sql: str, name: str, prepared: str) -> None:
+    """The extended protocol (JDBC, prepare=True) is refused as a Query is: at the Parse, the
+    rest of the batch dropped, its Sync answered; no server lent, nothing pinned."""
+    r = rig(session_state="refuse", prepared_statements=prepared)
+    client, driver = ready_client(r)
+    backend = r.backend(only_server(r))
+    checkouts = r.pool.stats.checkouts
+    driver.send(extended_batch(sql, name))
+    msgs = driver.take()
+    assert types(msgs) == "EZ" and ready_statuses(msgs) == [b"I"]
+    assert error_fields(msgs)[0]["C"] == "0A000"
+    assert client.state is C.IDLE and not client.pinned and name not in client.statements
+    assert r.pool.stats.checkouts == checkouts and backend.take() == []
+    assert notes(r, client.id, Reason.REFUSED)
+    # The client goes on: the next batch reaches a server.
+    driver.send(extended_batch("select 1"))
+    assert [t for t, _ in backend.take()] == ["P", "B", "D", "E", "S"]
+
+
+def test_session_state_refused_at_parse_with_a_server_attached() -> None:
+    r = rig(session_state="refuse")
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    busy_elsewhere(r, driver, server)
+    driver.send(extended_batch("LISTEN ch"))
+    assert backend.take() == []  # not forwarded
+    msgs = driver.take()
+    assert types(msgs) == "EZ" and ready_statuses(msgs) == [b"T"]
+    assert error_fields(msgs)[0]["C"] == "0A000"
+    driver.send(fe.query("COMMIT"))
+    assert backend.take_queries() == ["COMMIT"]
+    backend.send(FakeBackend.done("COMMIT"))
+    assert client.state is C.IDLE and not client.pinned and server in r.pool.idle
+
+
+def test_session_state_pin_still_pins_over_the_extended_protocol() -> None:
+    """The default keeps the client on its server instead, whichever protocol asked."""
+    r = rig()
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    driver.send(extended_batch("LISTEN ch"))
+    assert [t for t, _ in backend.take()] == ["P", "B", "D", "E", "S"]
+    backend.send(be.parse_complete() + be.bind_complete() + be.no_data() + be.command_complete("LISTEN")
+                 + be.ready_for_query(b"I"))
+    driver.take()
+    assert client.pinned and client.server is server
+
+
 # -- cancel while queued --------------------------------------------------------------------------
 
 
