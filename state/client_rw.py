@@ -356,18 +356,21 @@ class ReadWriteSplit(LocalAnswers):
                     codes.INVALID_PARAMETER_VALUE, f'invalid value for parameter "pgdog.role": "{raw}"',
                     hint="Available values: primary, replica, auto.")
             value = ROLE_VALUES[key]
+        # RESET, and SET ... TO DEFAULT unquoted (quoted, 'default' is a value, the same as auto),
+        # go back to what the session began with, as the server's own SET does.
+        reset = verb == "RESET" or (key == "default" and match.group(5) is not None)
         if scope == "LOCAL":
             if self._local_txn is None and (self.server is None or self.server.txn_status == b"I"):  # type: ignore[attr-defined]
                 return be.notice_response(codes.NO_ACTIVE_SQL_TRANSACTION,
                                           "SET LOCAL can only be used in transaction blocks",
                                           severity="WARNING") + be.command_complete("SET")
-            self._txn_role = value
+            self._txn_role = None if reset else value
             return be.command_complete(verb)
         if self._in_transaction():
             # Like any SET in a transaction block: the session's at COMMIT, undone by ROLLBACK.
-            self.settings.change(ROLE_SETTING, key, True)
+            self.settings.change(ROLE_SETTING, None if reset else key, True)
         else:
-            self.role_override = value if verb == "SET" else self.startup_role
+            self.role_override = self.startup_role if reset else value
         return be.command_complete(verb)
 
     def _in_transaction(self) -> bool:

@@ -381,6 +381,8 @@ class AdminConsole:
     def _broadcast(self, client: ClientSession, command: Command) -> None:
         """Run ``command`` in every worker; answer when they have (PAUSE: once all drained)."""
         request: dict[str, Any] = {"run": command.text, "user": client.user, "peer": client.peer}
+        if command.verb == "RELOAD":
+            request["reload_config"] = True
         if command.verb in BY_POOL_ID and command.args:
             # Pool ids are this worker's; the others find the pools by key.
             request["pools"] = [replicas.key_of(p) for p in replicas.chosen(self.host, command.verb, command.args)]

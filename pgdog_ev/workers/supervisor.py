@@ -342,6 +342,8 @@ class Supervisor:
         elif op == "cancel":
             self._relay_cancel(worker, message)
         elif op == "gather":
+            if message["request"].get("reload_config"):
+                self._reread()  # RELOAD at a worker's console: the supervisor reads the files too
             timeout = message.get("timeout")
             self._gather(message["request"], None if timeout is None else float(timeout), origin=worker,
                          request_id=int(message["req"]), others=bool(message.get("others")))
@@ -498,13 +500,7 @@ class Supervisor:
         """SIGHUP: every worker re-reads the files (each logs how that went); systemd hears
         RELOADING=1 now and READY=1 once they have answered."""
         self.notifier.reloading()
-        if self.reload_config is not None:
-            try:
-                config = self.reload_config()
-            except ConfigError:
-                pass  # every worker reports it, and keeps its configuration
-            else:
-                self._take(config)
+        self._reread()
 
         def done(results: dict[int, Any], missing: list[int], meta: dict[int, dict[str, Any]]) -> None:
             failed = sorted(w for w, r in results.items() if "error" in r)
@@ -517,6 +513,16 @@ class Supervisor:
 
         self._gather({"reload": True}, RELOAD_TIMEOUT, on_done=done)
 
+    def _reread(self) -> None:
+        """The files again, for the supervisor's own view (SIGHUP, or RELOAD at the console)."""
+        if self.reload_config is None:
+            return
+        try:
+            config = self.reload_config()
+        except ConfigError:
+            return  # every worker reports it, and keeps its configuration
+        self._take(config)
+
     def _take(self, config: Config) -> None:
         """The supervisor's own view of a reloaded file: log settings and timeouts (the worker count
         and the ports need a restart; worker 0 says so)."""
@@ -526,8 +532,13 @@ class Supervisor:
             from pgdog_ev.logs import setup_logging
 
             setup_logging(general.log_level, general.log_format)
+        before = {(k.database, k.user) for k in pool_keys(self.config)}
         self.config = dataclasses.replace(config, general=general)
-        self._settled &= pool_keys(config)
+        # As the workers' Directory judges a reload: the pools kept stay known, and so do all of a
+        # database or user the reload brings in as a whole; hosts added to one already there are
+        # "discovered".
+        keys = pool_keys(config)
+        self._settled = {k for k in keys if k in self._settled or (k.database, k.user) not in before}
 
     def _on_stop_signal(self, signum: int) -> None:
         if self.stopping:

@@ -13,12 +13,14 @@ from pgdog_ev.config import Config, load_config
 from pgdog_ev.daemon import Daemon
 from pgdog_ev.proxy.directory import pool_keys
 from pgdog_ev.sdnotify import SystemdNotifier
+from pgdog_ev.workers.supervisor import Supervisor
 from state.pool import PoolKey
 from state.reasons import Reason
 from tests.unit.idle_poller import IdlePoller
 
 
-def _config(tmp_path: Path, replica_ports: list[int], discovery: bool = True, extra_db: bool = False) -> Config:
+def _config(tmp_path: Path, replica_ports: list[int], discovery: bool = True, extra_db: bool = False,
+            other_ports: tuple[int, ...] = (7, 8)) -> Config:
     text = (f'[general]\nhost = "127.0.0.1"\nport = 0\nevent_log = ""\n'
             f"require_healthcheck_on_discovery = {str(discovery).lower()}\n"
             '[[databases]]\nname = "app"\nhost = "127.0.0.1"\nport = 1\n')
@@ -26,8 +28,9 @@ def _config(tmp_path: Path, replica_ports: list[int], discovery: bool = True, ex
         text += f'[[databases]]\nname = "app"\nhost = "127.0.0.1"\nport = {port}\nrole = "replica"\n'
     users = '[[users]]\nname = "alice"\ndatabase = "app"\npassword = "pw"\n'
     if extra_db:
-        text += '[[databases]]\nname = "other"\nhost = "127.0.0.1"\nport = 7\n'
-        text += '[[databases]]\nname = "other"\nhost = "127.0.0.1"\nport = 8\nrole = "replica"\n'
+        for i, port in enumerate(other_ports):
+            role = "primary" if i == 0 else "replica"
+            text += f'[[databases]]\nname = "other"\nhost = "127.0.0.1"\nport = {port}\nrole = "{role}"\n'
         users += '[[users]]\nname = "alice"\ndatabase = "other"\npassword = "pw"\n'
     (tmp_path / "pgdog.toml").write_text(text)
     (tmp_path / "users.toml").write_text(users)
@@ -71,3 +74,43 @@ def test_a_first_start_or_the_setting_off_bans_nothing(tmp_path: Path) -> None:
             assert _bans(daemon) == {}
         finally:
             daemon._finish()
+
+
+def test_the_supervisor_keeps_what_every_worker_has_not_discovered(tmp_path: Path) -> None:
+    """Reload by reload, the pools a restarted worker is told are known: those kept since the
+    start and those of a database new as a whole; not a host added to a database already there,
+    nor one removed and added again."""
+    sup = Supervisor(_config(tmp_path, [2]), None, None, [])
+    try:
+        def known() -> set[tuple[str, int]]:
+            return {(k.database, k.port) for k in sup._settled}
+
+        assert known() == {("app", 1), ("app", 2)}
+        sup._take(_config(tmp_path, [2, 3], extra_db=True, other_ports=(7,)))
+        assert known() == {("app", 1), ("app", 2), ("other", 7)}
+        sup._take(_config(tmp_path, [2, 3], extra_db=True, other_ports=(7, 8)))
+        assert known() == {("app", 1), ("app", 2), ("other", 7)}
+        sup._take(_config(tmp_path, [3], extra_db=True, other_ports=(7, 8)))
+        assert known() == {("app", 1), ("other", 7)}
+        sup._take(_config(tmp_path, [2, 3], extra_db=True, other_ports=(7, 8)))
+        assert known() == {("app", 1), ("other", 7)}
+    finally:
+        sup.reactor.close()
+
+
+def test_reload_at_a_console_rereads_the_files_in_the_supervisor_too(tmp_path: Path) -> None:
+    """RELOAD typed at a worker's console reaches the supervisor as a gather: it must update its
+    own view (and its known pools) as SIGHUP does."""
+    sup = Supervisor(_config(tmp_path, [2]), None, None, [])
+    sup.reload_config = lambda: _config(tmp_path, [3])
+    gathered: list[dict[str, object]] = []
+    sup._gather = lambda request, *a, **k: gathered.append(request)  # type: ignore[method-assign]
+    worker = sup.workers[0]
+    try:
+        sup._on_message(worker, worker.channel, {"op": "gather", "req": 1, "request": {"run": "SHOW POOLS"}})
+        assert {k.port for k in sup._settled} == {1, 2}
+        sup._on_message(worker, worker.channel,
+                        {"op": "gather", "req": 2, "request": {"run": "RELOAD", "reload_config": True}})
+        assert {k.port for k in sup._settled} == {1} and len(gathered) == 2
+    finally:
+        sup.reactor.close()

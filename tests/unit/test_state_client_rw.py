@@ -380,6 +380,18 @@ def test_reset_goes_back_to_the_startup_role() -> None:
         assert client.role_override == "replica", reset
 
 
+def test_set_role_to_default_is_a_reset() -> None:
+    """SET ... TO DEFAULT goes back to the startup role, as when the server runs it; quoted,
+    'default' is a value, the same as auto."""
+    r = RwRig()
+    client, driver = r.connect(options="-c pgdog.role=replica")
+    local(driver, "SET pgdog.role TO primary")
+    local(driver, "SET pgdog.role TO DEFAULT")
+    assert client.role_override == "replica"
+    local(driver, "SET pgdog.role = 'default'")
+    assert client.role_override is None
+
+
 def extended(sql: str, name: str = "", params: tuple[bytes, ...] = ()) -> bytes:
     """What libpq's PQsendQueryParams / PQsendQueryPrepared send (pgbench -M extended)."""
     parse = fe.parse(name, sql) if sql else b""
