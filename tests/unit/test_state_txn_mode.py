@@ -464,22 +464,6 @@ def test_session_state_refused_without_a_server(sql: str) -> None:
     assert notes(r, client.id, Reason.REFUSED)
 
 
-def test_session_state_refused_with_a_server_attached() -> None:
-    r = rig(session_state="refuse")
-    client, driver = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    busy_elsewhere(r, driver, server)
-    driver.send(fe.query("LISTEN ch"))
-    assert backend.take() == []  # not forwarded
-    msgs = driver.take()
-    assert error_fields(msgs)[0]["C"] == "0A000" and ready_statuses(msgs) == [b"T"]
-    driver.send(fe.query("COMMIT"))
-    assert backend.take_queries() == ["COMMIT"]
-    backend.send(FakeBackend.done("COMMIT"))
-    assert client.state is C.IDLE and not client.pinned and server in r.pool.idle
-
-
 def extended_batch(sql: str, name: str = "") -> bytes:
     return (fe.parse(name, sql) + fe.bind("", name, [], [], []) + fe.describe("P", "") + fe.execute("")
             + fe.sync())
@@ -507,13 +491,15 @@ def test_session_state_refused_at_parse_without_a_server(sql: str, name: str, pr
     assert [t for t, _ in backend.take()] == ["P", "B", "D", "E", "S"]
 
 
-def test_session_state_refused_at_parse_with_a_server_attached() -> None:
+@pytest.mark.parametrize("extended", [False, True])
+def test_session_state_refused_with_a_server_attached(extended: bool) -> None:
+    """Inside a transaction, as a Query or at its Parse: refused, not forwarded, the server kept."""
     r = rig(session_state="refuse")
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
     busy_elsewhere(r, driver, server)
-    driver.send(extended_batch("LISTEN ch"))
+    driver.send(extended_batch("LISTEN ch") if extended else fe.query("LISTEN ch"))
     assert backend.take() == []  # not forwarded
     msgs = driver.take()
     assert types(msgs) == "EZ" and ready_statuses(msgs) == [b"T"]
