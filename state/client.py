@@ -165,7 +165,6 @@ class ClientSession(AdminAnswers):
         "_memo",
         "_memo_text",
         "_now",
-        "_parse_checked",
         "_read_guard",
         "_ready_at",
         "_refused",
@@ -307,8 +306,6 @@ class ClientSession(AdminAnswers):
         self._refused: tuple[str, str] = (codes.CONNECTION_FAILURE, "no server")
         # An error answered part of an extended-protocol batch: drop until Sync.
         self._skip_to_sync = False
-        # The Parse on its way to a server was judged under session_state = "refuse" already.
-        self._parse_checked = False
         # Transaction-mode session state (see on_request_done).
         self.settings = SettingsTracker({})
         self.rename = False
@@ -1036,7 +1033,6 @@ class ClientSession(AdminAnswers):
     def _fail_message(self, mtype: int) -> None:
         """Answer one held message of a request that got no server."""
         assert self._fail is not None
-        self._parse_checked = False  # a Parse judged for a server it never got
         error = be.error_response(*self._fail)
         if mtype in (fe.QUERY, fe.FUNCTION_CALL):
             self.io.send(error + be.ready_for_query(self._local_status()))

@@ -61,18 +61,12 @@ class LocalAnswers(MessageRouting):
             # a server to forward them would hold it until the client's next request.
             return True
         if mtype == fe.PARSE:
-            refusal = self._parse_refusal(body)
-            if refusal is not None:
-                self.io.send(refusal)
-                self._skip_to_sync = True
+            if self._refused_parse(body):
                 return True
             if not self.rename or (len(body) > 0 and body[0] == 0):
-                # To a server, which _to_server need not judge again.
-                self._parse_checked = True
-                return False
+                return False  # the unnamed statement (its name is the empty first string)
             parse = fe.parse_parse(body)
             if not parse.name:
-                self._parse_checked = True
                 return False
             if self.pool is not None:
                 self.pool.stats.client_parse_count += 1

@@ -159,16 +159,10 @@ class MessageRouting(SessionEffects):
             server.unsynced = True
             server.io.send(msg)
         elif mtype == fe.PARSE:
-            if self._parse_checked:
-                self._parse_checked = False  # judged without a server, just before the checkout
-            elif not server.unsynced and not server.owed:
-                # The first message of a batch, everything before it answered: a refusal can
-                # take its place. (Behind requests in flight the session is pinned instead.)
-                refusal = self._parse_refusal(body)
-                if refusal is not None:
-                    self.io.send(refusal)
-                    self._skip_to_sync = True
-                    return
+            # The first message of a batch, everything before it answered: a refusal can take its
+            # place. (Behind requests in flight the session is pinned instead.)
+            if not server.unsynced and not server.owed and self._refused_parse(body):
+                return
             server.unsynced = True
             server.pool.stats.client_parse_count += 1
             self._parse(server, msg, body)
@@ -355,17 +349,24 @@ class MessageRouting(SessionEffects):
             return False  # a SQL-level statement of its own: the server decides
         return True
 
-    def _parse_refusal(self, body: memoryview) -> bytes | None:
+    def _refused_parse(self, body: memoryview) -> bool:
         """session_state = "refuse" for a statement sent with the extended protocol (JDBC,
-        ``prepare=True``): refused at its Parse, as its Query would be."""
+        ``prepare=True``): refused at its Parse, as its Query would be, and the rest of its batch
+        dropped up to the Sync. Judged again if it then reaches a server: it is cheap, and the
+        same answer."""
         pool = self.pool
         if pool is None or pool.settings.session_state != "refuse":
-            return None
+            return False
         try:
             sql = fe.parse_parse(body).sql
         except (codes.ProtocolViolation, ValueError):
-            return None  # malformed: the server says what is wrong with it
-        return self._refusal(analyze(sql))
+            return False  # malformed: the server says what is wrong with it
+        refusal = self._refusal(analyze(sql))
+        if refusal is None:
+            return False
+        self.io.send(refusal)
+        self._skip_to_sync = True
+        return True
 
     def _refusal(self, analysis: Analysis) -> bytes | None:
         """With session_state = "refuse", session state the proxy cannot carry is an error."""

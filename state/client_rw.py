@@ -360,7 +360,7 @@ class ReadWriteSplit(LocalAnswers):
         # go back to what the session began with, as the server's own SET does.
         reset = verb == "RESET" or (key == "default" and match.group(5) is not None)
         if scope == "LOCAL":
-            if self._local_txn is None and (self.server is None or self.server.txn_status == b"I"):  # type: ignore[attr-defined]
+            if not self._in_transaction():
                 return be.notice_response(codes.NO_ACTIVE_SQL_TRANSACTION,
                                           "SET LOCAL can only be used in transaction blocks",
                                           severity="WARNING") + be.command_complete("SET")
