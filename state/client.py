@@ -852,6 +852,11 @@ class ClientSession(AdminAnswers):
         if mtype == fe.QUERY and self.cluster is not None and not self.admin:
             reply = self._role_statement(body)
             if reply is not None:
+                if not reply:
+                    # Held until the server answered what is in flight, then read again.
+                    self._put_back(mtype, body)
+                    self._want_reroute = True
+                    return
                 self.queries += 1
                 if server is not None:
                     server.answer(reply)

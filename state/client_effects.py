@@ -170,9 +170,11 @@ class SessionEffects(ClientFields):
 
     def _committed(self, server: ServerSession) -> None:
         """The client's transaction committed on ``server``: its setting changes, pgdog.role's
-        among them, are the session's now."""
+        among them, are the session's now. The server's settings moved with them, except
+        pgdog.role's: most of its changes the proxy answered itself, and a server's placeholder
+        was recorded when the server ran it (``_role_set``)."""
         done = self._commit_settings()
-        self._server_applied(server, done)
+        self._server_applied(server, [change for change in done if change[0] != ROLE_SETTING])
 
     def _commit_settings(self) -> list[tuple[str | None, str | None]]:
         """The tracker's commit, plus what it leaves to the proxy: the role the transaction set."""
@@ -195,11 +197,13 @@ class SessionEffects(ClientFields):
                 f'invalid value for parameter "pgdog.role": "{value}"; the session keeps its role',
                 severity="WARNING", hint="Available values: primary, replica, auto."))
         change = (ROLE_SETTING, value)
+        # The placeholder is on the server now, whatever becomes of the transaction (a
+        # rollback leaves it defined): the next checkout resets it.
+        self._server_applied(server, [change])
         if in_txn:
             self.settings.change(ROLE_SETTING, value, True)
             return
         self.role_override = roles_after(self.role_override, [change], self.startup_role)
-        self._server_applied(server, [change])
 
     def _server_applied(self, server: ServerSession, changes: list[tuple[str | None, str | None]]) -> None:
         """The server itself ran these changes: its settings moved with the client's."""

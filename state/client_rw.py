@@ -327,16 +327,24 @@ class ReadWriteSplit(LocalAnswers):
     # -- pgdog.role ------------------------------------------------------------------
 
     def _role_statement(self, body: memoryview) -> bytes | None:
-        """The reply to a SET/RESET of pgdog.role (never sent to a server), or None.
+        """The reply to a SET/RESET of pgdog.role (never sent to a server), or None; empty if
+        the statement must wait for the server's answers to what was sent before it.
 
         Matched by a pattern rather than the SQL parser: PRIMARY is a reserved word, so the
-        natural ``SET pgdog.role TO primary`` does not parse, yet it is what users type."""
+        natural ``SET pgdog.role TO primary`` does not parse, yet it is what users type.
+
+        Whether it lands in a transaction block is only known once the requests still in flight
+        are answered (a pipelined BEGIN, COMMIT or ROLLBACK ahead of it), hence the wait."""
         if len(body) < 4 or body[0] not in ROLE_FIRST_BYTES or (body[0] in ROLE_LETTERS and body[2] not in b"tTsS"):
             return None  # the hot case: SELECT, INSERT... (SEt, REset and DIscard have t/s third)
         head = bytes(body[:256]).lower()
+        server = self.server  # type: ignore[attr-defined]
+        in_flight = server is not None and bool(server.owed)
         if b"pgdog" not in head:  # SET/RESET pgdog.role names it near the start
-            if self.role_override is not None and RESETS_ALL.match(head) and not self._in_transaction():
-                # RESET ALL / DISCARD ALL: back to the startup role (in a transaction, at COMMIT)
+            # RESET ALL / DISCARD ALL: back to the startup role (in a transaction, at COMMIT).
+            # Behind requests in flight it goes to the server, whose answer tells (on_request_done).
+            if (self.role_override is not None and not in_flight and RESETS_ALL.match(head)
+                    and not self._in_transaction()):
                 self.role_override = self.startup_role
             return None
         match = ROLE_STATEMENT.match(decode_text(bytes(body[:-1])))
@@ -356,6 +364,10 @@ class ReadWriteSplit(LocalAnswers):
                     codes.INVALID_PARAMETER_VALUE, f'invalid value for parameter "pgdog.role": "{raw}"',
                     hint="Available values: primary, replica, auto.")
             value = ROLE_VALUES[key]
+        if in_flight and not server.unsynced:
+            # (Behind an unfinished extended-protocol batch nothing could be read up to its Sync
+            # while this waits: then the status now is the best there is.)
+            return b""
         # RESET, and SET ... TO DEFAULT unquoted (quoted, 'default' is a value, the same as auto),
         # go back to what the session began with, as the server's own SET does.
         reset = verb == "RESET" or (key == "default" and match.group(5) is not None)

@@ -318,7 +318,8 @@ def test_set_local_role_outside_a_transaction_warns_and_does_nothing() -> None:
 
 
 def test_set_role_while_holding_a_server_is_answered_in_turn() -> None:
-    """Inside a server-side transaction the answer waits for the requests sent before it."""
+    """Pipelined behind a BEGIN still in flight, the SET waits for its answer: it then lands in
+    the transaction the BEGIN opened, so it counts for the session only at COMMIT."""
     r = RwRig()
     client, driver = r.connect()
     driver.send(fe.query("BEGIN; SELECT 1"))
@@ -326,13 +327,68 @@ def test_set_role_while_holding_a_server_is_answered_in_turn() -> None:
     server = client.server
     assert server is not None and r.forwarded[server.id] == ["BEGIN; SELECT 1"]
     backend = r.backend(server)
-    driver.send(fe.query("SET pgdog.role = replica"))
-    assert backend.take() == []  # never sent to the server
+    driver.send(fe.query("SET pgdog.role = replica") + fe.query("SELECT 2"))
+    assert backend.take() == []  # never sent to the server, nor what follows it yet
     assert driver.take() == []  # not before the server's answer
     backend.send(be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
     msgs = driver.take()
     assert tags(msgs) == ["BEGIN", "SELECT 1", "SET"] and ready_statuses(msgs) == [b"T", b"T"]
-    assert client.role_override == "replica" and client.server is server
+    assert client.role_override is None and client.settings.txn == [("pgdog.role", "replica")]
+    assert client.server is server and backend.take_queries() == ["SELECT 2"]
+    backend.send(FakeBackend.result("SELECT 2", status=b"T"))
+    driver.take()
+    driver.send(fe.query("COMMIT"))
+    backend.take()
+    backend.send(set_reply("COMMIT", "I"))
+    driver.take()
+    assert client.role_override == "replica" and client.server is None
+    assert "pgdog.role" not in server.applied  # the proxy answered it: nothing to reset there
+
+
+@pytest.mark.parametrize("end", ["COMMIT", "ROLLBACK"])
+def test_set_role_pipelined_behind_a_transaction_end_is_the_sessions(end: str) -> None:
+    """Behind a COMMIT or ROLLBACK still in flight, the SET is outside any transaction: the
+    session's at once, whatever the status was when it arrived."""
+    r = RwRig()
+    client, driver = r.connect()
+    run_on_server(r, client, driver, fe.query("BEGIN; SELECT 1"),
+                  be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
+    server = client.server
+    assert server is not None
+    backend = r.backend(server)
+    driver.send(fe.query(end) + fe.query("SET pgdog.role TO replica") + fe.query(INSERT))
+    assert backend.take_queries() == [end]
+    assert driver.take() == []
+    backend.send(set_reply(end, "I"))
+    msgs = driver.take()
+    assert tags(msgs) == [end, "SET"] and ready_statuses(msgs) == [b"I", b"I"]
+    assert client.role_override == "replica" and client.settings.txn == []
+    assert last_route(r, client) == (RD, True, OVERRIDE)
+
+
+def test_reset_all_pipelined_behind_a_begin_waits_for_the_commit() -> None:
+    """RESET ALL behind a BEGIN in flight is the transaction's: a ROLLBACK keeps the role."""
+    r = RwRig()
+    client, driver = r.connect()
+    local(driver, "SET pgdog.role TO replica")
+    run_on_server(r, client, driver, fe.query("SELECT 1"), FakeBackend.result("SELECT 1", status=b"I"))
+    driver.send(fe.query("BEGIN; SELECT 1"))
+    r.serve()
+    server = client.server
+    assert server is not None
+    backend = r.backend(server)
+    driver.send(fe.query("RESET ALL"))
+    assert client.role_override == "replica"
+    assert backend.take_queries() == ["RESET ALL"]  # (serve took the first)
+    backend.send(be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T")
+                 + set_reply("RESET", "T"))
+    driver.take()
+    assert client.role_override == "replica"
+    driver.send(fe.query("ROLLBACK"))
+    backend.take()
+    backend.send(set_reply("ROLLBACK", "I"))
+    driver.take()
+    assert client.role_override == "replica"
 
 
 @pytest.mark.parametrize("how", ["set", "startup"])
@@ -633,3 +689,24 @@ def test_role_placeholder_on_a_server_is_reset_for_the_next_client() -> None:
     sync, show = r.backend(server).take_queries()
     assert 'RESET "pgdog.role"' in sync and show == "SHOW pgdog.role"
     assert "pgdog.role" not in server.applied
+
+
+def test_role_committed_by_the_proxy_leaves_nothing_to_reset() -> None:
+    """A SET pgdog.role the proxy answered inside a server's transaction never reached that
+    server: its COMMIT adds no placeholder for the next checkout to reset."""
+    r = RwRig()
+    client, driver = r.connect()
+    run_on_server(r, client, driver, fe.query("BEGIN; SELECT 1"),
+                  be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
+    server = client.server
+    assert server is not None
+    assert tags(local(driver, "SET pgdog.role TO primary")) == ["SET"]
+    driver.send(fe.query("COMMIT"))
+    r.backend(server).take()
+    r.backend(server).send(set_reply("COMMIT", "I"))
+    driver.take()
+    assert client.role_override == "primary" and "pgdog.role" not in server.applied
+    other, other_driver = r.connect()
+    other_driver.send(fe.query("BEGIN; SELECT 1"))
+    assert other.server is server
+    assert r.backend(server).take_queries() == ["BEGIN; SELECT 1"]
