@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from pgdog_ev.sql import Analysis, analyze
 from pgdog_ev.sql import Kind as Sql
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS
+from pgdog_ev.sql.prefilter import plain_statement
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
@@ -204,7 +205,7 @@ class MessageRouting(SessionEffects):
         raw = bytes(body[:-1])
         if raw == self._memo_text:
             return self._memo
-        analysis = analyze(decode_text(raw))
+        analysis = OTHER_ANALYSIS if plain_statement(raw) else analyze(decode_text(raw))
         if len(raw) <= MEMO_LIMIT:
             self._memo_text = raw
             self._memo = analysis

@@ -152,3 +152,74 @@ def needs_parse(text: str) -> bool:
 def mentions_session_functions(text: str) -> bool:
     """Whether ``text`` may call set_config() or an advisory-lock function."""
     return _FUNCTION_HINT.search(text) is not None
+
+
+def _has_word_at(raw: bytes, pos: int, word: bytes) -> bool:
+    """Whether ``raw`` holds the lower-case ASCII ``word`` at ``pos``, in any case. (``| 32``
+    also folds a few punctuation bytes onto letters: a false "yes" only sends a text to the
+    full rules.)"""
+    n = len(word)
+    if pos + n > len(raw):
+        return False
+    for k in range(n):  # noqa: SIM110 - a generator in all() costs more than the loop
+        if raw[pos + k] | 32 != word[k]:
+            return False
+    return True
+
+
+def plain_statement(raw: bytes) -> bool:
+    """True only for a text ``needs_parse`` would let pass unparsed, judged on its bytes: one
+    ASCII SELECT, INSERT, UPDATE, DELETE or WITH statement (perhaps ended by ``;``) that
+    mentions neither ``_config`` nor ``_advisory``, and, for SELECT and WITH, not both INTO and
+    TEMP. False sends the text to the full rules (decoded, ``needs_parse``, the cache), so it
+    may be said of harmless texts; True must never be said of one they would parse.
+
+    The common Query costs a decoded copy, a hash and a set lookup, and ``needs_parse``'s
+    lower-cased copy and scans; compiled, this needs none of them."""
+    n = len(raw)
+    i = 0
+    while i < n:
+        c = raw[i]
+        if c == 32 or c == 10 or c == 13 or c == 9:
+            i += 1
+        else:
+            break
+    start = i
+    while i < n:
+        c = raw[i]
+        if 97 <= c <= 122 or 65 <= c <= 90:
+            i += 1
+        else:
+            break
+    if i < n:
+        c = raw[i]
+        if c == 95 or c == 36 or 48 <= c <= 57 or c >= 128:
+            return False  # the word goes on: not a keyword of ours
+    length = i - start
+    if length == 6:
+        if not (_has_word_at(raw, start, b"select") or _has_word_at(raw, start, b"insert")
+                or _has_word_at(raw, start, b"update") or _has_word_at(raw, start, b"delete")):
+            return False
+    elif length != 4 or not _has_word_at(raw, start, b"with"):
+        return False
+    if not raw.isascii():
+        return False
+    p = raw.find(b"_", i)
+    while p >= 0:
+        if _has_word_at(raw, p + 1, b"config") or _has_word_at(raw, p + 1, b"advisory"):
+            return False
+        p = raw.find(b"_", p + 1)
+    first = raw[start] | 32
+    if first == 115 or first == 119:  # SELECT, WITH: SELECT ... INTO TEMP creates a table
+        lowered = raw.lower()
+        if b"into" in lowered and b"temp" in lowered:
+            return False
+    p = raw.find(b";", i)
+    if p >= 0:
+        while p < n:
+            c = raw[p]
+            if c == 59 or c == 32 or c == 9 or c == 13 or c == 10:
+                p += 1
+            else:
+                return False  # another statement follows
+    return True

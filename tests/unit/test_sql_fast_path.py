@@ -160,3 +160,71 @@ def test_session_statement_is_parsed_and_cached() -> None:
     assert analysis.statements[0].kind is Kind.SET
     assert (cache.fast_path, cache.misses, cache.size) == (0, 1, 1)
     assert cache.parse_time_ns > 0
+
+
+# -- plain_statement: the byte-level shortcut for a Query's text -----------------------------
+
+_BYTE_PIECES = st.sampled_from(
+    ["select", "SeLeCt", "insert", "UPDATE", "delete", "with", "WITH", "set", "begin", "selects",
+     "with_", "select1", "select$", "into", "INTO", "temp", "TEMP", "_config", "_CoNfIg", "_advisory",
+     "_ADVISORY", "_confi", "_", "pgbench_accounts", " ", "\t", "\n", "\r", "\f", "(", "--", "/*", "*/",
+     ";", "; ", ";\n;", "'", "$1", "9", "a", "\u00e9", "\u0130", "\u017f", "\x00", "@", "`", "_`dvisory"]
+)  # fmt: skip
+_BYTE_TEXTS = st.lists(_BYTE_PIECES, max_size=10).map("".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_BYTE_TEXTS)
+def test_plain_statement_never_passes_what_needs_parse_would_parse(text: str) -> None:
+    raw = text.encode("utf-8", "surrogateescape")
+    if prefilter.plain_statement(raw):
+        assert not needs_parse(text), text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_plain_statement_on_arbitrary_bytes(tail: bytes) -> None:
+    for head in (b"select ", b"WITH ", b"insert"):
+        raw = head + tail
+        if prefilter.plain_statement(raw):
+            assert not needs_parse(raw.decode("utf-8", "surrogateescape")), raw
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+        "select 1",
+        "  \n\tSELECT a FROM t;;  ; \n",
+        "INSERT INTO pgbench_history (tid) VALUES (1)",
+        "update t set a = 1",
+        "DELETE FROM t",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "SELECT temperature FROM readings",
+        "SELECT a INTO b FROM c",
+    ],
+)
+def test_plain_statement_passes_the_common_texts(text: str) -> None:
+    assert prefilter.plain_statement(text.encode())
+    assert not needs_parse(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT set_config('a', 'b', false)",
+        "SELECT pg_advisory_lock(1)",
+        "select PG_ADVISORY_XACT_LOCK(1)",
+        "SELECT * INTO TEMP t FROM u",
+        "SELECT 1; SET a = 1",
+        "SET a = 1",
+        "BEGIN",
+        "(SELECT 1)",
+        "/* c */ SELECT 1",
+        "SELECT 'é'",
+        "selectx 1",
+        "",
+    ],
+)
+def test_plain_statement_leaves_the_rest_to_the_full_rules(text: str) -> None:
+    assert not prefilter.plain_statement(text.encode())
