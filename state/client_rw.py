@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 from pgdog_ev.sql import Kind as Sql
 from pgdog_ev.sql import analyze
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS
-from pgdog_ev.sql.route import Route, route
+from pgdog_ev.sql.route import Route, plain_read, route
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
@@ -196,6 +196,8 @@ class ReadWriteSplit(LocalAnswers):
             raw = bytes(body[:-1])
             if raw == self._route_memo_text:
                 found = self._route_memo
+            elif plain_read(raw):
+                return _READ
             else:
                 found = route(decode_text(raw))
                 self._remember_route(raw, found)

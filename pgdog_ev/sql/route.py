@@ -419,6 +419,102 @@ def route_prefilter(sql: str) -> Route | None:
     return None
 
 
+# plain_read's byte-level view of the prefilter's SELECT rule: the trigger texts, and the hint's
+# word (a text naming it goes to the full rules), indexed by their first two bytes.
+_PLAIN_STOPS: Final[tuple[bytes, ...]] = tuple(t.encode() for t in (*_TRIGGER_TEXTS, "pgdog_role"))
+
+
+def _pair_table(words: tuple[bytes, ...]) -> bytes:
+    table = bytearray(1 << 16)
+    for word in words:
+        table[(word[0] << 8) | word[1]] = 1
+    return bytes(table)
+
+
+_STOP_PAIRS: Final = _pair_table(_PLAIN_STOPS)
+
+
+def _text_at(raw: bytes, pos: int, word: bytes) -> bool:
+    """Whether ``raw`` holds the lower-case ASCII ``word`` at ``pos``, its letters in any case."""
+    if pos + len(word) > len(raw):
+        return False
+    for k in range(len(word)):
+        c = raw[pos + k]
+        if 65 <= c <= 90:
+            c += 32
+        if c != word[k]:
+            return False
+    return True
+
+
+def _stop_at(raw: bytes, pos: int) -> bool:
+    for word in _PLAIN_STOPS:  # noqa: SIM110 - a generator in any() costs more than the loop
+        if _text_at(raw, pos, word):
+            return True
+    return False
+
+
+def plain_read(raw: bytes) -> bool:
+    """True only for a text ``route_prefilter`` answers ``SELECT`` (a read, no hint), judged on
+    its bytes: one ASCII SELECT statement, its quotes, parentheses and comments balanced by
+    count, no ``$``, and none of the trigger texts nor the hint's word anywhere. False sends
+    the text to ``route``, so it may be said of plain reads; True must never be said of a text
+    ``route`` answers otherwise.
+
+    The common read costs ``route`` a decoded copy, a lower-cased one and a dozen substring
+    searches; compiled, this is one loop over the bytes."""
+    n = len(raw)
+    i = 0
+    while i < n:
+        c = raw[i]
+        if c == 32 or c == 10 or c == 13 or c == 9:
+            i += 1
+        else:
+            break
+    start = i
+    if not _text_at(raw, start, b"select"):
+        return False
+    if start + 6 < n:
+        c = raw[start + 6]
+        if c == 95 or c == 36 or 48 <= c <= 57 or 65 <= c <= 90 or 97 <= c <= 122 or c >= 128:
+            return False  # the word goes on
+    squotes = dquotes = opens = closes = comments_opened = comments_closed = 0
+    prev = 0  # the byte before, its letters lower-cased
+    k = start
+    while k < n:
+        c = raw[k]
+        if c >= 128:
+            return False
+        if 65 <= c <= 90:
+            c += 32
+        elif c == 39:
+            squotes += 1
+        elif c == 34:
+            dquotes += 1
+        elif c == 40:
+            opens += 1
+        elif c == 41:
+            closes += 1
+        elif c == 36:
+            return False  # perhaps a dollar quote: the full rules tell
+        elif c == 42:
+            if prev == 47:
+                comments_opened += 1
+            if k + 1 < n and raw[k + 1] == 47:
+                comments_closed += 1
+        elif c == 59:
+            for j in range(k + 1, n):
+                c = raw[j]
+                if not (c == 59 or c == 32 or c == 9 or c == 13 or c == 10):
+                    return False  # another statement follows
+            break
+        if _STOP_PAIRS[(prev << 8) | c] and _stop_at(raw, k - 1):
+            return False
+        prev = c
+        k += 1
+    return squotes % 2 == 0 and dquotes % 2 == 0 and opens == closes and comments_opened == comments_closed
+
+
 def route_lexical(sql: str) -> Route | None:
     """The answer from the token stream, or None when only the parser can tell."""
     toks = tokens(sql.lower(), sql)

@@ -580,3 +580,72 @@ def _closed_by_counts(sql: str) -> bool:
 @example("select 1 */ /* x")
 def test_looks_closed_skips_only_counts_that_cannot_fail(sql: str) -> None:
     assert route_module._looks_closed(sql) is _closed_by_counts(sql)
+
+
+# -- plain_read: the prefilter's SELECT rule on a Query's bytes ----------------------------------
+
+_READ_PIECES = st.sampled_from(
+    ["select", "SELECT", "SeLeCt", "selects", "select_", "select1", " ", "\t", "\n", "\r", "\f", "\v",
+     "a", "abalance", "from", "t", "pgbench_accounts", "where", "aid", "=", "1", "'", "''", '"', "(", ")",
+     "/*", "*/", "/", "*", "-", "--", ";", "; ", "$", "$$", "$1", "\u00e9", "_", "FOR", "for", "Into",
+     "UPDATE", "delete", "merge", "pg_", "PG_", "pgdog_role", "insert", "install", "nextval", "CurrVal",
+     "setval", "lastval", "set_config", "setseed", "lo_", "LOWRITE", "txid_current", "dblink_exec",
+     "lower", "join", "in", "se", "lo", "nextva", "set", "values", "with", "begin"]
+)  # fmt: skip
+_READ_TEXTS = st.lists(_READ_PIECES, max_size=12).map("".join)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_READ_TEXTS)
+def test_plain_read_is_only_said_of_what_the_prefilter_calls_a_select(text: str) -> None:
+    if route_module.plain_read(text.encode("utf-8", "surrogateescape")):
+        assert route_module.route_prefilter(text) is route_module.SELECT, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=40))
+def test_plain_read_on_arbitrary_bytes(tail: bytes) -> None:
+    raw = b"select " + tail
+    if route_module.plain_read(raw):
+        assert route_module.route_prefilter(raw.decode("utf-8", "surrogateescape")) is route_module.SELECT, raw
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+        "select * from t where a in (1, 2) and b = 'x' /* note */ ;\n",
+        "SELECT lower(name) FROM users u JOIN orders o ON o.uid = u.id",
+        'SELECT "Select" FROM "t"',
+    ],
+)
+def test_plain_read_passes_the_common_reads(text: str) -> None:
+    assert route_module.plain_read(text.encode())
+    assert route_module.route_prefilter(text) is route_module.SELECT
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT nextval('s')",
+        "SELECT * FROM t FOR UPDATE",
+        "SELECT a INTO b FROM c",
+        "/* pgdog_role: primary */ SELECT 1",
+        "SELECT 1 /* pgdog_role: primary */",
+        "SELECT pg_advisory_lock(1)",
+        "SELECT 1; DELETE FROM t",
+        "SELECT 'unclosed",
+        'SELECT "unclosed',
+        "SELECT (1",
+        "SELECT 1)",
+        "SELECT 1 /* unclosed",
+        "SELECT 1 */",
+        "SELECT $$x$$",
+        "SELECT 'é'",
+        "WITH x AS (SELECT 1) SELECT * FROM x",
+        "selectx",
+        "",
+    ],
+)
+def test_plain_read_leaves_the_rest_to_route(text: str) -> None:
+    assert not route_module.plain_read(text.encode())
