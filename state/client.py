@@ -165,6 +165,8 @@ class ClientSession(AdminAnswers):
         "_memo",
         "_memo_text",
         "_now",
+        "_parse_memo",
+        "_parse_memo_body",
         "_read_guard",
         "_ready_at",
         "_refused",
@@ -336,6 +338,8 @@ class ClientSession(AdminAnswers):
         self._read_guard = False
         self._route_memo_text = b"\xff"
         self._route_memo = NO_ROUTE
+        self._parse_memo_body = b""
+        self._parse_memo = NO_ROUTE
         self._guard_pending = False
         self._want_reroute = False
         self._await_batch = False

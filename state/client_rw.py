@@ -87,6 +87,8 @@ class ReadWriteSplit(LocalAnswers):
     _read_guard: bool
     _route_memo_text: bytes  # b"\xff" at first: never a query text (those are UTF-8)
     _route_memo: Route
+    _parse_memo_body: bytes  # the last Parse routed, whole (b"" at first: never a Parse body)
+    _parse_memo: Route
     _guard_pending: bool
     _want_reroute: bool
     # An extended-protocol batch is waiting for its Sync or Flush before it is routed.
@@ -214,18 +216,20 @@ class ReadWriteSplit(LocalAnswers):
             return _READ
         if mtype == fe.PARSE:
             # name NUL sql NUL ...: only the text matters here.
+            # A driver repeats the same Parse, byte for byte: one comparison of the whole body
+            # costs less than finding the text in it.
             raw = bytes(body)
-            start = raw.index(0) + 1
-            memo = self._route_memo_text
-            if raw.startswith(memo, start) and raw.find(0, start) == start + len(memo):  # in place
-                found = self._route_memo
-                sql = memo
+            if raw == self._parse_memo_body:
+                found = self._parse_memo
             else:
-                sql = raw[start : raw.index(0, start)]
-                found = route(decode_text(sql))
-                self._remember_route(sql, found)
+                start = raw.index(0) + 1
+                found = route(decode_text(raw[start : raw.index(0, start)]))
+                if len(raw) <= MEMO_LIMIT:
+                    self._parse_memo_body = raw
+                    self._parse_memo = found
             if found.reason == "transaction control":
-                return self._query_details(cluster, memoryview(sql + b"\0"), found.write)
+                start = raw.index(0) + 1
+                return self._query_details(cluster, memoryview(raw[start : raw.index(0, start) + 1]), found.write)
         elif mtype == fe.BIND or mtype == fe.DESCRIBE:
             # The common cases first, from the bytes: an unnamed portal and statement (Bind),
             # a portal (Describe 'P') or the unnamed statement (Describe 'S' "").

@@ -710,3 +710,35 @@ def test_role_committed_by_the_proxy_leaves_nothing_to_reset() -> None:
     other_driver.send(fe.query("BEGIN; SELECT 1"))
     assert other.server is server
     assert r.backend(server).take_queries() == ["BEGIN; SELECT 1"]
+
+
+def test_a_repeated_parse_routes_as_the_first_did() -> None:
+    """The last Parse routed is remembered whole: the same bytes again take the same route,
+    a transaction's BEGIN included (its details are read from the remembered body)."""
+    r = RwRig()
+    client, driver = r.connect()
+    for _ in range(2):
+        driver.send(extended("BEGIN"))
+        assert last_route(r, client) == (W, False, TXN)
+        r.serve()
+        server = client.server
+        assert server is not None and server.pool is r.primary
+        backend = r.backend(server)
+        backend.take()
+        answer_extended(backend, "BEGIN", b"T")
+        driver.take()
+        driver.send(extended("COMMIT"))
+        backend.take()
+        answer_extended(backend, "COMMIT", b"I")
+        driver.take()
+        assert client.server is None
+    for _ in range(2):
+        driver.send(extended("SELECT 1"))
+        assert last_route(r, client) == (RD, False, Reason.ROUTE_READ)
+        r.serve()
+        server = client.server
+        assert server is not None and server.pool is r.replica
+        r.backend(server).take()
+        answer_extended(r.backend(server), "SELECT 1", b"I")
+        driver.take()
+        assert client.server is None
