@@ -14,12 +14,12 @@ import select
 from typing import Final, Protocol
 
 READ: Final[int] = select.EPOLLIN
-WRITE: int = select.EPOLLOUT
+WRITE: Final[int] = select.EPOLLOUT
 #: Error conditions, reported in addition to READ/WRITE so handlers that care
 #: can distinguish them; handlers that do not simply read/write and see the error.
-ERROR: int = select.EPOLLERR
-HANGUP: int = select.EPOLLHUP
-READ_HANGUP: int = select.EPOLLRDHUP
+ERROR: Final[int] = select.EPOLLERR
+HANGUP: Final[int] = select.EPOLLHUP
+READ_HANGUP: Final[int] = select.EPOLLRDHUP
 
 _EXCEPTIONAL: Final = select.EPOLLERR | select.EPOLLHUP | select.EPOLLRDHUP
 

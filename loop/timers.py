@@ -86,9 +86,9 @@ class TimerHeap:
         """Remove and return the live timers with ``when <= now``, in firing order."""
         heap = self._heap
         due: list[TimerHandle] = []
-        pop = heapq.heappop
+        # (heapq.heappop read only when something is due: most passes pop nothing.)
         while heap and heap[0][0] <= now:
-            handle = pop(heap)[2]
+            handle = heapq.heappop(heap)[2]
             if handle.cancelled:
                 self._cancelled -= 1
                 continue

@@ -263,7 +263,8 @@ class Pool:
 
     def _lend(self, now: float, server: ServerSession, client: Borrower, waited: float) -> None:
         self.stats.observe_wait(waited)
-        client.wait_time += waited
+        if waited:
+            client.wait_time += waited  # (a Borrower's attributes are read the slow way)
         self.log.emit(now, _K_CHECKOUT, _M_POOL, self.id, 0, 0, client.id, server.id)
 
     def _grow(self, now: float) -> None:
