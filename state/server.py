@@ -111,7 +111,6 @@ QUIET_TABLE: Final = action_table(header=b"GW", body=b"ZSE")
 # While probing, the first DataRow is read too (the answer of an LSN poll).
 PROBE_TABLE: Final = action_table(header=b"GW13", body=b"ZSED")
 DATA_ROW: Final = ord("D")
-READY_HEADER: Final = b"Z\x00\x00\x00\x05"  # a ReadyForQuery's type and length
 PARSE_COMPLETE: Final = ord("1")
 CLOSE_COMPLETE: Final = ord("3")
 
@@ -395,13 +394,25 @@ class ServerSession:
         owed = self.owed
         if client is None or not scanner.forwarding or len(owed) != 1 or owed[0] != TO_CLIENT:
             return False
-        if data[-6:-1] != READY_HEADER or data[-1] not in b"ITE":
-            return False  # no ReadyForQuery at the end: not walked twice (part of a large result)
+        # A ReadyForQuery at the end ("Z", length 5, a status), read byte by byte: a slice and
+        # its comparison cost more. (Without it, part of a large result is not walked twice.)
+        n = len(data)
+        if n < 6 or data[n - 6] != 90 or data[n - 2] != 5 or data[n - 3] or data[n - 4] or data[n - 5]:
+            return False
+        c = data[n - 1]
+        if c == 73:
+            status = b"I"
+        elif c == 84:
+            status = b"T"
+        elif c == 69:
+            status = b"E"
+        else:
+            return False
         last = scanner.last_after_passes(data, QUIET_TABLE if self._quiet_expectations() else SERVER_TABLE)
-        if last != len(data) - 6:
+        if last != n - 6:
             return False
         client.io.send(data)
-        self._on_ready(data[last + 5 :], forwarded=True)
+        self._ready(status, True)
         return True
 
     def _quiet_expectations(self) -> bool:
@@ -505,10 +516,12 @@ class ServerSession:
                 # An error nobody asked for (e.g. FATAL before a shutdown).
                 self.error = be.parse_error_fields(body).get("M", "server error")
 
-    def _on_ready(self, body: memoryview, forwarded: bool = False) -> None:
+    def _on_ready(self, body: memoryview) -> None:
+        self._ready(be.parse_ready_for_query(body), False)
+
+    def _ready(self, status: bytes, forwarded: bool) -> None:
         """``forwarded``: the ReadyForQuery went to the client already, with the reply before it."""
         now = self.last_active
-        status = be.parse_ready_for_query(body)
         before = self.txn_status
         self.txn_status = status
         self.copy_in = False
