@@ -154,15 +154,40 @@ def mentions_session_functions(text: str) -> bool:
     return _FUNCTION_HINT.search(text) is not None
 
 
-def _has_word_at(raw: bytes, pos: int, word: bytes) -> bool:
-    """Whether ``raw`` holds the lower-case ASCII ``word`` at ``pos``, in any case. (``| 32``
-    also folds a few punctuation bytes onto letters: a false "yes" only sends a text to the
-    full rules.)"""
-    n = len(word)
-    if pos + n > len(raw):
+def word_at(raw: bytes, pos: int, word: bytes) -> bool:
+    """Whether ``raw`` holds the lower-case ASCII ``word`` at ``pos``, its letters in any case
+    (as in the text lower-cased: only A-Z fold)."""
+    if pos + len(word) > len(raw):
         return False
-    for k in range(n):  # noqa: SIM110 - a generator in all() costs more than the loop
-        if raw[pos + k] | 32 != word[k]:
+    for k in range(len(word)):
+        c = raw[pos + k]
+        if 65 <= c <= 90:
+            c += 32
+        if c != word[k]:
+            return False
+    return True
+
+
+def blank_prefix(raw: bytes) -> int:
+    """Where the first byte that is not a space, tab or line break is (``leading_word``'s
+    blanks; a form feed or a comment ends them, and callers then take their full rules)."""
+    n = len(raw)
+    i = 0
+    while i < n:
+        c = raw[i]
+        if c == 32 or c == 10 or c == 13 or c == 9:
+            i += 1
+        else:
+            break
+    return i
+
+
+def ends_here(raw: bytes, pos: int) -> bool:
+    """Whether only ``;``, spaces, tabs and line breaks are left from ``pos`` (a first ``;``):
+    the text is one statement (the prefilters' test, with fewer blanks)."""
+    for k in range(pos, len(raw)):
+        c = raw[k]
+        if not (c == 59 or c == 32 or c == 9 or c == 13 or c == 10):
             return False
     return True
 
@@ -177,14 +202,7 @@ def plain_statement(raw: bytes) -> bool:
     The common Query costs a decoded copy, a hash and a set lookup, and ``needs_parse``'s
     lower-cased copy and scans; compiled, this is one loop over the bytes and none of them."""
     n = len(raw)
-    i = 0
-    while i < n:
-        c = raw[i]
-        if c == 32 or c == 10 or c == 13 or c == 9:
-            i += 1
-        else:
-            break
-    start = i
+    i = start = blank_prefix(raw)
     while i < n:
         c = raw[i]
         if 97 <= c <= 122 or 65 <= c <= 90:
@@ -197,10 +215,10 @@ def plain_statement(raw: bytes) -> bool:
             return False  # the word goes on: not a keyword of ours
     length = i - start
     if length == 6:
-        if not (_has_word_at(raw, start, b"select") or _has_word_at(raw, start, b"insert")
-                or _has_word_at(raw, start, b"update") or _has_word_at(raw, start, b"delete")):
+        if not (word_at(raw, start, b"select") or word_at(raw, start, b"insert")
+                or word_at(raw, start, b"update") or word_at(raw, start, b"delete")):
             return False
-    elif length != 4 or not _has_word_at(raw, start, b"with"):
+    elif length != 4 or not word_at(raw, start, b"with"):
         return False
     # One pass over the rest, natively: a bytes.find or `in` costs more than the whole loop
     # (a method call and a buffer each). SELECT ... INTO TEMP creates a table, so SELECT and
@@ -213,19 +231,17 @@ def plain_statement(raw: bytes) -> bool:
         if c >= 128:
             return False  # non-ASCII: the full rules (a case-insensitive match takes more letters)
         if c == 95:
-            if _has_word_at(raw, i + 1, b"config") or _has_word_at(raw, i + 1, b"advisory"):
+            if word_at(raw, i + 1, b"config") or word_at(raw, i + 1, b"advisory"):
                 return False
         elif c == 59:
-            for k in range(i + 1, n):
-                c = raw[k]
-                if not (c == 59 or c == 32 or c == 9 or c == 13 or c == 10):
-                    return False  # another statement follows
+            if not ends_here(raw, i):
+                return False  # another statement follows
             break
         elif words:
             c |= 32
-            if c == 105 and _has_word_at(raw, i + 1, b"nto"):
+            if c == 105 and word_at(raw, i + 1, b"nto"):
                 into = True
-            elif c == 116 and _has_word_at(raw, i + 1, b"emp"):
+            elif c == 116 and word_at(raw, i + 1, b"emp"):
                 temp = True
         i += 1
     return not (into and temp)

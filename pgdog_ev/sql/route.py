@@ -69,7 +69,7 @@ import pglast.parser
 from pglast import ast
 from pglast.enums import VariableSetKind
 
-from pgdog_ev.sql.prefilter import leading_word
+from pgdog_ev.sql.prefilter import blank_prefix, ends_here, leading_word, word_at
 from pgdog_ev.sql.route_lexer import (
     BAD_TOKENS,
     BLOCK_COMMENT,
@@ -434,22 +434,9 @@ def _pair_table(words: tuple[bytes, ...]) -> bytes:
 _STOP_PAIRS: Final = _pair_table(_PLAIN_STOPS)
 
 
-def _text_at(raw: bytes, pos: int, word: bytes) -> bool:
-    """Whether ``raw`` holds the lower-case ASCII ``word`` at ``pos``, its letters in any case."""
-    if pos + len(word) > len(raw):
-        return False
-    for k in range(len(word)):
-        c = raw[pos + k]
-        if 65 <= c <= 90:
-            c += 32
-        if c != word[k]:
-            return False
-    return True
-
-
 def _stop_at(raw: bytes, pos: int) -> bool:
     for word in _PLAIN_STOPS:  # noqa: SIM110 - a generator in any() costs more than the loop
-        if _text_at(raw, pos, word):
+        if word_at(raw, pos, word):
             return True
     return False
 
@@ -464,15 +451,8 @@ def plain_read(raw: bytes) -> bool:
     The common read costs ``route`` a decoded copy, a lower-cased one and a dozen substring
     searches; compiled, this is one loop over the bytes."""
     n = len(raw)
-    i = 0
-    while i < n:
-        c = raw[i]
-        if c == 32 or c == 10 or c == 13 or c == 9:
-            i += 1
-        else:
-            break
-    start = i
-    if not _text_at(raw, start, b"select"):
+    start = blank_prefix(raw)
+    if not word_at(raw, start, b"select"):
         return False
     if start + 6 < n:
         c = raw[start + 6]
@@ -503,10 +483,8 @@ def plain_read(raw: bytes) -> bool:
             if k + 1 < n and raw[k + 1] == 47:
                 comments_closed += 1
         elif c == 59:
-            for j in range(k + 1, n):
-                c = raw[j]
-                if not (c == 59 or c == 32 or c == 9 or c == 13 or c == 10):
-                    return False  # another statement follows
+            if not ends_here(raw, k):
+                return False  # another statement follows
             break
         if _STOP_PAIRS[(prev << 8) | c] and _stop_at(raw, k - 1):
             return False

@@ -350,12 +350,7 @@ def test_set_role_pipelined_behind_a_transaction_end_is_the_sessions(end: str) -
     """Behind a COMMIT or ROLLBACK still in flight, the SET is outside any transaction: the
     session's at once, whatever the status was when it arrived."""
     r = RwRig()
-    client, driver = r.connect()
-    run_on_server(r, client, driver, fe.query("BEGIN; SELECT 1"),
-                  be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
-    server = client.server
-    assert server is not None
-    backend = r.backend(server)
+    client, driver, _, backend = begun_on_server(r)
     driver.send(fe.query(end) + fe.query("SET pgdog.role TO replica") + fe.query(INSERT))
     assert backend.take_queries() == [end]
     assert driver.take() == []
@@ -529,6 +524,16 @@ def run_on_server(r: RwRig, client: ClientSession, driver: FrontendDriver, data:
     return driver.take()
 
 
+def begun_on_server(r: RwRig) -> tuple[ClientSession, FrontendDriver, ServerSession, FakeBackend]:
+    """A client whose "BEGIN; SELECT 1" a server answered: it holds that server, in a transaction."""
+    client, driver = r.connect()
+    run_on_server(r, client, driver, fe.query("BEGIN; SELECT 1"),
+                  be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
+    server = client.server
+    assert server is not None
+    return client, driver, server, r.backend(server)
+
+
 def test_set_role_in_a_multi_statement_query_takes_effect_after_it_ran() -> None:
     """PostgreSQL accepts SET pgdog.role as a placeholder setting of its own; the proxy takes the
     session's role from it once the server ran it, and does not carry it to other servers."""
@@ -620,12 +625,7 @@ def test_role_set_in_a_transaction_text_follows_its_end(end: str, expected: str 
 def test_role_set_through_a_server_in_an_open_transaction_waits_for_its_end(end: str, expected: str | None) -> None:
     """A SET pgdog.role that ran inside a transaction opened by an earlier request."""
     r = RwRig()
-    client, driver = r.connect()
-    run_on_server(r, client, driver, fe.query("BEGIN; SELECT 1"),
-                  be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
-    server = client.server
-    assert server is not None
-    backend = r.backend(server)
+    client, driver, _, backend = begun_on_server(r)
     driver.send(fe.query("SELECT 1; SET pgdog.role TO replica"))
     backend.take()
     backend.send(FakeBackend.result("SELECT 1", status=b"T")[:-6] + set_reply("SET", "T"))
@@ -695,11 +695,7 @@ def test_role_committed_by_the_proxy_leaves_nothing_to_reset() -> None:
     """A SET pgdog.role the proxy answered inside a server's transaction never reached that
     server: its COMMIT adds no placeholder for the next checkout to reset."""
     r = RwRig()
-    client, driver = r.connect()
-    run_on_server(r, client, driver, fe.query("BEGIN; SELECT 1"),
-                  be.command_complete("BEGIN") + FakeBackend.result("SELECT 1", status=b"T"))
-    server = client.server
-    assert server is not None
+    client, driver, server, _ = begun_on_server(r)
     assert tags(local(driver, "SET pgdog.role TO primary")) == ["SET"]
     driver.send(fe.query("COMMIT"))
     r.backend(server).take()
@@ -717,28 +713,23 @@ def test_a_repeated_parse_routes_as_the_first_did() -> None:
     a transaction's BEGIN included (its details are read from the remembered body)."""
     r = RwRig()
     client, driver = r.connect()
-    for _ in range(2):
-        driver.send(extended("BEGIN"))
-        assert last_route(r, client) == (W, False, TXN)
+
+    def run(sql: str, tag: str, status: bytes) -> ServerSession:
+        driver.send(extended(sql))
         r.serve()
         server = client.server
-        assert server is not None and server.pool is r.primary
-        backend = r.backend(server)
-        backend.take()
-        answer_extended(backend, "BEGIN", b"T")
+        assert server is not None
+        r.backend(server).take()
+        answer_extended(r.backend(server), tag, status)
         driver.take()
-        driver.send(extended("COMMIT"))
-        backend.take()
-        answer_extended(backend, "COMMIT", b"I")
-        driver.take()
+        return server
+
+    for _ in range(2):
+        assert run("BEGIN", "BEGIN", b"T").pool is r.primary
+        assert last_route(r, client) == (W, False, TXN)
+        run("COMMIT", "COMMIT", b"I")
         assert client.server is None
     for _ in range(2):
-        driver.send(extended("SELECT 1"))
+        assert run("SELECT 1", "SELECT 1", b"I").pool is r.replica
         assert last_route(r, client) == (RD, False, Reason.ROUTE_READ)
-        r.serve()
-        server = client.server
-        assert server is not None and server.pool is r.replica
-        r.backend(server).take()
-        answer_extended(r.backend(server), "SELECT 1", b"I")
-        driver.take()
         assert client.server is None
