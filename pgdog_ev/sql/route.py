@@ -434,9 +434,11 @@ def _pair_table(words: tuple[bytes, ...]) -> bytes:
 _STOP_PAIRS: Final = _pair_table(_PLAIN_STOPS)
 
 
-def _stop_at(raw: bytes, pos: int) -> bool:
+def _stop_at(raw: bytes, pos: int, first: int, second: int) -> bool:
+    """Whether a stop word starts at ``pos``, whose first two bytes (lower-cased) are given:
+    only the words that start with them are compared (SELECT's "se" is three of them)."""
     for word in _PLAIN_STOPS:  # noqa: SIM110 - a generator in any() costs more than the loop
-        if word_at(raw, pos, word):
+        if word[0] == first and word[1] == second and word_at(raw, pos, word):
             return True
     return False
 
@@ -486,7 +488,7 @@ def plain_read(raw: bytes) -> bool:
             if not ends_here(raw, k):
                 return False  # another statement follows
             break
-        if _STOP_PAIRS[(prev << 8) | c] and _stop_at(raw, k - 1):
+        if _STOP_PAIRS[(prev << 8) | c] and _stop_at(raw, k - 1, prev, c):
             return False
         prev = c
         k += 1
