@@ -882,7 +882,7 @@ class ClientSession(AdminAnswers):
                 # of its batch goes nowhere, and its Sync is answered with the server's status.
                 if mtype == fe.SYNC:
                     self._skip_to_sync = False
-                    self.io.send(be.ready_for_query(server.txn_status))
+                    server.answer(b"")  # after the transaction's abort, if one is in flight
                 return
             self._to_server(now, server, mtype, body)
             return

@@ -123,6 +123,8 @@ class MessageRouting(SessionEffects):
             else:
                 refusal = self._refusal(analysis)
                 if refusal is not None:
+                    if server.txn_status != b"I" or server.owed:
+                        server.abort_transaction()  # (in a transaction, now or at its turn)
                     server.answer(refusal)
                     return
                 if self.full_sql:
@@ -163,6 +165,8 @@ class MessageRouting(SessionEffects):
             # The first message of a batch, everything before it answered: a refusal can take its
             # place. (Behind requests in flight the session is pinned instead.)
             if not server.unsynced and not server.owed and self._refused_parse(body):
+                if server.txn_status != b"I":
+                    server.abort_transaction()
                 return
             server.unsynced = True
             server.pool.stats.client_parse_count += 1

@@ -90,7 +90,10 @@ HIDDEN: Final = 1
 LOGIN_CHECK: Final = 2
 HIDDEN_PREPARE: Final = 3  # a SQL PREPARE the proxy injected (prepared_statements = "full")
 PROBE: Final = 4  # a health check or LSN poll (state CHECKING)
-NOT_FOR_CLIENT: Final = (HIDDEN, LOGIN_CHECK, HIDDEN_PREPARE, PROBE)
+ABORT: Final = 5  # a statement that fails on purpose (abort_transaction); its error is dropped
+NOT_FOR_CLIENT: Final = (HIDDEN, LOGIN_CHECK, HIDDEN_PREPARE, PROBE, ABORT)
+# Fails wherever it runs, and says why in the server's log.
+ABORT_SQL: Final = "DO $pgdog_ev$ BEGIN RAISE EXCEPTION 'pgdog-ev: a statement of this transaction was refused'; END $pgdog_ev$"
 
 # What to do with the next ParseComplete/CloseComplete (prepared statements).
 EXPECT_FORWARD: Final = 0  # the client's own Parse or Close
@@ -693,6 +696,13 @@ class ServerSession:
     def send_hidden(self, sql: str) -> None:
         """A query of the proxy's own on behalf of the linked client; its responses are dropped."""
         self._send_hidden(sql, HIDDEN)
+        self._update_forwarding()
+
+    def abort_transaction(self) -> None:
+        """Make the open transaction fail, as PostgreSQL does at any error, when the proxy
+        answered one of its statements with an error itself: a COMMIT then rolls back, as the
+        client expects. Answers queued after this (``answer``) carry the failed status."""
+        self._send_hidden(ABORT_SQL, ABORT)
         self._update_forwarding()
 
     def expect_response(self, effects: list[Any] | None = None) -> None:

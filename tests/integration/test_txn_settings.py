@@ -27,6 +27,7 @@ from tests.harness.config import SESS_PASSWORD, SESS_USER, app_database, app_use
 GUCS = ("search_path", "application_name", "TimeZone", "statement_timeout", "work_mem")
 INTRANS = psycopg.pq.TransactionStatus.INTRANS
 IDLE = psycopg.pq.TransactionStatus.IDLE
+INERROR = psycopg.pq.TransactionStatus.INERROR
 
 
 @pytest.fixture(scope="module")
@@ -646,12 +647,20 @@ def test_session_state_refuse(pg, proxy_factory):
                 assert ei.value.sqlstate == "0A000", (sql, prepare)
                 assert conn.info.transaction_status == IDLE
                 assert conn.execute("SELECT 40 + 2").fetchone() == (42,)
-        # Inside a transaction block too, with its server held.
-        conn.execute("BEGIN")
-        conn.execute("SELECT 1")
-        with pytest.raises(psycopg.errors.FeatureNotSupported):
-            conn.execute("LISTEN refused_channel", prepare=True)
-        conn.execute("ROLLBACK")
+        # Inside a transaction block too, with its server held: as at any error in PostgreSQL
+        # the transaction fails, and its COMMIT rolls back.
+        conn.execute("CREATE TABLE refuse_probe (v int)")
+        for prepare in (False, True):
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO refuse_probe VALUES (1)")
+            with pytest.raises(psycopg.errors.FeatureNotSupported):
+                conn.execute("LISTEN refused_channel", prepare=prepare)
+            assert conn.info.transaction_status == INERROR, prepare
+            with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+                conn.execute("SELECT 1")
+            conn.execute("COMMIT")
+            assert conn.info.transaction_status == IDLE
+            assert conn.execute("SELECT count(*) FROM refuse_probe").fetchone() == (0,), prepare
         # Nothing of it reached a server.
         assert _probe_both_servers(proxy)
     assert pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"

@@ -493,21 +493,48 @@ def test_session_state_refused_at_parse_without_a_server(sql: str, name: str, pr
 
 @pytest.mark.parametrize("extended", [False, True])
 def test_session_state_refused_with_a_server_attached(extended: bool) -> None:
-    """Inside a transaction, as a Query or at its Parse: refused, not forwarded, the server kept."""
+    """Inside a transaction, as a Query or at its Parse: refused, not forwarded, the server kept.
+    As at any error in PostgreSQL the transaction fails: the server's is made to fail too, so a
+    COMMIT rolls back what the client was told did not all run."""
     r = rig(session_state="refuse")
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
     busy_elsewhere(r, driver, server)
     driver.send(extended_batch("LISTEN ch") if extended else fe.query("LISTEN ch"))
-    assert backend.take() == []  # not forwarded
+    (abort,) = backend.take_queries()  # not forwarded: a failing statement of the proxy's own
+    assert "LISTEN" not in abort and abort.startswith("DO ")
     msgs = driver.take()
-    assert types(msgs) == "EZ" and ready_statuses(msgs) == [b"T"]
+    if extended:
+        assert types(msgs) == "E"  # the refusal at once; the Sync's answer waits for the abort
+    else:
+        assert msgs == []  # answered in its turn, after the abort
+    backend.send(FakeBackend.error("P0001", "pgdog-ev: refused", status=b"E"))
+    msgs += driver.take()
+    assert types(msgs) == "EZ" and ready_statuses(msgs) == [b"E"]
     assert error_fields(msgs)[0]["C"] == "0A000"
+    assert client.errors == 1 and client.server is server
     driver.send(fe.query("COMMIT"))
     assert backend.take_queries() == ["COMMIT"]
-    backend.send(FakeBackend.done("COMMIT"))
+    backend.send(FakeBackend.done("ROLLBACK"))
+    assert tags(driver.take()) == ["ROLLBACK"]
     assert client.state is C.IDLE and not client.pinned and server in r.pool.idle
+
+
+def test_session_state_refused_behind_a_request_in_flight() -> None:
+    """Whether the refused statement lands in a transaction is known only at its turn: the
+    failing statement goes anyway, and outside a transaction it changes nothing."""
+    r = rig(session_state="refuse")
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    driver.send(fe.query("select 1") + fe.query("LISTEN ch"))
+    sent = backend.take_queries()
+    assert sent[0] == "select 1" and len(sent) == 2 and sent[1].startswith("DO ")
+    backend.send(FakeBackend.result("SELECT 1") + FakeBackend.error("P0001", "pgdog-ev: refused"))
+    msgs = driver.take()
+    assert ready_statuses(msgs) == [b"I", b"I"] and error_fields(msgs)[0]["C"] == "0A000"
+    assert client.state is C.IDLE and server in r.pool.idle
 
 
 def test_session_state_pin_still_pins_over_the_extended_protocol() -> None:
