@@ -160,6 +160,7 @@ class ClientSession(AdminAnswers):
         "_guard_pending",
         "_held",
         "_hold_paused",
+        "_local_failed",
         "_local_txn",
         "_md5_salt",
         "_memo",
@@ -320,6 +321,8 @@ class ClientSession(AdminAnswers):
         self._segment: list[Analysis] | None = None
         # A transaction begun without a server: the texts to replay on one.
         self._local_txn: list[str] | None = None
+        # That transaction failed (a refusal): status E, and a server that joins it fails it too.
+        self._local_failed = False
         self._ready_at = now
         self._timer_when = 0.0
         # The ParameterStatus values this client was last sent.
@@ -1002,6 +1005,10 @@ class ClientSession(AdminAnswers):
         if self._local_txn is not None:
             # Replay the transaction the proxy began without a server.
             server.send_hidden("; ".join(self._local_txn))
+            if self._local_failed:
+                # PostgreSQL answers what follows (25P02, COMMIT rolls back) as it would have.
+                server.abort_transaction()
+                self._local_failed = False
             self._local_txn = None
         if self.session_mode:
             self.scanner.table = CLIENT_TABLE
@@ -1058,7 +1065,9 @@ class ClientSession(AdminAnswers):
             self.io.resume_reading()
 
     def _local_status(self) -> bytes:
-        return b"T" if self._local_txn is not None else b"I"
+        if self._local_txn is None:
+            return b"I"
+        return b"E" if self._local_failed else b"T"
 
     # -- cancel --------------------------------------------------------------
 

@@ -38,6 +38,7 @@ class ClientFields:
     _unnamed: Analysis
     _segment: list[Analysis] | None
     _local_txn: list[str] | None
+    _local_failed: bool
     _txn_role: str | None
     role_override: str | None
     startup_role: str | None

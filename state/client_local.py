@@ -37,6 +37,8 @@ class LocalAnswers(MessageRouting):
             analysis = self._analyze(body)
             if analysis is OTHER_ANALYSIS or analysis.error is not None:
                 return False
+            if self._local_failed:
+                return self._answer_failed(analysis)
             refusal = self._refusal(analysis)
             if refusal is not None:
                 self.io.send(refusal + be.ready_for_query(self._local_status()))
@@ -61,6 +63,8 @@ class LocalAnswers(MessageRouting):
             # a server to forward them would hold it until the client's next request.
             return True
         if mtype == fe.PARSE:
+            if self._local_failed:
+                return False  # 25P02 (or a rollback) from the server the failure is replayed on
             if self._refused_parse(body):
                 return True
             if not self.rename or (len(body) > 0 and body[0] == 0):
@@ -97,6 +101,21 @@ class LocalAnswers(MessageRouting):
             self.io.send(be.close_complete())
             return True
         return False
+
+    def _answer_failed(self, analysis: Analysis) -> bool:
+        """A transaction begun without a server, then failed by a refusal: a lone COMMIT or
+        ROLLBACK ends it here (both roll back, as in PostgreSQL); anything else goes to a server,
+        which gets the transaction replayed and failed, so PostgreSQL itself answers it (25P02,
+        or ROLLBACK TO, AND CHAIN, PREPARE TRANSACTION as it would)."""
+        statements = analysis.statements
+        if len(statements) != 1 or statements[0].kind not in (Sql.COMMIT, Sql.ROLLBACK):
+            return False
+        if "chain" in statements[0].flags:
+            return False
+        self.queries += 1
+        self.log.emit(self._now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.LOCAL_ANSWER)
+        self.io.send(self._local_end(False) + be.ready_for_query(self._local_status()))
+        return True
 
     def _local_query(self, analysis: Analysis, sql: str) -> bytes | None:
         statements = analysis.statements
@@ -162,6 +181,7 @@ class LocalAnswers(MessageRouting):
                                          severity="WARNING")
             return warning + be.command_complete("COMMIT" if commit else "ROLLBACK")
         self._local_txn = None
+        self._local_failed = False
         self._txn_role = None
         if commit:
             self._commit_settings()

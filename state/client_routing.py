@@ -381,6 +381,8 @@ class MessageRouting(SessionEffects):
         for st in analysis.statements:
             if pins(st):
                 self.errors += 1
+                if self._local_txn is not None:
+                    self._local_failed = True  # (with a server, the caller fails its transaction)
                 self.log.emit(self._now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.REFUSED, st.kind)
                 return be.error_response(
                     codes.FEATURE_NOT_SUPPORTED,

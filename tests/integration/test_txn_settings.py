@@ -661,6 +661,20 @@ def test_session_state_refuse(pg, proxy_factory):
             conn.execute("COMMIT")
             assert conn.info.transaction_status == IDLE
             assert conn.execute("SELECT count(*) FROM refuse_probe").fetchone() == (0,), prepare
+        # And in a transaction the proxy began without a server: the same, whether the next
+        # statement is answered here (COMMIT) or on a server the failure is replayed on.
+        for prepare in (False, True):
+            for then_select in (False, True):
+                conn.execute("BEGIN")
+                with pytest.raises(psycopg.errors.FeatureNotSupported):
+                    conn.execute("LISTEN refused_channel", prepare=prepare)
+                assert conn.info.transaction_status == INERROR, prepare
+                if then_select:
+                    with pytest.raises(psycopg.errors.InFailedSqlTransaction):
+                        conn.execute("INSERT INTO refuse_probe VALUES (2)", prepare=prepare)
+                assert conn.execute("COMMIT").statusmessage == "ROLLBACK"
+                assert conn.info.transaction_status == IDLE
+        assert conn.execute("SELECT count(*) FROM refuse_probe").fetchone() == (0,)
         # Nothing of it reached a server.
         assert _probe_both_servers(proxy)
     assert pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"

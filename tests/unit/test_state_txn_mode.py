@@ -521,6 +521,60 @@ def test_session_state_refused_with_a_server_attached(extended: bool) -> None:
     assert client.state is C.IDLE and not client.pinned and server in r.pool.idle
 
 
+@pytest.mark.parametrize("extended", [False, True])
+@pytest.mark.parametrize("end", ["COMMIT", "ROLLBACK"])
+def test_session_state_refused_in_a_transaction_begun_without_a_server(extended: bool, end: str) -> None:
+    """BEGIN answered by the proxy, then a refusal: status E as in PostgreSQL, and the
+    COMMIT that ends it rolls back (and says so), still without a server."""
+    r = rig(session_state="refuse")
+    client, driver = ready_client(r)
+    backend = r.backend(only_server(r))
+    checkouts = r.pool.stats.checkouts
+    driver.send(fe.query("BEGIN"))
+    driver.take()
+    driver.send(extended_batch("LISTEN ch") if extended else fe.query("LISTEN ch"))
+    msgs = driver.take()
+    assert types(msgs) == "EZ" and ready_statuses(msgs) == [b"E"]
+    assert error_fields(msgs)[0]["C"] == "0A000"
+    driver.send(fe.query(end))
+    msgs = driver.take()
+    assert tags(msgs) == ["ROLLBACK"] and ready_statuses(msgs) == [b"I"]
+    assert r.pool.stats.checkouts == checkouts and backend.take() == []
+    assert client.state is C.IDLE and not client.pinned
+    # A new transaction is healthy again.
+    driver.send(fe.query("BEGIN"))
+    assert ready_statuses(driver.take()) == [b"T"]
+
+
+@pytest.mark.parametrize("extended", [False, True])
+def test_statement_after_a_refusal_in_a_local_transaction_meets_a_failed_one(extended: bool) -> None:
+    """What the proxy cannot answer goes to a server, on which the transaction is replayed and
+    failed: PostgreSQL itself then answers 25P02, and the COMMIT rolls back there."""
+    r = rig(session_state="refuse")
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    driver.send(fe.query("BEGIN"))
+    driver.send(fe.query("LISTEN ch"))
+    driver.take()
+    driver.send(extended_batch("insert into t values (1)") if extended else fe.query("insert into t values (1)"))
+    assert client.server is server
+    sent = backend.take()
+    replay, abort = queries(sent[:2])
+    assert replay == "BEGIN" and abort.startswith("DO ")
+    assert "".join(t for t, _ in sent[2:]) == ("PBDES" if extended else "Q")
+    backend.send(FakeBackend.done("BEGIN", b"T") + FakeBackend.error("P0001", "pgdog-ev: refused", status=b"E"))
+    assert driver.take() == []  # both the proxy's own
+    backend.send(FakeBackend.error("25P02", "current transaction is aborted", status=b"E"))
+    msgs = driver.take()
+    assert error_fields(msgs)[0]["C"] == "25P02" and ready_statuses(msgs) == [b"E"]
+    driver.send(fe.query("COMMIT"))
+    assert backend.take_queries() == ["COMMIT"]
+    backend.send(FakeBackend.done("ROLLBACK"))
+    assert tags(driver.take()) == ["ROLLBACK"]
+    assert client.state is C.IDLE and server in r.pool.idle
+
+
 def test_session_state_refused_behind_a_request_in_flight() -> None:
     """Whether the refused statement lands in a transaction is known only at its turn: the
     failing statement goes anyway, and outside a transaction it changes nothing."""
