@@ -90,7 +90,8 @@ class Reactor:
         self._ready: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         # Transports with queued output or a pending interest change.  The
         # list object is never replaced: transports keep a reference to it.
-        self._dirty: list[Transport] = []
+        # Socket transports to flush at the end of the pass (typed so the calls are native).
+        self._dirty: list[SocketTransport] = []
         self._read_buffers: dict[int, memoryview] = {}
         self._signals: SignalDispatcher | None = None
         self._stopping = False
@@ -131,10 +132,6 @@ class Reactor:
     def next_deadline(self) -> float | None:
         """When the earliest live timer is due (None without timers)."""
         return self._timers.next_deadline()
-
-    def mark_dirty(self, transport: Transport) -> None:
-        """Ask for ``transport.flush()`` at the end of the current pass (for non-socket transports)."""
-        self._dirty.append(transport)
 
     def _read_buffer(self, size: int) -> memoryview:
         # One receive buffer per size for the whole reactor: data_received
@@ -228,7 +225,10 @@ class Reactor:
         events = self._poller.poll(wait)
         for handler, ev in events:
             try:
-                handler.on_events(ev)
+                if isinstance(handler, SocketTransport):
+                    handler.on_events(ev)  # the usual handler, called natively once compiled
+                else:
+                    handler.on_events(ev)
             except Exception as exc:
                 self.handle_exception(exc, f"IO handler {handler!r}")
 

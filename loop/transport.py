@@ -432,3 +432,13 @@ class SocketTransport:
         if name == "sockname":
             return self.sockname
         return default
+
+
+def write_to(stream: Stream | None, data: Buffer) -> None:
+    """``stream.write(data)`` unless there is none. A socket's own transport (every
+    connection without TLS) is tested for first so that, compiled, the call is direct rather
+    than a method looked up on the object at every write."""
+    if isinstance(stream, SocketTransport):  # noqa: SIM114 (compiled, this branch's call is direct)
+        stream.write(data)
+    elif stream is not None:
+        stream.write(data)

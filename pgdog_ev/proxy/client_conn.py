@@ -12,8 +12,9 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from loop.clock import Clock
+from loop.clock import read as read_clock
 from loop.protocol import Protocol
-from loop.transport import Stream, Transport
+from loop.transport import Stream, Transport, write_to
 from pgdog_ev.tls import TlsStream, TlsTransport
 from state.client import ClientSession
 from state.events import Machine
@@ -77,7 +78,7 @@ class ClientConnection(Protocol):
     def data_received(self, data: memoryview) -> None:
         session = self.session
         try:
-            session.on_bytes(self._clock.now(), data)  # type: ignore[union-attr]
+            session.on_bytes(read_clock(self._clock), data)  # type: ignore[union-attr]
         except Exception:
             log.exception("internal error on client %d; closing it", self.cid)
             self._crash()
@@ -122,7 +123,7 @@ class ClientConnection(Protocol):
     def send(self, data: bytes | bytearray | memoryview) -> None:
         transport = self.transport
         if transport is not None:
-            transport.write(data)
+            write_to(transport, data)
             session = self.session
             if session is not None:
                 session.bytes_out += len(data)

@@ -8,8 +8,9 @@ import socket
 from typing import TYPE_CHECKING, Any, cast
 
 from loop.clock import Clock
+from loop.clock import read as read_clock
 from loop.protocol import Protocol
-from loop.transport import Stream, Transport
+from loop.transport import Stream, Transport, write_to
 from pgdog_ev.capture.format import CANCEL
 from pgdog_ev.tls import TlsStream, TlsTransport
 from pgdog_ev.wire.startup import build_cancel_request
@@ -83,7 +84,7 @@ class ServerConnection(Protocol):
 
     def data_received(self, data: memoryview) -> None:
         try:
-            self.session.on_bytes(self._clock.now(), data)
+            self.session.on_bytes(read_clock(self._clock), data)
         except Exception:
             log.exception("internal error on server %d; closing it", self.session.id)
             if self.transport is not None:
@@ -121,7 +122,7 @@ class ServerConnection(Protocol):
 
     def send(self, data: bytes | bytearray | memoryview) -> None:
         if self.transport is not None:
-            self.transport.write(data)
+            write_to(self.transport, data)
             self.session.bytes_out += len(data)
 
     def close(self) -> None:
