@@ -65,7 +65,10 @@ class LocalAnswers(MessageRouting):
         if mtype == fe.PARSE:
             if self._local_failed:
                 return False  # 25P02 (or a rollback) from the server the failure is replayed on
-            if self._refused_parse(body):
+            refusal = self._refused_parse(body)
+            if refusal is not None:
+                self.io.send(refusal)
+                self._skip_to_sync = True
                 return True
             if not self.rename or (len(body) > 0 and body[0] == 0):
                 return False  # the unnamed statement (its name is the empty first string)

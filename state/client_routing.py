@@ -162,11 +162,19 @@ class MessageRouting(SessionEffects):
             server.unsynced = True
             server.io.send(msg)
         elif mtype == fe.PARSE:
-            # The first message of a batch, everything before it answered: a refusal can take its
-            # place. (Behind requests in flight the session is pinned instead.)
-            if not server.unsynced and not server.owed and self._refused_parse(body):
-                if server.txn_status != b"I":
-                    server.abort_transaction()
+            refusal = self._refused_parse(body)
+            if refusal is not None:
+                self._skip_to_sync = True  # the rest of its batch goes nowhere
+                if not server.unsynced and not server.owed:
+                    # The first message of a batch, everything before it answered: refused now.
+                    self.io.send(refusal)
+                    if server.txn_status != b"I":
+                        server.abort_transaction()
+                else:
+                    # Behind requests in flight: refused in its turn, by the server, so that
+                    # what comes before it is answered first and an error there wins.
+                    server.refuse_in_turn(refusal)
+                    self._sync_to_server = True
                 return
             server.unsynced = True
             server.pool.stats.client_parse_count += 1
@@ -354,24 +362,19 @@ class MessageRouting(SessionEffects):
             return False  # a SQL-level statement of its own: the server decides
         return True
 
-    def _refused_parse(self, body: memoryview) -> bool:
+    def _refused_parse(self, body: memoryview) -> bytes | None:
         """session_state = "refuse" for a statement sent with the extended protocol (JDBC,
-        ``prepare=True``): refused at its Parse, as its Query would be, and the rest of its batch
-        dropped up to the Sync. Judged again if it then reaches a server: it is cheap, and the
-        same answer."""
+        ``prepare=True``): refused at its Parse, as its Query would be; the caller drops the rest
+        of its batch up to the Sync. Judged again if it then reaches a server: it is cheap, and
+        the same answer."""
         pool = self.pool
         if pool is None or pool.settings.session_state != "refuse":
-            return False
+            return None
         try:
             sql = fe.parse_parse(body).sql
         except (codes.ProtocolViolation, ValueError):
-            return False  # malformed: the server says what is wrong with it
-        refusal = self._refusal(analyze(sql))
-        if refusal is None:
-            return False
-        self.io.send(refusal)
-        self._skip_to_sync = True
-        return True
+            return None  # malformed: the server says what is wrong with it
+        return self._refusal(analyze(sql))
 
     def _refusal(self, analysis: Analysis) -> bytes | None:
         """With session_state = "refuse", session state the proxy cannot carry is an error."""

@@ -100,6 +100,13 @@ EXPECT_FORWARD: Final = 0  # the client's own Parse or Close
 EXPECT_SWALLOW: Final = 1  # a Parse the proxy injected
 EXPECT_AS_PARSE: Final = 2  # a no-op Close standing in for a ParseComplete
 
+# A Parse that fails wherever it runs, sent in place of one the proxy refuses behind requests in
+# flight: its error (42601 at STAND_IN_POSITION) is where the refusal goes, in its turn, and as
+# for any error there the server skips to the Sync and fails the transaction.
+STAND_IN_SQL: Final = "/* pgdog-ev: refused (session_state) */ )"
+STAND_IN_POSITION: Final = str(STAND_IN_SQL.rindex(")") + 1)  # 1-based, in characters
+STAND_IN_PARSE: Final = fe.parse("", STAND_IN_SQL, [])
+
 PARSE_COMPLETE_MSG: Final = be.parse_complete()
 # Closes the proxy forced on a connection it could no longer trust or wait for.
 FORCE_CLOSED: Final = frozenset({Reason.OUT_OF_SYNC, Reason.QUERY_TIMEOUT, Reason.CLEANUP_FAILED})
@@ -172,6 +179,8 @@ class ServerSession:
         # Names of injected SQL PREPAREs not yet answered, in order.
         self._sql_prepares: deque[str] = deque()
         self._prepare_error: bytes | None = None
+        # Refusals standing in for a stand-in Parse's error, by segment (refuse_in_turn).
+        self._refusals: dict[int, bytes] = {}
         # Whether the client request being answered failed, and what it reported.
         self._failed = False
         self.last_reported: dict[str, str] = {}
@@ -508,12 +517,16 @@ class ServerSession:
                 self.applied = self._applied_before
             elif self.scanner.forwarding and self.client is not None:
                 self._failed = True
-                self.errors += 1
-                self.pool.stats.errors += 1
-                self.client.errors += 1
-                if self._prepare_error is not None:
-                    body = memoryview(self._prepare_error)
-                    self._prepare_error = None
+                refusal = self._refusals.pop(self._rfq_seen, None) if self._refusals else None
+                if refusal is not None and _stand_in_failed(body):
+                    body = memoryview(refusal)[5:]  # (counted when the client's Parse was refused)
+                else:
+                    self.errors += 1
+                    self.pool.stats.errors += 1
+                    self.client.errors += 1
+                    if self._prepare_error is not None:
+                        body = memoryview(self._prepare_error)
+                        self._prepare_error = None
                 self.scanner.sink_message(mtype, body)
             elif not self.owed and self.client is None:
                 # An error nobody asked for (e.g. FATAL before a shutdown).
@@ -536,6 +549,9 @@ class ServerSession:
         self._rfq_seen += 1
         if self._expect:
             self._drop_expectations(self._rfq_seen)
+        if self._refusals:
+            # Not met: an error before the stand-in skipped it, or nobody was reading.
+            self._refusals.pop(self._rfq_seen - 1, None)
         reader = owed.popleft()
         client = self.client
         if reader == TO_CLIENT or type(reader) is list:
@@ -704,6 +720,16 @@ class ServerSession:
         client expects. Answers queued after this (``answer``) carry the failed status."""
         self._send_hidden(ABORT_SQL, ABORT)
         self._update_forwarding()
+
+    def refuse_in_turn(self, refusal: bytes) -> None:
+        """A Parse the client sent behind requests still in flight is refused (``refusal``, an
+        ErrorResponse): a stand-in that fails goes in its place, and its error is replaced with
+        the refusal. The client then reads what comes before it first, and none of it if one of
+        them fails (the server skips the stand-in, as it would have skipped the statement); the
+        server fails the transaction, or the batch's implicit one, as at any error."""
+        self.unsynced = True
+        self._refusals[self._rfq_sent] = refusal
+        self.io.send(STAND_IN_PARSE)
 
     def expect_response(self, effects: list[Any] | None = None) -> None:
         """The client sent a Query, Sync or FunctionCall: one more ReadyForQuery owed.
@@ -956,3 +982,10 @@ class ServerSession:
                 done(now, self, None, self.error or "server connection closed during the health check")
         if client is not None and reason is not Reason.QUERY_TIMEOUT:
             client.on_server_lost(now, self)
+
+
+def _stand_in_failed(body: memoryview) -> bool:
+    """Whether this ErrorResponse is the stand-in Parse's own syntax error (at its position, which
+    the client's earlier messages of the batch, already parsed, cannot report)."""
+    fields = be.parse_error_fields(body)
+    return fields.get("C") == "42601" and fields.get("P") == STAND_IN_POSITION

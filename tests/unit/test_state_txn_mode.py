@@ -591,6 +591,91 @@ def test_session_state_refused_behind_a_request_in_flight() -> None:
     assert client.state is C.IDLE and server in r.pool.idle
 
 
+def stand_in_failure(status: bytes = b"I") -> bytes:
+    """What PostgreSQL answers the stand-in Parse with, up to the Sync."""
+    from state.server import STAND_IN_POSITION
+
+    return (be.error_response("42601", 'syntax error at or near ")"', fields={"P": STAND_IN_POSITION})
+            + be.ready_for_query(status))
+
+
+def unnamed_select() -> bytes:
+    return fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.execute("")
+
+
+def select_answered() -> bytes:
+    return be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + be.command_complete("SELECT 1")
+
+
+def test_session_state_refused_at_a_parse_inside_a_batch() -> None:
+    """A pipeline (psycopg, a JDBC batch) reaches a refused Parse after statements already on
+    their way: the server fails a stand-in in its place, so the client reads the statements'
+    answers, then the refusal, as if PostgreSQL had refused it; nothing is pinned."""
+    r = rig(session_state="refuse")
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    driver.send(unnamed_select() + extended_batch("LISTEN ch"))
+    sent = backend.take()
+    assert "".join(t for t, _ in sent) == "PBEPS"
+    assert fe.parse_parse(memoryview(sent[3][1])).sql.endswith(" )")  # the stand-in, not LISTEN
+    backend.send(select_answered() + stand_in_failure())
+    msgs = driver.take()
+    assert types(msgs) == "12DCEZ" and ready_statuses(msgs) == [b"I"]
+    (fields,) = error_fields(msgs)
+    assert fields["C"] == "0A000" and "LISTEN" in fields["M"]
+    assert client.errors == 1 and not client.pinned
+    assert client.state is C.IDLE and server in r.pool.idle
+    assert notes(r, client.id, Reason.REFUSED)
+    # The next batch is the client's own again.
+    driver.send(extended_batch("select 2"))
+    assert "".join(t for t, _ in backend.take()) == "PBDES"
+
+
+def test_an_error_before_a_refused_parse_in_its_batch_wins() -> None:
+    """The server skips the stand-in after an earlier error, as it would have skipped the
+    refused statement: the client reads that error, not the refusal."""
+    r = rig(session_state="refuse")
+    _client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    driver.send(unnamed_select() + extended_batch("LISTEN ch"))
+    backend.take()
+    backend.send(be.parse_complete() + be.bind_complete()
+                 + FakeBackend.error("22012", "division by zero"))
+    msgs = driver.take()
+    assert [f["C"] for f in error_fields(msgs)] == ["22012"] and ready_statuses(msgs) == [b"I"]
+    # A later error at the stand-in's position is the client's own, and stays so.
+    driver.send(extended_batch("select 3"))
+    backend.take()
+    backend.send(stand_in_failure())
+    assert [f["C"] for f in error_fields(driver.take())] == ["42601"]
+
+
+def test_session_state_refused_at_a_parse_behind_a_transaction_in_flight() -> None:
+    """Behind a request still in flight (here a BEGIN), the refusal waits for its answer, and in
+    the transaction it fails it: status E, and COMMIT rolls back."""
+    r = rig(session_state="refuse")
+    client, driver = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    busy_elsewhere(r, driver, server)
+    driver.send(fe.query("insert into t values (1)") + extended_batch("LISTEN ch"))
+    sent = backend.take()
+    assert queries(sent[:1]) == ["insert into t values (1)"]
+    assert "".join(t for t, _ in sent[1:]) == "PS"
+    assert driver.take() == []  # nothing before its turn
+    backend.send(FakeBackend.done("INSERT 0 1", b"T") + stand_in_failure(b"E"))
+    msgs = driver.take()
+    assert types(msgs) == "CZEZ" and ready_statuses(msgs) == [b"T", b"E"]
+    assert error_fields(msgs)[0]["C"] == "0A000"
+    driver.send(fe.query("COMMIT"))
+    assert backend.take_queries() == ["COMMIT"]
+    backend.send(FakeBackend.done("ROLLBACK"))
+    assert tags(driver.take()) == ["ROLLBACK"]
+    assert client.state is C.IDLE and not client.pinned and server in r.pool.idle
+
+
 def test_session_state_pin_still_pins_over_the_extended_protocol() -> None:
     """The default keeps the client on its server instead, whichever protocol asked."""
     r = rig()
