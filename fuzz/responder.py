@@ -17,6 +17,7 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.errors import ProtocolViolation
 from pgdog_ev.wire.framing import Framer
+from state.server import STAND_IN_POSITION, STAND_IN_SQL
 from tests.unit.statekit import feed
 
 if TYPE_CHECKING:
@@ -110,6 +111,11 @@ class Responder:
             if "error" in sql:
                 self.skipping = True
                 return self._error("error requested")
+            if sql == STAND_IN_SQL:  # the proxy's own Parse that PostgreSQL fails (a refusal)
+                self.skipping = True
+                if self.status == b"T":
+                    self.status = b"E"
+                return be.error_response("42601", 'syntax error at or near ")"', fields={"P": STAND_IN_POSITION})
             self.statements[name] = sql
             return be.parse_complete()
         if mtype == fe.BIND:
