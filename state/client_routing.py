@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Final
 from pgdog_ev.sql import Analysis, analyze
 from pgdog_ev.sql import Kind as Sql
 from pgdog_ev.sql.analysis import OTHER_ANALYSIS
+from pgdog_ev.sql.model import OTHER_STATEMENT
 from pgdog_ev.sql.prefilter import plain_statement
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 
 
 MEMO_LIMIT: Final = 4096
+# A Query body with a NUL before its end is not one string: PostgreSQL answers it with 08P01
+# ("invalid message format"), so the proxy leaves it to the server, answering, tracking and
+# replaying none of it (a text with a NUL cannot even be sent again as a Query of its own).
+MALFORMED_TEXT: Final = Analysis((OTHER_STATEMENT,), "invalid message format")
 _HEADER: Final = struct.Struct("!BI").pack
 _PARSE: Final = fe.PARSE
 _BIND: Final = fe.BIND
@@ -217,7 +222,12 @@ class MessageRouting(SessionEffects):
         raw = bytes(body[:-1])
         if raw == self._memo_text:
             return self._memo
-        analysis = OTHER_ANALYSIS if plain_statement(raw) else analyze(decode_text(raw))
+        if plain_statement(raw):
+            analysis = OTHER_ANALYSIS
+        elif b"\0" in raw:
+            analysis = MALFORMED_TEXT
+        else:
+            analysis = analyze(decode_text(raw))
         if len(raw) <= MEMO_LIMIT:
             self._memo_text = raw
             self._memo = analysis
