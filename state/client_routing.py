@@ -178,7 +178,7 @@ class MessageRouting(SessionEffects):
                 else:
                     # Behind requests in flight: refused in its turn, by the server, so that
                     # what comes before it is answered first and an error there wins.
-                    server.refuse_in_turn(refusal)
+                    server.refuse_in_turn(refusal, body[0] != 0)
                     self._sync_to_server = True
                 return
             server.unsynced = True

@@ -106,6 +106,8 @@ EXPECT_AS_PARSE: Final = 2  # a no-op Close standing in for a ParseComplete
 STAND_IN_SQL: Final = "/* pgdog-ev: refused (session_state) */ )"
 STAND_IN_POSITION: Final = str(STAND_IN_SQL.rindex(")") + 1)  # 1-based, in characters
 STAND_IN_PARSE: Final = fe.parse("", STAND_IN_SQL, [])
+# For a named Parse: a failing unnamed one would drop the unnamed statement, as the client's would not.
+STAND_IN_PARSE_NAMED: Final = fe.parse("pgdog_ev_refused", STAND_IN_SQL, [])
 
 PARSE_COMPLETE_MSG: Final = be.parse_complete()
 # Closes the proxy forced on a connection it could no longer trust or wait for.
@@ -721,7 +723,7 @@ class ServerSession:
         self._send_hidden(ABORT_SQL, ABORT)
         self._update_forwarding()
 
-    def refuse_in_turn(self, refusal: bytes) -> None:
+    def refuse_in_turn(self, refusal: bytes, named: bool) -> None:
         """A Parse the client sent behind requests still in flight is refused (``refusal``, an
         ErrorResponse): a stand-in that fails goes in its place, and its error is replaced with
         the refusal. The client then reads what comes before it first, and none of it if one of
@@ -729,7 +731,7 @@ class ServerSession:
         server fails the transaction, or the batch's implicit one, as at any error."""
         self.unsynced = True
         self._refusals[self._rfq_sent] = refusal
-        self.io.send(STAND_IN_PARSE)
+        self.io.send(STAND_IN_PARSE_NAMED if named else STAND_IN_PARSE)
 
     def expect_response(self, effects: list[Any] | None = None) -> None:
         """The client sent a Query, Sync or FunctionCall: one more ReadyForQuery owed.

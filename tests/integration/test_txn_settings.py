@@ -678,11 +678,12 @@ def test_session_state_refuse(pg, proxy_factory):
         # In a pipeline, behind statements already on their way: refused in its turn, and the
         # batch's implicit transaction fails with it, as at any error in PostgreSQL.
         for sql in ("LISTEN refused_channel", "SELECT pg_advisory_lock(1)"):
-            with pytest.raises(psycopg.errors.FeatureNotSupported), conn.pipeline():
-                conn.execute("INSERT INTO refuse_probe VALUES (3)")
-                conn.execute(sql)
-            assert conn.info.transaction_status == IDLE
-            assert conn.execute("SELECT count(*) FROM refuse_probe").fetchone() == (0,), sql
+            for prepare in (False, True):
+                with pytest.raises(psycopg.errors.FeatureNotSupported), conn.pipeline():
+                    conn.execute("INSERT INTO refuse_probe VALUES (3)", prepare=prepare)
+                    conn.execute(sql, prepare=prepare)
+                assert conn.info.transaction_status == IDLE
+                assert conn.execute("SELECT count(*) FROM refuse_probe").fetchone() == (0,), (sql, prepare)
         # Nothing of it reached a server.
         assert _probe_both_servers(proxy)
     assert pg.psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == "0"

@@ -629,18 +629,21 @@ def select_answered() -> bytes:
     return be.parse_complete() + be.bind_complete() + be.data_row(["1"]) + be.command_complete("SELECT 1")
 
 
-def test_session_state_refused_at_a_parse_inside_a_batch() -> None:
+@pytest.mark.parametrize("name", ["", "s1"])
+def test_session_state_refused_at_a_parse_inside_a_batch(name: str) -> None:
     """A pipeline (psycopg, a JDBC batch) reaches a refused Parse after statements already on
     their way: the server fails a stand-in in its place, so the client reads the statements'
-    answers, then the refusal, as if PostgreSQL had refused it; nothing is pinned."""
+    answers, then the refusal, as if PostgreSQL had refused it; nothing is pinned. (A named
+    Parse gets a named stand-in: an unnamed one would drop the unnamed statement.)"""
     r = rig(session_state="refuse")
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
-    driver.send(unnamed_select() + extended_batch("LISTEN ch"))
+    driver.send(unnamed_select() + extended_batch("LISTEN ch", name))
     sent = backend.take()
     assert "".join(t for t, _ in sent) == "PBEPS"
-    assert fe.parse_parse(memoryview(sent[3][1])).sql.endswith(" )")  # the stand-in, not LISTEN
+    stand_in = fe.parse_parse(memoryview(sent[3][1]))
+    assert stand_in.sql.endswith(" )") and bool(stand_in.name) == bool(name)  # not the LISTEN
     backend.send(select_answered() + stand_in_failure())
     msgs = driver.take()
     assert types(msgs) == "12DCEZ" and ready_statuses(msgs) == [b"I"]
