@@ -4,8 +4,8 @@ Three targets, each on a fresh ProxyRig (tests/unit/statekit.py: one pool, fake 
 sockets) with the Responder (fuzz/responder.py) answering for PostgreSQL:
 
 * ``client_session``: a logged-in client sends the input (after two parameter bytes: the
-  chunking seed, and flags for session mode, timer ticks, a final EOF and
-  ``session_state = "refuse"``);
+  chunking seed, and flags for session mode, timer ticks, a final EOF,
+  ``session_state = "refuse"`` and ``prepared_statements`` "full" or "disabled");
 * ``client_login``: a new client sends the input from its first byte (startup packet,
   SSLRequest, passwords, SASL messages), against trust, cleartext, MD5 or SCRAM;
 * ``server_session``: a logged-in client sends a well-formed request chosen by the input, and the
@@ -58,8 +58,8 @@ AUTH_METHODS = ("trust", "cleartext", "md5", "scram")
 class Session:
     """One rig, its client and a Responder per server connection."""
 
-    def __init__(self, mode: str, auth: str = "trust", session_state: str = "pin") -> None:
-        self.rig: ProxyRig = rig(mode, auth, session_state=session_state)
+    def __init__(self, mode: str, auth: str = "trust", **settings: str) -> None:
+        self.rig: ProxyRig = rig(mode, auth, **settings)
         self.world = self.rig.world
         self.responders: dict[int, Responder] = {}
         # Off while a target feeds a server's answer itself.
@@ -120,7 +120,8 @@ def _run_client(stream: bytes, chunks: list[bytes], mode: str, bits: int, seed: 
                 interleave: bool) -> tuple[bytes, str]:
     """Feed ``chunks``; with ``interleave`` the servers answer (and timers tick) between reads,
     otherwise only once everything was read."""
-    session = Session(mode, session_state="refuse" if bits & 8 else "pin")
+    prepared = "full" if bits & 16 else "disabled" if bits & 32 else "extended"
+    session = Session(mode, session_state="refuse" if bits & 8 else "pin", prepared_statements=prepared)
     client, _driver = ready_client(session.rig)
     received_at_login = len(client.io.sent)  # type: ignore[attr-defined]
     rng = random.Random(seed)
