@@ -23,6 +23,7 @@ import pytest
 from tests.chaos.cases import HOLD, PRIMARY, REPLICA, Case, selected
 from tests.chaos.conftest import Rig
 from tests.chaos.workloads import (
+    PGBENCH_CLIENTS,
     READ_ROWS,
     AsyncpgClients,
     Op,
@@ -135,6 +136,11 @@ def _pools_clean(proxy: ProxyProcess, seen: list[Any]) -> list[dict[str, Any]] |
     return pools if clean else None
 
 
+def _pgbench_clients(proxy: ProxyProcess) -> int:
+    with admin_connect(proxy) as admin:
+        return sum(1 for r in show(admin, "SHOW CLIENTS") if r["application_name"] == "pgbench")
+
+
 def _errors(ops: list[Op]) -> dict[str, int]:
     return dict(Counter(f"{o.sqlstate or '-'} {o.error[:70]}" for o in ops if not o.ok).most_common(6))
 
@@ -164,6 +170,10 @@ def test_chaos(case: Case, chaos_rig: Rig, proxy_factory: Any, poll: Any, tmp_pa
         for w in workloads:
             w.start()
         _wait_all_ok(poll, tally, workloads, names, t0, 20, "workloads warm up")
+        # pgbench too: a connection it opens during a fault on the client link fails, and
+        # pgbench gives up (exit 1) on a client it could not connect at its start.
+        poll(lambda: _pgbench_clients(proxy) >= PGBENCH_CLIENTS, timeout=20, interval=0.05,
+             what="pgbench's clients logged in")
         baseline_rss = rss(proxy.pid)
         with admin_connect(proxy) as admin:
             before = {(r["addr"], r["port"]): r for r in show(admin, "SHOW POOLS") if r["database"] == APP_DB}

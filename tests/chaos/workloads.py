@@ -303,6 +303,9 @@ END;
 """
 
 
+PGBENCH_CLIENTS = 2
+
+
 class Pgbench:
     """pgbench -M extended for a fixed time through the proxy, inserting one row per transaction
     tagged with the case number: afterwards at least `processed` rows of the case must exist."""
@@ -313,7 +316,7 @@ class Pgbench:
         script = os.path.join(workdir, "chaos_pgbench.sql")
         with open(script, "w") as f:
             f.write(PGBENCH_SCRIPT)
-        self.argv = [pgbench_path(), "-n", "-c", "2", "-j", "1", "-T", str(seconds), "-M", "extended",
+        self.argv = [pgbench_path(), "-n", "-c", str(PGBENCH_CLIENTS), "-j", "1", "-T", str(seconds), "-M", "extended",
                      "-D", f"case_no={case_no}", "-f", script, "-h", host, "-p", str(port), "-U", user, db]
         self.env = pgbench_env(password)
         self.proc: subprocess.Popen | None = None
