@@ -9,7 +9,8 @@ sockets) with the Responder (fuzz/responder.py) answering for PostgreSQL:
 * ``client_login``: a new client sends the input from its first byte (startup packet,
   SSLRequest, passwords, SASL messages), against trust, cleartext, MD5 or SCRAM;
 * ``server_session``: a logged-in client sends a well-formed request chosen by the input, and the
-  server answers with the rest of the input.
+  server answers with the rest of the input (flags: session mode, a tick, a final EOF,
+  ``session_state = "refuse"``).
 
 Oracles: nothing raises out of ``on_bytes``/``on_closed``/timers (the machines must turn any
 input into an ErrorResponse and a close); every transition of every machine is in its table;
@@ -205,6 +206,10 @@ REQUESTS = (
     fe.query("COPY t FROM STDIN"),
     fe.query("COPY t TO STDOUT"),
     fe.function_call(1, [], [], 0),
+    # With session_state = "refuse" (flag 8) the LISTEN is refused in its turn: the answer meets
+    # the stand-in Parse sent in its place.
+    fe.parse("", "SELECT 1") + fe.bind("", "", [], [], []) + fe.execute("", 0)
+    + fe.parse("", "LISTEN ch") + fe.bind("", "", [], [], []) + fe.execute("", 0) + fe.sync(),
 )
 
 
@@ -214,7 +219,7 @@ def server_session(data: bytes) -> None:
     bits = src.byte()
     request = src.choice(REQUESTS)
     answer = src.rest()
-    session = Session("session" if bits & 1 else "transaction")
+    session = Session("session" if bits & 1 else "transaction", session_state="refuse" if bits & 8 else "pin")
     client, _driver = ready_client(session.rig)
     # A first query logs a server in, so the request below goes straight to it.
     feed(client, session.world.now, fe.query("SELECT 0"))
