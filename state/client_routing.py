@@ -169,17 +169,13 @@ class MessageRouting(SessionEffects):
         elif mtype == fe.PARSE:
             refusal = self._refused_parse(body)
             if refusal is not None:
-                self._skip_to_sync = True  # the rest of its batch goes nowhere
-                if not server.unsynced and not server.owed:
-                    # The first message of a batch, everything before it answered: refused now.
-                    self.io.send(refusal)
-                    if server.txn_status != b"I":
-                        server.abort_transaction()
-                else:
-                    # Behind requests in flight: refused in its turn, by the server, so that
-                    # what comes before it is answered first and an error there wins.
-                    server.refuse_in_turn(refusal, body[0] != 0)
-                    self._sync_to_server = True
+                # Refused in its turn, by the server (a stand-in that fails): what was sent before
+                # it is answered first and an error there wins, the transaction or the batch
+                # fails with it, and the unnamed statement goes as PostgreSQL's Parse drops it.
+                # The rest of its batch goes nowhere; its Sync goes to the server.
+                self._skip_to_sync = True
+                self._sync_to_server = True
+                server.refuse_in_turn(refusal, body[0] != 0)
                 return
             server.unsynced = True
             server.pool.stats.client_parse_count += 1

@@ -724,11 +724,11 @@ class ServerSession:
         self._update_forwarding()
 
     def refuse_in_turn(self, refusal: bytes, named: bool) -> None:
-        """A Parse the client sent behind requests still in flight is refused (``refusal``, an
-        ErrorResponse): a stand-in that fails goes in its place, and its error is replaced with
-        the refusal. The client then reads what comes before it first, and none of it if one of
-        them fails (the server skips the stand-in, as it would have skipped the statement); the
-        server fails the transaction, or the batch's implicit one, as at any error."""
+        """A Parse the client sent is refused (``refusal``, an ErrorResponse): a stand-in that
+        fails goes in its place, and its error is replaced with the refusal. The client reads
+        what comes before it first, and not the refusal if one of them fails (the server skips
+        the stand-in, as it would have skipped the statement); the server fails the
+        transaction, or the batch's implicit one, as at any error."""
         self.unsynced = True
         self._refusals[self._rfq_sent] = refusal
         self.io.send(STAND_IN_PARSE_NAMED if named else STAND_IN_PARSE)

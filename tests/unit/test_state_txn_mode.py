@@ -516,23 +516,28 @@ def test_session_state_refused_at_parse_without_a_server(sql: str, name: str, pr
 @pytest.mark.parametrize("extended", [False, True])
 def test_session_state_refused_with_a_server_attached(extended: bool) -> None:
     """Inside a transaction, as a Query or at its Parse: refused, not forwarded, the server kept.
-    As at any error in PostgreSQL the transaction fails: the server's is made to fail too, so a
-    COMMIT rolls back what the client was told did not all run."""
+    As at any error in PostgreSQL the transaction fails: the server's is made to fail too (a
+    Query by a failing statement of the proxy's own; a Parse by a stand-in Parse that fails,
+    whose error becomes the refusal), so a COMMIT rolls back what the client was told did not
+    all run."""
     r = rig(session_state="refuse")
     client, driver = ready_client(r)
     server = only_server(r)
     backend = r.backend(server)
     busy_elsewhere(r, driver, server)
     driver.send(extended_batch("LISTEN ch") if extended else fe.query("LISTEN ch"))
-    (abort,) = backend.take_queries()  # not forwarded: a failing statement of the proxy's own
-    assert "LISTEN" not in abort and abort.startswith("DO ")
-    msgs = driver.take()
     if extended:
-        assert types(msgs) == "E"  # the refusal at once; the Sync's answer waits for the abort
+        sent = backend.take()
+        assert "".join(t for t, _ in sent) == "PS"
+        assert "LISTEN" not in fe.parse_parse(memoryview(sent[0][1])).sql
+        assert driver.take() == []  # answered in its turn, by the server
+        backend.send(stand_in_failure(b"E"))
     else:
-        assert msgs == []  # answered in its turn, after the abort
-    backend.send(FakeBackend.error("P0001", "pgdog-ev: refused", status=b"E"))
-    msgs += driver.take()
+        (abort,) = backend.take_queries()  # not forwarded: a failing statement of the proxy's own
+        assert "LISTEN" not in abort and abort.startswith("DO ")
+        assert driver.take() == []  # answered in its turn, after the abort
+        backend.send(FakeBackend.error("P0001", "pgdog-ev: refused", status=b"E"))
+    msgs = driver.take()
     assert types(msgs) == "EZ" and ready_statuses(msgs) == [b"E"]
     assert error_fields(msgs)[0]["C"] == "0A000"
     assert client.errors == 1 and client.server is server
