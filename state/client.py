@@ -177,7 +177,6 @@ class ClientSession(AdminAnswers):
         "_segment",
         "_skip_to_sync",
         "_startup_buf",
-        "_sync_to_server",
         "_timer",
         "_timer_when",
         "_told_shared",
@@ -310,8 +309,6 @@ class ClientSession(AdminAnswers):
         self._refused: tuple[str, str] = (codes.CONNECTION_FAILURE, "no server")
         # An error answered part of an extended-protocol batch: drop until Sync.
         self._skip_to_sync = False
-        # The Sync that ends the skip goes to the server (a Parse refused in its turn).
-        self._sync_to_server = False
         # Transaction-mode session state (see on_request_done).
         self.settings = SettingsTracker({})
         self.rename = False
@@ -885,16 +882,11 @@ class ClientSession(AdminAnswers):
                 self._read_guard = True
             if self._skip_to_sync:
                 # A Parse refused while this server was held (session_state = "refuse"): the rest
-                # of its batch goes nowhere, and its Sync is answered with the server's status
-                # (after the transaction's abort, if one is in flight), or by the server when
-                # the refusal itself is the server's to give, in its turn.
+                # of its batch goes nowhere, and its Sync goes to the server, which answers the
+                # stand-in sent in the Parse's place first.
                 if mtype == fe.SYNC:
                     self._skip_to_sync = False
-                    if self._sync_to_server:
-                        self._sync_to_server = False
-                        self._to_server(now, server, mtype, body)
-                    else:
-                        server.answer(b"")
+                    self._to_server(now, server, mtype, body)
                 return
             self._to_server(now, server, mtype, body)
             return
@@ -902,7 +894,6 @@ class ClientSession(AdminAnswers):
             # An error answered this extended-protocol batch: skip to its Sync.
             if mtype == fe.SYNC:
                 self._skip_to_sync = False
-                self._sync_to_server = False  # (its server was lost)
                 self.io.send(be.ready_for_query(self._local_status()))
             return
         if self._fail is not None:

@@ -43,7 +43,6 @@ class ClientFields:
     role_override: str | None
     startup_role: str | None
     _skip_to_sync: bool
-    _sync_to_server: bool
 
     # Methods that a part calls but a part after it in the chain (or ClientSession) defines:
     # declared here so that the calling part, and the compiled build, knows them (see native.py).

@@ -174,7 +174,6 @@ class MessageRouting(SessionEffects):
                 # fails with it, and the unnamed statement goes as PostgreSQL's Parse drops it.
                 # The rest of its batch goes nowhere; its Sync goes to the server.
                 self._skip_to_sync = True
-                self._sync_to_server = True
                 server.refuse_in_turn(refusal, body[0] != 0)
                 return
             server.unsynced = True
