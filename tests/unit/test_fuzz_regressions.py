@@ -116,6 +116,36 @@ def test_a_named_parse_with_an_error_at_the_end_of_its_text_is_answered() -> Non
     assert client.state.name == "IDLE"
 
 
+# -- state/client_routing.py ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("before", "text"), [("", b"BEGIN\0Q"), ("BEGIN", b"COMMIT\0\0")])
+def test_query_text_with_a_nul_inside_is_left_to_the_server(before: str, text: bytes) -> None:
+    """client_session: a Query whose body is `BEGIN`, a NUL, then more bytes. The proxy answered
+    the BEGIN itself and kept the whole text to replay on a server, where building the Query
+    raised ValueError (a NUL in a protocol string) out of the client session. PostgreSQL answers
+    such a message 08P01: the proxy now leaves it to the server, answering and keeping none of it,
+    and forwards it byte for byte."""
+    from tests.unit.statekit import FakeBackend, error_fields, only_server, queries, ready_statuses, rig
+
+    r = rig()
+    client, driver = ready_client(r)
+    backend = r.backend(only_server(r))
+    if before:
+        driver.send(fe.query(before))
+        driver.take()
+    body = text + b"\0"
+    driver.send(b"Q" + (len(body) + 4).to_bytes(4, "big") + body)
+    sent = backend.take()
+    assert queries(sent[:-1]) == ([before] if before else []) and sent[-1] == ("Q", body)
+    status = b"E" if before else b"I"
+    backend.send((FakeBackend.done("BEGIN", b"T") if before else b"")
+                 + FakeBackend.error("08P01", "invalid message format", status))
+    msgs = driver.take()
+    assert error_fields(msgs)[0]["C"] == "08P01" and ready_statuses(msgs) == [status]
+    assert client.state.name == ("ACTIVE" if before else "IDLE")
+
+
 # -- pgdog_ev/admin/resultset.py --------------------------------------------------------------
 
 

@@ -123,28 +123,6 @@ def test_local_begin_then_end_is_answered_locally(end: str) -> None:
     assert backend.take_queries() == ["select 1"]
 
 
-@pytest.mark.parametrize(("before", "text"), [("", b"BEGIN\0Q"), ("BEGIN", b"COMMIT\0\0")])
-def test_query_text_with_a_nul_inside_is_left_to_the_server(before: str, text: bytes) -> None:
-    """Not one string: PostgreSQL answers 08P01. The proxy neither answers nor keeps it (it
-    could not replay it: a Query cannot carry a NUL), and forwards it byte for byte."""
-    r = rig()
-    client, driver = ready_client(r)
-    backend = r.backend(only_server(r))
-    if before:
-        driver.send(fe.query(before))
-        driver.take()
-    body = text + b"\0"
-    driver.send(b"Q" + (len(body) + 4).to_bytes(4, "big") + body)
-    sent = backend.take()
-    assert queries(sent[:-1]) == ([before] if before else []) and sent[-1] == ("Q", body)
-    status = b"E" if before else b"I"
-    backend.send((FakeBackend.done("BEGIN", b"T") if before else b"")
-                 + FakeBackend.error("08P01", "invalid message format", status))
-    msgs = driver.take()
-    assert error_fields(msgs)[0]["C"] == "08P01" and ready_statuses(msgs) == [status]
-    assert client.state is (C.ACTIVE if before else C.IDLE)
-
-
 @pytest.mark.parametrize("end", ["COMMIT", "ROLLBACK"])
 def test_commit_without_transaction_warns_25p01(end: str) -> None:
     r = rig()
