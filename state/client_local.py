@@ -38,12 +38,13 @@ class LocalAnswers(MessageRouting):
             if analysis is OTHER_ANALYSIS or analysis.error is not None:
                 return False
             if self._local_failed:
-                return self._answer_failed(analysis)
-            refusal = self._refusal(analysis)
-            if refusal is not None:
-                self.io.send(refusal + be.ready_for_query(self._local_status()))
-                return True
-            out = self._local_query(analysis, query_text(body))
+                out = self._failed_end(analysis)
+            else:
+                refusal = self._refusal(analysis)
+                if refusal is not None:
+                    self.io.send(refusal + be.ready_for_query(self._local_status()))
+                    return True
+                out = self._local_query(analysis, query_text(body))
             if out is None:
                 return False
             self.queries += 1
@@ -105,20 +106,17 @@ class LocalAnswers(MessageRouting):
             return True
         return False
 
-    def _answer_failed(self, analysis: Analysis) -> bool:
+    def _failed_end(self, analysis: Analysis) -> bytes | None:
         """A transaction begun without a server, then failed by a refusal: a lone COMMIT or
-        ROLLBACK ends it here (both roll back, as in PostgreSQL); anything else goes to a server,
-        which gets the transaction replayed and failed, so PostgreSQL itself answers it (25P02,
-        or ROLLBACK TO, AND CHAIN, PREPARE TRANSACTION as it would)."""
+        ROLLBACK ends it here (both roll back, as in PostgreSQL); anything else (None) goes to a
+        server, which gets the transaction replayed and failed, so PostgreSQL itself answers it
+        (25P02, or ROLLBACK TO, AND CHAIN, PREPARE TRANSACTION as it would)."""
         statements = analysis.statements
         if len(statements) != 1 or statements[0].kind not in (Sql.COMMIT, Sql.ROLLBACK):
-            return False
+            return None
         if "chain" in statements[0].flags:
-            return False
-        self.queries += 1
-        self.log.emit(self._now, Kind.NOTE, Machine.CLIENT, self.id, 0, 0, Reason.LOCAL_ANSWER)
-        self.io.send(self._local_end(False) + be.ready_for_query(self._local_status()))
-        return True
+            return None
+        return self._local_end(False)
 
     def _local_query(self, analysis: Analysis, sql: str) -> bytes | None:
         statements = analysis.statements

@@ -100,9 +100,9 @@ EXPECT_FORWARD: Final = 0  # the client's own Parse or Close
 EXPECT_SWALLOW: Final = 1  # a Parse the proxy injected
 EXPECT_AS_PARSE: Final = 2  # a no-op Close standing in for a ParseComplete
 
-# A Parse that fails wherever it runs, sent in place of one the proxy refuses behind requests in
-# flight: its error (42601 at STAND_IN_POSITION) is where the refusal goes, in its turn, and as
-# for any error there the server skips to the Sync and fails the transaction.
+# A Parse that fails wherever it runs, sent in place of one the proxy refuses while a server is
+# held: its error (42601 at STAND_IN_POSITION) is where the refusal goes, in its turn, and as for
+# any error there the server skips to the Sync and fails the transaction.
 STAND_IN_SQL: Final = "/* pgdog-ev: refused (session_state) */ )"
 STAND_IN_POSITION: Final = str(STAND_IN_SQL.rindex(")") + 1)  # 1-based, in characters
 STAND_IN_PARSE: Final = fe.parse("", STAND_IN_SQL, [])
@@ -987,7 +987,8 @@ class ServerSession:
 
 
 def _stand_in_failed(body: memoryview) -> bool:
-    """Whether this ErrorResponse is the stand-in Parse's own syntax error (at its position, which
-    the client's earlier messages of the batch, already parsed, cannot report)."""
+    """Whether this ErrorResponse is the stand-in Parse's own syntax error, by code and position.
+    (An earlier Parse of the same batch failing at that very position would pass for it: the
+    client then reads the refusal in place of that error, and the batch fails either way.)"""
     fields = be.parse_error_fields(body)
     return fields.get("C") == "42601" and fields.get("P") == STAND_IN_POSITION
