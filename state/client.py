@@ -93,6 +93,7 @@ _POOL_CLOSED: Final = PoolState.CLOSED
 _POOL_OPEN: Final = PoolState.OPEN
 _PARSE: Final = fe.PARSE
 _BIND: Final = fe.BIND
+_CLOSE: Final = fe.CLOSE
 _R_CHECKOUT: Final = Reason.CHECKOUT
 _R_CLIENT_TERMINATE: Final = Reason.CLIENT_TERMINATE
 _R_PROTOCOL_VIOLATION: Final = Reason.PROTOCOL_VIOLATION
@@ -827,8 +828,8 @@ class ClientSession(AdminAnswers):
             self._effect(self._unnamed)
         effects = self._segment
         self._segment = None
-        server.expect_response(effects)
         server.unsynced = False
+        server.expect_response(effects)
         server.io.send(data[first_end:])
         return len(data)
 
@@ -840,13 +841,15 @@ class ClientSession(AdminAnswers):
             # CopyData with no COPY running: PostgreSQL ignores it too.
             return False
         if mtype in OWES_READY:
-            server.expect_response()
             if mtype == fe.SYNC:
                 server.unsynced = False
             else:
                 self.queries += 1
+            server.expect_response()
         elif mtype in EXTENDED:
             server.unsynced = True
+            if mtype in (_PARSE, _CLOSE):
+                server.expect_completion()  # (read in turn, see ServerSession._behind_batch)
         return True
 
 

@@ -128,8 +128,10 @@ class MessageRouting(SessionEffects):
             else:
                 refusal = self._refusal(analysis)
                 if refusal is not None:
-                    if server.txn_status != b"I" or server.owed:
-                        server.abort_transaction()  # (in a transaction, now or at its turn)
+                    if server.txn_status != b"I" or server.owed or server.unsynced:
+                        # (In a transaction, now or at its turn; or in the implicit one of the
+                        # unsynced messages before it, which an error in a Query rolls back.)
+                        server.abort_transaction()
                     server.answer(refusal)
                     return
                 if self.full_sql:
@@ -152,8 +154,8 @@ class MessageRouting(SessionEffects):
         elif mtype == fe.SYNC:
             effects = self._segment
             self._segment = None
-            server.expect_response(effects)
             server.unsynced = False
+            server.expect_response(effects)
             server.io.send(msg)
         elif mtype == fe.BIND:
             server.unsynced = True
@@ -196,11 +198,8 @@ class MessageRouting(SessionEffects):
                 if close.kind == "S" and close.name:
                     # Only this client's name goes: others may share the statement.
                     self._drop_statement(close.name)
-                    server.forward_completion(NOOP_CLOSE)
-                else:
-                    server.forward_completion(msg)
-            else:
-                server.io.send(msg)
+                    msg = NOOP_CLOSE
+            server.forward_completion(msg)
         elif mtype == fe.FUNCTION_CALL:
             self.queries += 1
             server.expect_response()
@@ -237,19 +236,13 @@ class MessageRouting(SessionEffects):
 
     def _parse(self, server: ServerSession, msg: bytes, body: memoryview) -> None:
         if len(body) > 0 and body[0] == 0 and self._parse_unnamed(msg):
-            if self.rename:
-                server.forward_completion(msg)
-            else:
-                server.io.send(msg)
+            server.forward_completion(msg)
             return
         parse = fe.parse_parse(body)
         if not parse.name:
             self._unnamed = analyze(parse.sql)
             self._unnamed_sql = b"\xff"
-        if not self.rename:
-            server.io.send(msg)
-            return
-        if not parse.name:
+        if not self.rename or not parse.name:
             server.forward_completion(msg)
             return
         existing = self.statements.get(parse.name)
@@ -259,7 +252,7 @@ class MessageRouting(SessionEffects):
             server.ensure_prepared(existing)
             server.forward_completion(existing.parse)
             return
-        server.forward_parse(self._register(parse))
+        server.forward_parse(self._register(parse), parse.name)
 
     _unnamed_sql: bytes  # b"\xff" at first: never valid UTF-8, no text matches before the first Parse
 
@@ -305,6 +298,11 @@ class MessageRouting(SessionEffects):
         rest = raw[raw.index(0, portal_end) + 1 :]
         new = raw[:portal_end] + stmt.name.encode() + b"\0" + rest
         return b"B" + (len(new) + 4).to_bytes(4, "big") + new
+
+    def forget_statement(self, name: str) -> None:
+        """The server failed or skipped this client's Parse of ``name`` (an error before it in
+        its batch): as in PostgreSQL, the statement does not exist."""
+        self._drop_statement(name)
 
     def _drop_statement(self, name: str) -> None:
         stmt = self.statements.pop(name, None)

@@ -99,6 +99,7 @@ ABORT_SQL: Final = "DO $pgdog_ev$ BEGIN RAISE EXCEPTION 'pgdog-ev: a statement o
 EXPECT_FORWARD: Final = 0  # the client's own Parse or Close
 EXPECT_SWALLOW: Final = 1  # a Parse the proxy injected
 EXPECT_AS_PARSE: Final = 2  # a no-op Close standing in for a ParseComplete
+EXPECT_MARKER: Final = 3  # a no-op Close ahead of a request sent behind an unsynced batch
 
 # A Parse that fails wherever it runs, sent in place of one the proxy refuses while a server is
 # held: its error (42601 at STAND_IN_POSITION) is where the refusal goes, in its turn, and as for
@@ -173,8 +174,10 @@ class ServerSession:
         # Sync-delimited segments that prepared-statement expectations belong to.
         self._rfq_sent = 0
         self._rfq_seen = 0
-        # (EXPECT_*, statement name, segment) per ParseComplete/CloseComplete to come.
-        self._expect: deque[tuple[int, str, int]] = deque()
+        # (EXPECT_*, statement name, segment, the client's name for it) per ParseComplete or
+        # CloseComplete to come. The client's name is set for its named Parse: if the server
+        # fails or skips that Parse, the client's statement does not exist either.
+        self._expect: deque[tuple[int, str, int, str]] = deque()
         # Global prepared statements this server holds, least recently used first.
         self.prepared: OrderedDict[str, GlobalStatement] = OrderedDict()
         self.prepared_evictions = 0
@@ -183,6 +186,10 @@ class ServerSession:
         self._prepare_error: bytes | None = None
         # Refusals standing in for a stand-in Parse's error, by segment (refuse_in_turn).
         self._refusals: dict[int, bytes] = {}
+        # Requests (by the number of their ReadyForQuery) sent behind extended-protocol messages
+        # not yet synced: whether the no-op Close sent ahead of each came back, that is whether
+        # the messages before it all succeeded (see _behind_batch).
+        self._behind: dict[int, bool] = {}
         # Whether the client request being answered failed, and what it reported.
         self._failed = False
         self.last_reported: dict[str, str] = {}
@@ -438,8 +445,8 @@ class ServerSession:
         if not expect:
             return True  # iterating even an empty deque makes an iterator object
         seen = self._rfq_seen
-        for kind, name, segment in expect:
-            if segment == seen and (kind != EXPECT_FORWARD or name):
+        for kind, name, segment, client_name in expect:
+            if segment == seen and (kind != EXPECT_FORWARD or name or client_name):
                 return False
         return True
 
@@ -465,6 +472,11 @@ class ServerSession:
         kind = expect.popleft()[0]
         if kind == EXPECT_SWALLOW:
             return False
+        if kind == EXPECT_MARKER:
+            # The batch ahead of the request succeeded: what comes next answers the request.
+            self._behind[self._rfq_seen] = True
+            self._update_forwarding()
+            return False
         if kind == EXPECT_AS_PARSE:
             if self.scanner.forwarding and self.client is not None:
                 self.client.io.send(PARSE_COMPLETE_MSG)
@@ -476,9 +488,11 @@ class ServerSession:
         error skipped their messages): statements they would have prepared are not there."""
         expect = self._expect
         while expect and expect[0][2] < before:
-            _kind, name, _ = expect.popleft()
+            _kind, name, _, client_name = expect.popleft()
             if name:
                 self.prepared.pop(name, None)
+            if client_name and self.client is not None:
+                self.client.forget_statement(client_name)
 
     def _on_message(self, mtype: int, body: memoryview) -> None:
         if mtype == be.READY_FOR_QUERY:
@@ -502,6 +516,8 @@ class ServerSession:
                 self.client.report(name, value)
         elif mtype == be.ERROR_RESPONSE:
             self.copy_in = False
+            if self._behind and self._behind.get(self._rfq_seen) is False:
+                self._skip_behind()
             if self._expect:
                 # The server now skips everything up to the next Sync.
                 self._drop_expectations(self._rfq_seen + 1)
@@ -549,6 +565,8 @@ class ServerSession:
             self._close(now, _R_OUT_OF_SYNC)
             return
         self._rfq_seen += 1
+        if self._behind:
+            self._behind.pop(self._rfq_seen - 1, None)
         if self._expect:
             self._drop_expectations(self._rfq_seen)
         if self._refusals:
@@ -701,12 +719,48 @@ class ServerSession:
             client.on_login_checked(now, self, self._login_reported, self._login_error)
 
     def _update_forwarding(self) -> None:
-        """Responses go to the client unless the oldest owed request is the proxy's own."""
+        """Responses go to the client unless the oldest owed request is the proxy's own (and the
+        client's unsynced messages sent before that one have all been answered)."""
+        owed = self.owed
         self.scanner.forwarding = self.client is not None and (
-            not self.owed or self.owed[0] not in NOT_FOR_CLIENT
+            not owed or owed[0] not in NOT_FOR_CLIENT
+            or (len(self._behind) > 0 and self._behind.get(self._rfq_seen) is False)
         )
 
+    def _behind_batch(self) -> None:
+        """A request goes behind extended-protocol messages with no Sync yet. If one of those
+        fails, the server skips everything up to the Sync, this request included, which then
+        gets no ReadyForQuery; if it runs, its error (if any) says nothing of the batch. A no-op
+        Close sent ahead of it tells the two apart: its CloseComplete comes only when the
+        messages before it succeeded, and an error before it means the request is skipped."""
+        self._behind[self._rfq_sent] = False
+        self._expecting(EXPECT_MARKER)
+        self.io.send(NOOP_CLOSE)
+
+    def _skip_behind(self) -> None:
+        """An unsynced batch failed ahead of the requests sent behind it: the server skips them
+        (up to the Sync), so no ReadyForQuery will come for them. Answers the proxy queued among
+        them go too, as their messages would have been skipped."""
+        owed = self.owed
+        behind = self._behind
+        while owed:
+            head = owed[0]
+            if type(head) is bytes:
+                owed.popleft()
+                continue
+            if behind.pop(self._rfq_seen, None) is None:
+                break
+            owed.popleft()
+            self._rfq_seen += 1
+            if head == TO_CLIENT or type(head) is list:
+                self._requests -= 1
+            elif head == HIDDEN_PREPARE and self._sql_prepares:
+                self.prepared.pop(self._sql_prepares.popleft(), None)
+        self._update_forwarding()
+
     def _send_hidden(self, sql: str, reader: int) -> None:
+        if self.unsynced:
+            self._behind_batch()
         self.owed.append(reader)
         self._rfq_sent += 1
         self.io.send(fe.query(sql))
@@ -744,6 +798,8 @@ class ServerSession:
             if self._xact_at is None and self.txn_status == b"I":
                 self._xact_at = self.request_at
         self._requests += 1
+        if self.unsynced:
+            self._behind_batch()  # (a Sync's caller marked the server synced first)
         self.owed.append(TO_CLIENT if effects is None else effects)
         self._rfq_sent += 1
         if len(self.owed) == 1:
@@ -752,6 +808,11 @@ class ServerSession:
     def answer(self, payload: bytes) -> None:
         """Send the client ``payload`` + ReadyForQuery in its turn, after every answer owed before it."""
         client = self.client
+        if not self.owed and self.unsynced:
+            # Its turn comes after the unsynced messages' answers: an empty query's, which
+            # ends their implicit transaction as the client's own Query would have.
+            self._send_hidden("", HIDDEN)
+            self._update_forwarding()
         if not self.owed:
             if client is not None:
                 client.io.send(payload + be.ready_for_query(self.txn_status))
@@ -760,8 +821,8 @@ class ServerSession:
 
     # -- prepared statements -------------------------------------------------
 
-    def _expecting(self, kind: int, name: str = "") -> None:
-        self._expect.append((kind, name, self._rfq_sent))
+    def _expecting(self, kind: int, name: str = "", client_name: str = "") -> None:
+        self._expect.append((kind, name, self._rfq_sent, client_name))
 
     def ensure_prepared(self, stmt: GlobalStatement) -> None:
         """Make sure ``stmt`` exists here before a Bind/Describe that uses it."""
@@ -785,16 +846,17 @@ class ServerSession:
         self._send_hidden(stmt.prepare_sql, HIDDEN_PREPARE)
         self._update_forwarding()
 
-    def forward_parse(self, stmt: GlobalStatement) -> None:
-        """The client parsed ``stmt``: prepare it here, or just acknowledge it if it exists."""
+    def forward_parse(self, stmt: GlobalStatement, client_name: str) -> None:
+        """The client parsed ``stmt`` as ``client_name``: prepare it here, or just acknowledge
+        it if it exists."""
         name = stmt.name
         if name in self.prepared:
             self.prepared.move_to_end(name)
-            self._expecting(EXPECT_AS_PARSE)
+            self._expecting(EXPECT_AS_PARSE, "", client_name)
             self.io.send(NOOP_CLOSE)
             return
         self.prepared[name] = stmt
-        self._expecting(EXPECT_FORWARD, name)
+        self._expecting(EXPECT_FORWARD, name, client_name)
         self.pool.stats.server_parse_count += 1
         self.io.send(stmt.parse)
 
@@ -802,6 +864,11 @@ class ServerSession:
         """Send a Parse/Close whose ParseComplete/CloseComplete the client reads."""
         self._expecting(EXPECT_FORWARD)
         self.io.send(data)
+
+    def expect_completion(self) -> None:
+        """The client's own Parse/Close goes (unread) to the server: its ParseComplete or
+        CloseComplete is the client's, not a no-op Close's the proxy sent (``_behind_batch``)."""
+        self._expecting(EXPECT_FORWARD)
 
     def forget_prepared(self) -> None:
         """DISCARD ALL / DEALLOCATE ALL ran here: every statement is gone."""

@@ -12,7 +12,7 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import asyncpg
 import psycopg
@@ -165,6 +165,32 @@ def test_pipeline_with_prepared_statements(proxy):
             for block in range(3):
                 assert cs[2 * block].fetchone() == (rnd + block,)
                 assert cs[2 * block + 1].fetchone() == (f"{block}p",)
+        bg.wait_for_more()
+
+
+def _prepared_after_error_scenario(conn: psycopg.Connection) -> list:
+    out: list = []
+    for rnd in range(3):
+        # (psycopg raises the error wherever it reads it: at an execute or at the Sync.)
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.pipeline() as p:
+            conn.execute("SELECT 1/0")
+            # Prepared (a named Parse) after the error, before the Sync: skipped by the server.
+            conn.execute("SELECT %s::int * 7", (rnd,), prepare=True)
+            p.sync()
+        out.append(conn.execute("SELECT %s::int * 7", (rnd,), prepare=True).fetchone())
+        out.append(conn.info.transaction_status)
+    return out
+
+
+def test_statement_prepared_after_an_error_in_a_pipeline(pg, proxy):
+    """psycopg prepares a statement in a pipeline behind an error: the server skips its Parse,
+    psycopg forgets it, and preparing it again later works through the proxy as directly. (The
+    raw-socket test above checks the proxy's side of it message by message.)"""
+    with connect_direct(pg, prepare_threshold=0) as d:
+        want = _prepared_after_error_scenario(d)
+    assert want[::2] == [(0,), (7,), (14,)]
+    with BackgroundClient(proxy) as bg, connect(proxy, prepare_threshold=0) as a:
+        assert _prepared_after_error_scenario(a) == want
         bg.wait_for_more()
 
 
@@ -479,3 +505,107 @@ def test_raw_extended_protocol_matches_postgres(pg, proxy):
         bg.wait_for_more()
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, f"step {i}: proxy {g} != PostgreSQL {w}"
+
+
+def _skipped_in_batch_scenario(r: Raw, uid: str) -> Iterator[list[str]]:
+    """What an error in an extended-protocol batch makes PostgreSQL skip up to the Sync: named
+    Parses (the statements do not exist afterwards) and simple Queries sent before the Sync,
+    which otherwise run in their turn. No ReadyForQuery comes for a skipped Query."""
+    ok = fe.parse("", "SELECT 1") + _bind("", "", []) + fe.execute("")
+    bad = fe.execute(f"no_portal_{uid}")
+    yield r.roundtrip(bad + fe.parse(f"p_{uid}", "SELECT 4") + fe.sync())
+    yield r.roundtrip(_bind("", f"p_{uid}", []) + fe.execute("") + fe.sync())
+    # The batch fails before the Query: one error, one ReadyForQuery (the Sync's).
+    yield r.roundtrip(bad + fe.query("SELECT 'skipped'") + fe.sync())
+    # ... with two Queries, and a Parse of a named statement, skipped alike.
+    yield r.roundtrip(
+        bad + fe.query("SELECT 'a'") + fe.query("SELECT 'b'") + fe.parse(f"n_{uid}", "SELECT 2") + fe.sync()
+    )
+    yield r.roundtrip(_bind("", f"n_{uid}", []) + fe.execute("") + fe.sync())
+    # The batch succeeds: the Query runs in turn, then the Sync's ReadyForQuery.
+    yield r.roundtrip(ok + fe.query("SELECT 'ran'") + fe.sync(), count=2)
+    # The Query itself fails: it has its ReadyForQuery, and what follows it runs.
+    yield r.roundtrip(ok + fe.query("SELECT 1/0") + ok + fe.sync(), count=2)
+    # Success, a Query, then a failure later in the batch: the second Query is skipped.
+    yield r.roundtrip(ok + fe.query("SELECT 'first'") + bad + fe.query("SELECT 'second'") + fe.sync(), count=2)
+    # A named statement prepared in the failed part is not there afterwards.
+    yield r.roundtrip(
+        fe.parse(f"m_{uid}", "SELECT 3") + bad + fe.query("SELECT 'c'") + fe.sync()
+    )
+    yield r.roundtrip(_bind("", f"m_{uid}", []) + fe.execute("") + fe.sync())
+    # A Query the proxy answers itself (DEALLOCATE ALL) comes in its turn, or not at all.
+    yield r.roundtrip(ok + fe.query("DEALLOCATE ALL") + fe.sync(), count=2)
+    yield r.roundtrip(bad + fe.query("DEALLOCATE ALL") + fe.sync())
+    # The same inside an explicit transaction: the failure fails the transaction.
+    yield r.roundtrip(fe.query("BEGIN"))
+    yield r.roundtrip(bad + fe.query("SELECT 'in txn'") + fe.sync())
+    yield r.roundtrip(fe.query("SELECT 'after'"))
+    yield r.roundtrip(fe.query("ROLLBACK"))
+    yield r.roundtrip(fe.query("SELECT 'done'"))
+
+
+def test_what_a_failed_batch_skips_matches_postgres(pg, proxy):
+    """A Query skipped by the server with the rest of a failed batch owes no ReadyForQuery: the
+    proxy counts none for it, so the client gets PostgreSQL's replies and the server goes back to
+    the pool (of one: the other client runs) after each batch's Sync. A skipped named Parse
+    leaves no statement behind in the proxy either."""
+    uid = _uid()
+    direct = Raw(pg.host, pg.port, "postgres", APP_DB)
+    try:
+        want = list(_skipped_in_batch_scenario(direct, uid))
+    finally:
+        direct.close()
+    assert want[0] == [f"E:34000:portal \"no_portal_{uid}\" does not exist", "Z:I"], want[0]
+    assert want[1] == [f"E:26000:prepared statement \"p_{uid}\" does not exist", "Z:I"], want[1]
+    assert want[5] == ["1", "2", "D:1", "C:SELECT 1", "T:?column?/25", "D:ran", "C:SELECT 1", "Z:I", "Z:I"], want[3]
+    with BackgroundClient(proxy) as bg:
+        r = Raw(proxy.host, proxy.port, APP_USER, APP_DB)
+        try:
+            got = []
+            for step in _skipped_in_batch_scenario(r, uid):
+                got.append(step)
+                if step[-1] == "Z:I":
+                    bg.wait_for_more()  # the one server is back in the pool
+        finally:
+            r.close()
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"step {i}: proxy {g} != PostgreSQL {w}"
+
+
+def test_query_refused_inside_an_extended_batch(pg, proxy_factory):
+    """session_state = "refuse": a Query refused behind unsynced extended-protocol messages is
+    answered in its turn, after theirs, and fails their implicit transaction as an error in that
+    Query would in PostgreSQL; behind a batch that failed, it is skipped as PostgreSQL would
+    skip it."""
+    proxy = proxy_factory(
+        general={"auth_type": "trust", "default_pool_size": 1, "pooler_mode": "transaction",
+                 "checkout_timeout": 10000, "session_state": "refuse"},
+        databases=[app_database(pg)],
+        users=[app_user()],
+    )
+    uid = _uid()
+    table = f"public.refused_batch_{uid}"
+    with connect_direct(pg) as d:
+        d.execute(f"CREATE TABLE {table} (v int)")
+    insert = fe.parse("", f"INSERT INTO {table} VALUES (1)") + _bind("", "", []) + fe.execute("")
+    refused = "E:0A000:LISTEN is not supported in transaction mode"
+    with BackgroundClient(proxy) as bg:
+        r = Raw(proxy.host, proxy.port, APP_USER, APP_DB)
+        try:
+            got = r.roundtrip(insert + fe.query("LISTEN refused_batch") + fe.sync(), count=2)
+            assert got == ["1", "2", "C:INSERT 0 1", refused, "Z:I", "Z:I"]
+            bg.wait_for_more()
+            got = r.roundtrip(fe.execute(f"no_portal_{uid}") + fe.query("LISTEN refused_batch") + fe.sync())
+            assert got == [f"E:34000:portal \"no_portal_{uid}\" does not exist", "Z:I"]
+            bg.wait_for_more()
+            assert r.roundtrip(fe.query(f"SELECT count(*) FROM {table}")) == ["T:count/20", "D:0", "C:SELECT 1", "Z:I"]
+        finally:
+            r.close()
+    # The same batch with a Query that fails in PostgreSQL: the INSERT is rolled back alike.
+    direct = Raw(pg.host, pg.port, "postgres", APP_DB)
+    try:
+        got = direct.roundtrip(insert + fe.query("SELECT 1/0") + fe.sync(), count=2)
+        assert got == ["1", "2", "C:INSERT 0 1", "E:22012:division by zero", "Z:I", "Z:I"]
+        assert direct.roundtrip(fe.query(f"SELECT count(*) FROM {table}"))[1] == "D:0"
+    finally:
+        direct.close()

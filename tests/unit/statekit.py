@@ -621,6 +621,7 @@ class Recorder:
     events: list[str] | None = None
     ready: list[tuple[float, int, bytes]] = field(default_factory=list)
     lost: list[tuple[float, int, bool]] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
     login_checks: list[tuple[dict[str, str], dict[str, str] | None]] = field(default_factory=list)
     told: dict[str, str] = field(default_factory=dict)
     reported: list[tuple[str, str]] = field(default_factory=list)
@@ -643,6 +644,9 @@ class Recorder:
 
     def on_server_lost(self, now: float, server: ServerSession, query_timeout: bool = False) -> None:
         self.lost.append((now, server.id, query_timeout))
+
+    def forget_statement(self, name: str) -> None:
+        self.forgotten.append(name)
 
     def on_login_checked(
         self, now: float, server: ServerSession, reported: dict[str, str], error: dict[str, str] | None

@@ -8,6 +8,7 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
 from state.events import Kind, Machine
 from state.pool import Pool
+from state.prepared import GlobalStatement
 from state.reasons import Reason
 from state.server import TRANSITIONS, IllegalTransition, ServerSession, ServerState
 from tests.unit.statekit import (
@@ -267,8 +268,8 @@ def test_pipeline_releases_only_after_last_ready_for_query(world: World, pool: P
     # Parse/Bind/Execute/Sync twice, then a simple Query: three ReadyForQuery owed.
     for _ in range(2):
         server.unsynced = True
+        server.unsynced = False  # (a Sync: the caller marks it synced first)
         server.expect_response()
-        server.unsynced = False
     server.expect_response()
     assert len(server.owed) == 3
     ext = be.parse_complete() + be.bind_complete() + be.command_complete("SELECT 0")
@@ -288,6 +289,88 @@ def test_ready_for_query_with_unsynced_batch_pending_does_not_release(world: Wor
     backend.send(FakeBackend.result())
     assert rec.ready == []
     assert not server.clean
+
+
+# -- requests behind an unsynced batch ---------------------------------------------------------
+
+
+def behind_batch(server: ServerSession, backend: FakeBackend, sql: str = "select 1") -> None:
+    """An Execute with no Sync yet, then a Query behind it (no Sync either)."""
+    server.unsynced = True
+    server.io.send(fe.execute(""))
+    client_query(server, backend, sql)
+
+
+def sync(server: ServerSession) -> None:
+    server.unsynced = False
+    server.expect_response()
+    server.io.send(fe.sync())
+
+
+def test_query_behind_a_failed_batch_owes_no_ready_for_query(world: World, pool: Pool) -> None:
+    """PostgreSQL skips a Query sent behind messages that failed (up to the Sync): only the
+    Sync's ReadyForQuery comes, and the server goes back to the pool after it."""
+    server, backend = new_server(world, pool)
+    rec = lend(world, pool, server, 1)
+    behind_batch(server, backend)
+    sync(server)
+    # A no-op Close went ahead of the Query: its CloseComplete would say the batch succeeded.
+    assert [t for t, _ in backend.take()] == ["E", "C", "Q", "S"]
+    backend.send(be.error_response("34000", "portal does not exist"), be.ready_for_query(b"I"))
+    assert types(rec.io.take()) == "EZ"
+    assert rec.ready == [(world.now, server.id, b"I")] and not server.owed
+    server.release(world.now, session_mode=False)
+    assert server.state is S.IDLE
+
+
+def test_query_behind_a_batch_that_succeeded_fails_on_its_own(world: World, pool: Pool) -> None:
+    """Once the no-op Close came back, an error is the Query's own: its ReadyForQuery follows,
+    then the Sync's."""
+    server, backend = new_server(world, pool)
+    rec = lend(world, pool, server, 1)
+    behind_batch(server, backend, "select 1/0")
+    sync(server)
+    backend.take()
+    backend.send(be.command_complete("SELECT 0"), be.close_complete(),
+                 be.error_response("22012", "division by zero"), be.ready_for_query(b"I"))
+    assert types(rec.io.take()) == "CEZ"  # the CloseComplete is the proxy's: not forwarded
+    assert rec.ready == [] and len(server.owed) == 1
+    backend.send(be.ready_for_query(b"I"))
+    assert types(rec.io.take()) == "Z" and rec.ready == [(world.now, server.id, b"I")]
+
+
+def test_answer_behind_an_unsynced_batch_waits_for_its_turn(world: World, pool: Pool) -> None:
+    """A Query the proxy answers itself behind unsynced messages: an empty query gives it its
+    turn, and the messages' own answers still reach the client first."""
+    server, backend = new_server(world, pool)
+    rec = lend(world, pool, server, 1)
+    server.unsynced = True
+    server.io.send(fe.execute(""))
+    server.answer(be.command_complete("DEALLOCATE ALL"))
+    assert rec.io.take() == []
+    assert queries(backend.take()) == [""]
+    backend.send(be.data_row([b"1"]), be.command_complete("SELECT 1"), be.close_complete(),
+                 be.empty_query_response(), be.ready_for_query(b"I"))
+    assert types(rec.io.take()) == "DCCZ"
+    # Behind a batch that fails, the answer goes with the Query the server skips.
+    server.answer(be.command_complete("DEALLOCATE ALL"))
+    sync(server)
+    backend.take()
+    backend.send(be.error_response("34000", "portal does not exist"), be.ready_for_query(b"I"))
+    assert types(rec.io.take()) == "EZ" and not server.owed
+
+
+def test_skipped_named_parse_is_forgotten_by_the_client(world: World, pool: Pool) -> None:
+    server, backend = new_server(world, pool)
+    rec = lend(world, pool, server, 1)
+    server.unsynced = True
+    server.io.send(fe.execute(""))
+    stmt = GlobalStatement("__pgdog_ev_7", "select 2", ())
+    server.forward_parse(stmt, "mine")
+    sync(server)
+    backend.take()
+    backend.send(be.error_response("34000", "portal does not exist"), be.ready_for_query(b"I"))
+    assert rec.forgotten == ["mine"] and stmt.name not in server.prepared
 
 
 # -- release and cleaning ------------------------------------------------------------------
