@@ -47,6 +47,7 @@ class Responder:
         self.dead = False
         self.statements: dict[bytes, str] = {}
         self.portals: dict[bytes, str] = {}
+        self.cancels_done = 0
 
     def _error(self, message: str) -> bytes:
         if self.status == b"T":
@@ -72,7 +73,6 @@ class Responder:
         return (b"" if extended else ROW) + be.command_complete("SELECT 1")
 
     def _query(self, sql: str) -> bytes:
-        self.skipping = False
         if "error" in sql:
             return self._error("error requested") + self._ready()
         answer = self._run(sql, extended=False)
@@ -99,7 +99,9 @@ class Responder:
         if self.copy_in:
             return self._copy(mtype, body)
         if mtype == fe.QUERY:
-            return self._query(_text(body))
+            # Behind an error in an extended-protocol batch a Query is skipped like the rest,
+            # with no ReadyForQuery; its own error does not start skipping.
+            return b"" if self.skipping else self._query(_text(body))
         if mtype == fe.SYNC:
             self.skipping = False
             return self._ready()
@@ -136,10 +138,18 @@ class Responder:
         if self.dead or server.state.name == "CLOSED":
             self.dead = True
             return False
+        now = self.world.now
+        cancels = len(self.stream.cancels)
+        if cancels > self.cancels_done:
+            # The postmaster takes each CancelRequest and closes its connection; the query it
+            # targets was answered already (this server answers at once).
+            new, self.cancels_done = cancels - self.cancels_done, cancels
+            for _ in range(new):
+                server.on_cancel_done(now)
+            return True
         raw = self.stream.take_raw()
         if not raw:
             return False
-        now = self.world.now
         try:
             messages = self.framer.feed(raw)
         except ProtocolViolation:

@@ -138,6 +138,10 @@ def _run_client(stream: bytes, chunks: list[bytes], mode: str, bits: int, seed: 
     if bits & 4 and client.state is not ClientState.CLOSED:
         client.on_closed(session.world.now)
         session.settle()
+    if client.state is ClientState.CLOSED:
+        for server in session.world.pool_io.opened:
+            # Every request was answered: nothing is left for the cleanup to wait for.
+            check(server.state is not ServerState.CLEANING, f"server {server.id} still cleaning after the client left (owed: {list(server.owed)})")
     received = session.check(client)
     return received[received_at_login:], client.state.name
 
@@ -210,6 +214,10 @@ REQUESTS = (
     # the stand-in Parse sent in its place.
     fe.parse("", "SELECT 1") + fe.bind("", "", [], [], []) + fe.execute("", 0)
     + fe.parse("", "LISTEN ch") + fe.bind("", "", [], [], []) + fe.execute("", 0) + fe.sync(),
+    # Queries behind an unsynced batch: a no-op Close goes ahead of each, and an error before it
+    # means the server skips the Query (and the named Parse) with no ReadyForQuery.
+    fe.parse("", "SELECT 1") + fe.bind("", "", [], [], []) + fe.execute("", 0) + fe.query("SELECT 2")
+    + fe.parse("s2", "SELECT 2") + fe.query("LISTEN ch") + fe.sync(),
 )
 
 
