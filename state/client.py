@@ -828,8 +828,7 @@ class ClientSession(AdminAnswers):
             self._effect(self._unnamed)
         effects = self._segment
         self._segment = None
-        server.unsynced = False
-        server.expect_response(effects)
+        server.expect_sync(effects)
         server.io.send(data[first_end:])
         return len(data)
 
@@ -840,11 +839,10 @@ class ClientSession(AdminAnswers):
         if server is None:
             # CopyData with no COPY running: PostgreSQL ignores it too.
             return False
-        if mtype in OWES_READY:
-            if mtype == fe.SYNC:
-                server.unsynced = False
-            else:
-                self.queries += 1
+        if mtype == fe.SYNC:
+            server.expect_sync()
+        elif mtype in OWES_READY:
+            self.queries += 1
             server.expect_response()
         elif mtype in EXTENDED:
             server.unsynced = True

@@ -154,8 +154,7 @@ class MessageRouting(SessionEffects):
         elif mtype == fe.SYNC:
             effects = self._segment
             self._segment = None
-            server.unsynced = False
-            server.expect_response(effects)
+            server.expect_sync(effects)
             server.io.send(msg)
         elif mtype == fe.BIND:
             server.unsynced = True

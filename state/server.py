@@ -195,6 +195,15 @@ class ServerSession:
         self.last_reported: dict[str, str] = {}
         self.unsynced = False
         self.copy_in = False
+        # The numbers of the ReadyForQuery messages owed for Syncs: a COPY FROM STDIN begun by
+        # an Execute ignores the Sync sent behind it (see _on_header).
+        self._syncs: deque[int] = deque()
+        # That Sync is owed already: the client's next one (after its CopyDone or CopyFail)
+        # ends the Execute in its place and owes nothing more.
+        self._absorb_sync = False
+        # The one ReadyForQuery that ends such a COPY also answers every request owed up to
+        # this number (the later Sync, and what the COPY took in between); -1: none.
+        self._copy_ends_at = -1
         self.client: Borrower | None = None
         self.error: str | None = None
         self.transactions = 0
@@ -460,10 +469,27 @@ class ServerSession:
             return self._on_completion()
         # CopyInResponse / CopyBothResponse: the server now waits for CopyData.
         self.copy_in = True
+        syncs = self._syncs
+        if syncs and syncs[0] == self._rfq_seen:
+            # Begun by an Execute with its Sync sent (libpq sends them together): the COPY read
+            # that Sync and ignored it, and the Execute ends at the next one, sent already or not.
+            if len(syncs) > 1:
+                self._copy_ends_at = syncs[1]
+            else:
+                self._absorb_sync = True
         if self.state is _S_CLEANING:
             # The client left before its COPY began: end it for them.
             self.io.send(fe.copy_fail("client disconnected during COPY"))
+            self._sync_for_copy()
         return self.scanner.forwarding
+
+    def _sync_for_copy(self) -> None:
+        """The client left during a COPY begun by an Execute whose Sync it ignored: send the
+        Sync that ends it, owed already."""
+        if self._absorb_sync:
+            self._absorb_sync = False
+            self._copy_ends_at = self._rfq_sent - 1
+            self.io.send(fe.sync())
 
     def _on_completion(self) -> bool:
         expect = self._expect
@@ -565,6 +591,8 @@ class ServerSession:
             self._close(now, _R_OUT_OF_SYNC)
             return
         self._rfq_seen += 1
+        if self._syncs and self._syncs[0] < self._rfq_seen:
+            self._syncs.popleft()
         if self._behind:
             self._behind.pop(self._rfq_seen - 1, None)
         if self._expect:
@@ -591,6 +619,12 @@ class ServerSession:
             return
         elif reader == HIDDEN_PREPARE and self._sql_prepares:
             self._sql_prepares.popleft()
+        if self._copy_ends_at >= 0:
+            # (The COPY's one ReadyForQuery: what the client sent up to the Sync that ended
+            # it went into the COPY, and gets nothing more.)
+            while owed and (type(owed[0]) is bytes or self._rfq_seen <= self._copy_ends_at):
+                self._drop_owed()
+            self._copy_ends_at = -1
         self._failed = False
         if self.last_reported:
             self.last_reported = {}
@@ -744,19 +778,26 @@ class ServerSession:
         owed = self.owed
         behind = self._behind
         while owed:
-            head = owed[0]
-            if type(head) is bytes:
-                owed.popleft()
-                continue
-            if behind.pop(self._rfq_seen, None) is None:
+            if type(owed[0]) is not bytes and behind.pop(self._rfq_seen, None) is None:
                 break
-            owed.popleft()
-            self._rfq_seen += 1
-            if head == TO_CLIENT or type(head) is list:
-                self._requests -= 1
-            elif head == HIDDEN_PREPARE and self._sql_prepares:
-                self.prepared.pop(self._sql_prepares.popleft(), None)
+            self._drop_owed()
         self._update_forwarding()
+
+    def _drop_owed(self) -> None:
+        """The oldest owed entry will get no ReadyForQuery of its own (the server skipped or
+        swallowed its request): drop it, numbering on as if it had come."""
+        head = self.owed.popleft()
+        if type(head) is bytes:
+            return  # (an answer of the proxy's own to a message that went likewise)
+        self._rfq_seen += 1
+        if self._syncs and self._syncs[0] < self._rfq_seen:
+            self._syncs.popleft()
+        if self._behind:
+            self._behind.pop(self._rfq_seen - 1, None)
+        if head == TO_CLIENT or type(head) is list:
+            self._requests -= 1
+        elif head == HIDDEN_PREPARE and self._sql_prepares:
+            self.prepared.pop(self._sql_prepares.popleft(), None)
 
     def _send_hidden(self, sql: str, reader: int) -> None:
         if self.unsynced:
@@ -799,11 +840,22 @@ class ServerSession:
                 self._xact_at = self.request_at
         self._requests += 1
         if self.unsynced:
-            self._behind_batch()  # (a Sync's caller marked the server synced first)
+            self._behind_batch()  # (never for a Sync: expect_sync marked the server synced)
         self.owed.append(TO_CLIENT if effects is None else effects)
         self._rfq_sent += 1
         if len(self.owed) == 1:
             self.scanner.forwarding = True
+
+    def expect_sync(self, effects: list[Any] | None = None) -> None:
+        """The client sent a Sync: the messages before it are synced, and one more ReadyForQuery
+        is owed (unless the Sync ends an Execute whose COPY ignored the one sent behind it)."""
+        self.unsynced = False
+        if self._absorb_sync:
+            self._absorb_sync = False
+            self._copy_ends_at = self._rfq_sent - 1
+            return
+        self._syncs.append(self._rfq_sent)
+        self.expect_response(effects)
 
     def answer(self, payload: bytes) -> None:
         """Send the client ``payload`` + ReadyForQuery in its turn, after every answer owed before it."""
@@ -918,8 +970,10 @@ class ServerSession:
             self.send_cancel(now)
         if self.copy_in:
             self.io.send(fe.copy_fail("client disconnected during COPY"))
+            self._sync_for_copy()
         if self.unsynced:
             self.unsynced = False
+            self._syncs.append(self._rfq_sent)
             self.owed.append(HIDDEN)
             self._rfq_sent += 1
             self.io.send(fe.sync())

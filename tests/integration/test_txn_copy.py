@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import socket
 import struct
 import subprocess
 import sys
@@ -17,12 +18,13 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
+from pgdog_ev.wire import frontend as fe
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
 from tests.harness.clients import connect
 from tests.harness.config import app_database, app_user
 from tests.harness.memory import RssSampler, rss
 from tests.harness.proxy import REPO_ROOT, _child_env
-from tests.harness.rawclient import RawConn, error_fields, message, query
+from tests.harness.rawclient import RawConn, error_fields, message, query, startup_packet
 from tests.harness.tables import create_table
 
 ROWS = 100_000
@@ -320,6 +322,68 @@ def test_raw_client_reset_mid_copy_in(pg, proxy, poll, half_message):
         assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
         assert b.execute("SELECT 41 + 1").fetchone() == (42,)
     assert time.monotonic() - t0 < ROLLBACK_MS / 1000 + 5
+    poll(lambda: not _copy_running(pg, table), what="abandoned COPY gone from the server")
+
+
+def _extended_copy_in(table: str) -> bytes:
+    return (fe.parse("", f"COPY {table} (id, s, n) FROM STDIN") + fe.bind("", "", [], [], [])
+            + fe.execute("") + fe.sync())
+
+
+def test_extended_copy_in_ignores_a_sync_then_waits_for_one(pg):
+    """What the proxy relies on below, checked on PostgreSQL: a Sync sent behind an Execute that
+    starts COPY FROM STDIN is ignored by the COPY; after a CopyFail the server skips to the next
+    Sync."""
+    table = _table(pg, "copysync")
+    raw = RawConn(socket.create_connection((pg.host, pg.port), timeout=15))
+    raw.sock.sendall(startup_packet("postgres", APP_DB))
+    raw.until(b"Z")
+    raw.sock.sendall(_extended_copy_in(table))
+    assert [t for t, _ in raw.until(b"G")] == [b"1", b"2", b"G"]
+    raw.sock.sendall(fe.copy_fail("gone") + fe.query("SELECT 1"))  # skipped, as the Sync was
+    raw.sock.sendall(fe.sync())
+    assert [t for t, _ in raw.until(b"Z")] == [b"E", b"Z"]
+    raw.close()
+
+
+@pytest.mark.parametrize("end", ["done", "fail"])
+def test_extended_copy_in_as_libpq_sends_it(pg, proxy, end):
+    """COPY FROM STDIN sent with the extended protocol and its Sync (libpq's PQexecParams), then
+    CopyDone or CopyFail and a second Sync: PostgreSQL ignored the first, so one ReadyForQuery
+    comes for the two, and the server goes back to the pool (of one) right after it."""
+    table = _table(pg, "copyext")
+    with connect(proxy) as a:
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+    raw = RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
+    try:
+        raw.sock.sendall(_extended_copy_in(table))
+        assert [t for t, _ in raw.until(b"G")] == [b"1", b"2", b"G"]
+        finish = fe.copy_done() if end == "done" else fe.copy_fail("changed my mind")
+        raw.sock.sendall(message(b"d", b"1\tx\t1\n") + finish + fe.sync())
+        got = [t for t, _ in raw.until(b"Z")]
+        assert got == ([b"C", b"Z"] if end == "done" else [b"E", b"Z"])
+        with connect(proxy) as b:  # the one server, while the raw client stays connected
+            assert b.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
+            assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (1 if end == "done" else 0,)
+        raw.sock.sendall(query("SELECT 1"))
+        assert [t for t, _ in raw.until(b"Z")] == [b"T", b"D", b"C", b"Z"]
+    finally:
+        raw.close()
+
+
+def test_client_gone_before_its_extended_copy_began(pg, proxy, poll):
+    """The client sends an extended-protocol COPY FROM STDIN with its Sync and leaves at once:
+    the proxy ends the COPY and syncs again, and the one server is clean and reused (the same
+    backend), not closed when rollback_timeout runs out."""
+    table = _table(pg, "copygone")
+    with connect(proxy) as a:
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+    for _ in range(3):
+        raw = RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
+        raw.sock.sendall(_extended_copy_in(table))
+        raw.close()
+        with connect(proxy) as b:
+            assert b.execute("SELECT pg_backend_pid()").fetchone()[0] == pid
     poll(lambda: not _copy_running(pg, table), what="abandoned COPY gone from the server")
 
 

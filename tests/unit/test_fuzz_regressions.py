@@ -51,6 +51,31 @@ def test_a_copy_cut_by_a_bad_length_ends_with_a_whole_copy_fail() -> None:
     assert bytes(server.io.sent[before:]) == message + fe.copy_fail("client disconnected during COPY")
 
 
+# -- state/server.py ----------------------------------------------------------------------------
+
+EXTENDED_COPY = fe.parse("", "COPY t FROM STDIN") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync()
+
+
+@pytest.mark.parametrize("interleave", [False, True], ids=["sent_at_once", "after_the_copy_began"])
+def test_extended_copy_owes_one_ready_for_query_for_its_two_syncs(interleave: bool) -> None:
+    """client_session: an extended-protocol COPY FROM STDIN with its Sync, then CopyData,
+    CopyFail and another Sync (as libpq sends it). The COPY ignored the first Sync, so one
+    ReadyForQuery came for the two the proxy counted: it kept the server, and once the client
+    left the cleanup waited for a ReadyForQuery that never came."""
+    session = Session("transaction")
+    client, _driver = ready_client(session.rig)
+    feed(client, session.world.now, EXTENDED_COPY)
+    if interleave:
+        session.settle()
+    feed(client, session.world.now, fe.copy_data(b"2\n") + fe.copy_fail("no") + fe.sync())
+    session.settle()
+    (server,) = session.world.pool_io.opened
+    assert server.client is None and server.state.name == "IDLE" and not server.owed
+    feed(client, session.world.now, fe.query("SELECT 1"))
+    session.settle()
+    assert server.client is None and server.state.name == "IDLE"
+
+
 # -- pgdog_ev/sql/route.py --------------------------------------------------------------------
 
 

@@ -268,8 +268,7 @@ def test_pipeline_releases_only_after_last_ready_for_query(world: World, pool: P
     # Parse/Bind/Execute/Sync twice, then a simple Query: three ReadyForQuery owed.
     for _ in range(2):
         server.unsynced = True
-        server.unsynced = False  # (a Sync: the caller marks it synced first)
-        server.expect_response()
+        server.expect_sync()
     server.expect_response()
     assert len(server.owed) == 3
     ext = be.parse_complete() + be.bind_complete() + be.command_complete("SELECT 0")
@@ -302,8 +301,7 @@ def behind_batch(server: ServerSession, backend: FakeBackend, sql: str = "select
 
 
 def sync(server: ServerSession) -> None:
-    server.unsynced = False
-    server.expect_response()
+    server.expect_sync()
     server.io.send(fe.sync())
 
 
@@ -374,6 +372,44 @@ def test_skipped_named_parse_is_forgotten_by_the_client(world: World, pool: Pool
 
 
 # -- release and cleaning ------------------------------------------------------------------
+
+
+def test_extended_copy_ends_at_the_sync_after_it(world: World, pool: Pool) -> None:
+    """libpq's extended-protocol COPY: Parse/Bind/Execute/Sync, the COPY (which ignores that
+    Sync), CopyDone and another Sync. One ReadyForQuery comes for the two Syncs."""
+    server, backend = new_server(world, pool)
+    rec = lend(world, pool, server, 1)
+    server.unsynced = True
+    server.io.send(fe.parse("", "copy t from stdin", []) + fe.bind("", "", [], [], []) + fe.execute(""))
+    server.expect_sync()
+    server.io.send(fe.sync())
+    backend.send(be.parse_complete(), be.bind_complete(), be.copy_in_response(0, [0]))
+    assert types(rec.io.take()) == "12G"
+    server.io.send(fe.copy_data(b"1\n") + fe.copy_done())
+    server.expect_sync()
+    server.io.send(fe.sync())
+    assert len(server.owed) == 1
+    backend.send(be.command_complete("COPY 1"), be.ready_for_query(b"I"))
+    assert types(rec.io.take()) == "CZ"
+    assert rec.ready == [(world.now, server.id, b"I")] and not server.owed
+
+
+def test_client_leaves_before_its_extended_copy_begins(world: World, pool: Pool) -> None:
+    """Parse/Bind/Execute of a COPY FROM STDIN, and the client leaves before the server answers:
+    the Sync sent for the unsynced messages goes into the COPY, which ignores it, so after the
+    CopyFail's error the server waits for another Sync, which the proxy sends."""
+    server, backend = new_server(world, pool)
+    lend(world, pool, server, 1)
+    server.unsynced = True
+    server.io.send(fe.parse("", "copy t from stdin", []) + fe.bind("", "", [], [], []) + fe.execute(""))
+    server.release(world.now, session_mode=False)
+    assert server.state is S.CLEANING
+    assert [t for t, _ in backend.take()] == ["P", "B", "E", "S"]
+    backend.send(be.parse_complete(), be.bind_complete(), be.copy_in_response(0, [0]))
+    assert [t for t, _ in backend.take()] == ["f", "S"]
+    backend.send(be.error_response("57014", "COPY from stdin failed"), be.ready_for_query(b"I"))
+    assert server.state is S.IDLE and server in pool.idle
+
 
 
 @pytest.mark.parametrize("status", [b"T", b"E"])
