@@ -14,6 +14,7 @@ paused meanwhile, so the hold stays small) and sent once one is.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final
@@ -94,6 +95,8 @@ _POOL_OPEN: Final = PoolState.OPEN
 _PARSE: Final = fe.PARSE
 _BIND: Final = fe.BIND
 _CLOSE: Final = fe.CLOSE
+_QUERY: Final = fe.QUERY
+_HEADER: Final = struct.Struct("!BI").pack
 _R_CHECKOUT: Final = Reason.CHECKOUT
 _R_CLIENT_TERMINATE: Final = Reason.CLIENT_TERMINATE
 _R_PROTOCOL_VIOLATION: Final = Reason.PROTOCOL_VIOLATION
@@ -160,6 +163,7 @@ class ClientSession(AdminAnswers):
         "_framer",
         "_guard_pending",
         "_held",
+        "_held_whole",
         "_hold_paused",
         "_local_failed",
         "_local_txn",
@@ -347,9 +351,13 @@ class ClientSession(AdminAnswers):
         self._guard_pending = False
         self._want_reroute = False
         self._await_batch = False
-        # The extended-protocol message being read begins a batch known to be whole (see
-        # _extended_batch): a multi-host cluster may route it at once, by that message.
+        # The message being read begins what the bytes just received hold whole: a usual
+        # extended-protocol batch (see _extended_batch), which a multi-host cluster may route
+        # at once by that message, or a lone Query.
         self._batch_whole = False
+        # Set by _put_back for such a message: the caller holds everything it read, that
+        # message first, instead of a copy of it being put back.
+        self._held_whole = False
         self._told_shared = False
         # (SQLSTATE, message) for a connection accepted only to be refused
         # politely: after SSL negotiation and the startup packet, as PostgreSQL does.
@@ -777,9 +785,12 @@ class ClientSession(AdminAnswers):
         else:
             consumed = -1
             scanner = self.scanner
-            if len(data) > 5 and (data[0] == _PARSE or data[0] == _BIND) and scanner.table[_PARSE] == BODY \
-                    and scanner.at_boundary():
-                consumed = self._extended_batch(data)
+            if len(data) > 5 and scanner.at_boundary():
+                first = data[0]
+                if first in (_PARSE, _BIND) and scanner.table[_PARSE] == BODY:
+                    consumed = self._extended_batch(data)
+                elif first == _QUERY and scanner.table[_QUERY] == BODY:
+                    consumed = self._lone_query(data)
             if consumed < 0:
                 consumed = scanner.feed(data)
             if self.state is _CLOSED:
@@ -816,6 +827,9 @@ class ClientSession(AdminAnswers):
         if scanner._suspended:
             # Held until a server is lent: what follows waits behind it, as in feed.
             scanner._suspended = False
+            if self._held_whole:
+                self._held_whole = False
+                return 0
             return first_end
         server = self.server
         if server is None or self.state is not _ACTIVE or self._skip_to_sync:
@@ -831,6 +845,26 @@ class ClientSession(AdminAnswers):
         server.expect_sync(effects)
         server.io.send(data[first_end:])
         return len(data)
+
+    def _lone_query(self, data: memoryview) -> int:
+        """Read ``data`` when it is one whole Query, as the scanner's ``feed`` would (the common
+        request of a simple-protocol client); -1 if it is not. A Query that must wait for a
+        server is held as it came, not copied back (_put_back)."""
+        scanner = self.scanner
+        n = len(data)
+        if (data[1] << 24 | data[2] << 16 | data[3] << 8 | data[4]) + 1 != n or n - 1 > scanner.max_len:
+            return -1
+        self._batch_whole = True
+        try:
+            scanner.on_message(_QUERY, data[5:])
+        finally:
+            self._batch_whole = False
+        if scanner._suspended:
+            scanner._suspended = False
+            if self._held_whole:
+                self._held_whole = False
+                return 0
+        return n
 
     def _on_header(self, mtype: int, length: int) -> bool:
         if INVALID_TYPE[mtype]:
@@ -929,7 +963,10 @@ class ClientSession(AdminAnswers):
     def _put_back(self, mtype: int, body: memoryview) -> None:
         """Hold this message (ahead of what is held) and end the scan after it: it is sent or
         answered once a server is lent."""
-        self._held[:0] = bytes((mtype,)) + (len(body) + 4).to_bytes(4, "big") + body
+        if self._batch_whole and not self._held:
+            self._held_whole = True  # (the caller holds what it read, this message first)
+        else:
+            self._held[:0] = _HEADER(mtype, len(body) + 4) + body
         self.scanner.suspend()
 
     def _checkout_now(self, now: float, mtype: int, body: memoryview) -> bool:
