@@ -95,6 +95,7 @@ _POOL_OPEN: Final = PoolState.OPEN
 _PARSE: Final = fe.PARSE
 _BIND: Final = fe.BIND
 _CLOSE: Final = fe.CLOSE
+_EXECUTE: Final = fe.EXECUTE
 _QUERY: Final = fe.QUERY
 _HEADER: Final = struct.Struct("!BI").pack
 _R_CHECKOUT: Final = Reason.CHECKOUT
@@ -842,6 +843,7 @@ class ClientSession(AdminAnswers):
             self._effect(self._unnamed)
         effects = self._segment
         self._segment = None
+        server.copy_ended = False  # (the batch holds an Execute, and no CopyDone after it)
         server.expect_sync(effects)
         server.io.send(data[first_end:])
         return len(data)
@@ -880,8 +882,12 @@ class ClientSession(AdminAnswers):
             server.expect_response()
         elif mtype in EXTENDED:
             server.unsynced = True
-            if mtype in (_PARSE, _CLOSE):
+            if mtype == _EXECUTE:
+                server.copy_ended = False
+            elif mtype in (_PARSE, _CLOSE):
                 server.expect_completion()  # (read in turn, see ServerSession._behind_batch)
+        elif mtype == fe.COPY_DONE or mtype == fe.COPY_FAIL:
+            server.copy_end_sent()
         return True
 
 

@@ -166,6 +166,7 @@ class MessageRouting(SessionEffects):
             server.io.send(msg)
         elif mtype == fe.EXECUTE:
             server.unsynced = True
+            server.copy_ended = False
             server.io.send(msg)
         elif mtype == fe.PARSE:
             refusal = self._refused_parse(body)
@@ -205,6 +206,8 @@ class MessageRouting(SessionEffects):
             server.io.send(msg)
         else:
             # Flush, CopyDone, CopyFail, and anything PostgreSQL itself should judge.
+            if mtype == fe.COPY_DONE or mtype == fe.COPY_FAIL:
+                server.copy_end_sent()
             server.io.send(msg)
 
     def _analyze(self, body: memoryview) -> Analysis:
@@ -298,10 +301,13 @@ class MessageRouting(SessionEffects):
         new = raw[:portal_end] + stmt.name.encode() + b"\0" + rest
         return b"B" + (len(new) + 4).to_bytes(4, "big") + new
 
-    def forget_statement(self, name: str) -> None:
-        """The server failed or skipped this client's Parse of ``name`` (an error before it in
-        its batch): as in PostgreSQL, the statement does not exist."""
-        self._drop_statement(name)
+    def forget_statement(self, name: str, stmt: str) -> None:
+        """The server failed or skipped this client's Parse of ``name`` as the shared statement
+        ``stmt`` (an error before it in its batch): as in PostgreSQL, the statement does not
+        exist, unless the name was given to another statement since."""
+        current = self.statements.get(name)
+        if current is not None and current.name == stmt:
+            self._drop_statement(name)
 
     def _drop_statement(self, name: str) -> None:
         stmt = self.statements.pop(name, None)

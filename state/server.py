@@ -174,10 +174,11 @@ class ServerSession:
         # Sync-delimited segments that prepared-statement expectations belong to.
         self._rfq_sent = 0
         self._rfq_seen = 0
-        # (EXPECT_*, statement name, segment, the client's name for it) per ParseComplete or
-        # CloseComplete to come. The client's name is set for its named Parse: if the server
-        # fails or skips that Parse, the client's statement does not exist either.
-        self._expect: deque[tuple[int, str, int, str]] = deque()
+        # (EXPECT_*, statement name, segment, the client's name for it, the statement it
+        # names) per ParseComplete or CloseComplete to come. The client's name is set for its
+        # named Parse: if the server fails or skips that Parse, the client's statement does
+        # not exist either.
+        self._expect: deque[tuple[int, str, int, str, str]] = deque()
         # Global prepared statements this server holds, least recently used first.
         self.prepared: OrderedDict[str, GlobalStatement] = OrderedDict()
         self.prepared_evictions = 0
@@ -195,15 +196,17 @@ class ServerSession:
         self.last_reported: dict[str, str] = {}
         self.unsynced = False
         self.copy_in = False
-        # The numbers of the ReadyForQuery messages owed for Syncs: a COPY FROM STDIN begun by
-        # an Execute ignores the Sync sent behind it (see _on_header).
-        self._syncs: deque[int] = deque()
-        # That Sync is owed already: the client's next one (after its CopyDone or CopyFail)
-        # ends the Execute in its place and owes nothing more.
-        self._absorb_sync = False
-        # The one ReadyForQuery that ends such a COPY also answers every request owed up to
-        # this number (the later Sync, and what the COPY took in between); -1: none.
-        self._copy_ends_at = -1
+        # CopyDone/CopyFail messages sent so far, and whether one went since the last Execute
+        # (the client sets it False at each): a COPY FROM STDIN begun by an Execute reads (and
+        # ignores) every Sync sent before the CopyDone or CopyFail that ends it (_on_header).
+        self.copy_ends_sent = 0
+        self.copy_ended = False
+        # (number, copy_ends_sent, copy_ended) of each Sync owed, oldest first.
+        self._syncs: deque[tuple[int, int, bool]] = deque()
+        # Syncs such a COPY read: no ReadyForQuery of their own will come. And copy_ends_sent
+        # when the COPY began: a Sync sent while it is still the same goes to the COPY too.
+        self._ignored: set[int] = set()
+        self._ignored_at = -1
         self.client: Borrower | None = None
         self.error: str | None = None
         self.transactions = 0
@@ -454,7 +457,7 @@ class ServerSession:
         if not expect:
             return True  # iterating even an empty deque makes an iterator object
         seen = self._rfq_seen
-        for kind, name, segment, client_name in expect:
+        for kind, name, segment, client_name, _stmt in expect:
             if segment == seen and (kind != EXPECT_FORWARD or name or client_name):
                 return False
         return True
@@ -470,26 +473,37 @@ class ServerSession:
         # CopyInResponse / CopyBothResponse: the server now waits for CopyData.
         self.copy_in = True
         syncs = self._syncs
-        if syncs and syncs[0] == self._rfq_seen:
-            # Begun by an Execute with its Sync sent (libpq sends them together): the COPY read
-            # that Sync and ignored it, and the Execute ends at the next one, sent already or not.
-            if len(syncs) > 1:
-                self._copy_ends_at = syncs[1]
-            else:
-                self._absorb_sync = True
+        if syncs and syncs[0][0] == self._rfq_seen and not syncs[0][2]:
+            # Begun by an Execute whose Sync was sent before any CopyDone/CopyFail (libpq sends
+            # them together): the COPY reads that Sync, and any sent after it up to the CopyDone
+            # or CopyFail, and ignores them; the Execute ends at the next Sync after that.
+            count = syncs[0][1]
+            self._ignored_at = count
+            for number, sent_at, _ended in syncs:
+                if sent_at == count:
+                    self._ignored.add(number)
         if self.state is _S_CLEANING:
             # The client left before its COPY began: end it for them.
-            self.io.send(fe.copy_fail("client disconnected during COPY"))
-            self._sync_for_copy()
+            self._end_copy()
         return self.scanner.forwarding
 
-    def _sync_for_copy(self) -> None:
-        """The client left during a COPY begun by an Execute whose Sync it ignored: send the
-        Sync that ends it, owed already."""
-        if self._absorb_sync:
-            self._absorb_sync = False
-            self._copy_ends_at = self._rfq_sent - 1
+    def _end_copy(self) -> None:
+        """End the COPY of a client that left: CopyFail, and a Sync if every Sync it sent went
+        to a COPY begun by an Execute (the server waits for one after the CopyFail's error)."""
+        if self.copy_in:
+            self.copy_end_sent()
+            self.io.send(fe.copy_fail("client disconnected during COPY"))
+        if self._ignored and (not self._syncs or self._syncs[-1][1] == self._ignored_at):
+            self.unsynced = False
+            self._syncs.append((self._rfq_sent, self.copy_ends_sent, self.copy_ended))
+            self.owed.append(HIDDEN)
+            self._rfq_sent += 1
             self.io.send(fe.sync())
+
+    def copy_end_sent(self) -> None:
+        """A CopyDone or CopyFail goes to the server (the client's or the proxy's)."""
+        self.copy_ends_sent += 1
+        self.copy_ended = True
 
     def _on_completion(self) -> bool:
         expect = self._expect
@@ -514,11 +528,11 @@ class ServerSession:
         error skipped their messages): statements they would have prepared are not there."""
         expect = self._expect
         while expect and expect[0][2] < before:
-            _kind, name, _, client_name = expect.popleft()
+            _kind, name, _, client_name, stmt = expect.popleft()
             if name:
                 self.prepared.pop(name, None)
             if client_name and self.client is not None:
-                self.client.forget_statement(client_name)
+                self.client.forget_statement(client_name, stmt)
 
     def _on_message(self, mtype: int, body: memoryview) -> None:
         if mtype == be.READY_FOR_QUERY:
@@ -586,12 +600,18 @@ class ServerSession:
         self.txn_status = status
         self.copy_in = False
         owed = self.owed
+        if self._behind and self._behind.get(self._rfq_seen) is False:
+            # Its no-op Close never came back: the batch had failed before it was sent (its
+            # error came earlier), and the server skipped it and the requests behind it.
+            self._skip_behind()
+        if self._ignored:
+            self._drop_ignored(status)
         if not owed:
             self.error = "ReadyForQuery without a pending request"
             self._close(now, _R_OUT_OF_SYNC)
             return
         self._rfq_seen += 1
-        if self._syncs and self._syncs[0] < self._rfq_seen:
+        if self._syncs and self._syncs[0][0] < self._rfq_seen:
             self._syncs.popleft()
         if self._behind:
             self._behind.pop(self._rfq_seen - 1, None)
@@ -619,12 +639,6 @@ class ServerSession:
             return
         elif reader == HIDDEN_PREPARE and self._sql_prepares:
             self._sql_prepares.popleft()
-        if self._copy_ends_at >= 0:
-            # (The COPY's one ReadyForQuery: what the client sent up to the Sync that ended
-            # it went into the COPY, and gets nothing more.)
-            while owed and (type(owed[0]) is bytes or self._rfq_seen <= self._copy_ends_at):
-                self._drop_owed()
-            self._copy_ends_at = -1
         self._failed = False
         if self.last_reported:
             self.last_reported = {}
@@ -783,6 +797,22 @@ class ServerSession:
             self._drop_owed()
         self._update_forwarding()
 
+    def _drop_ignored(self, status: bytes) -> None:
+        """Syncs a COPY read get no ReadyForQuery: this one answers the request after them.
+        Answers the proxy queued behind such a Sync have their turn now."""
+        owed = self.owed
+        ignored = self._ignored
+        while owed and self._rfq_seen in ignored:
+            ignored.discard(self._rfq_seen)
+            self._drop_owed()
+            while owed and type(owed[0]) is bytes:
+                answer = owed.popleft()
+                if self.client is not None:
+                    self.client.io.send(answer + be.ready_for_query(status))  # type: ignore[operator]
+        if not ignored:
+            self._ignored_at = -1
+        self._update_forwarding()
+
     def _drop_owed(self) -> None:
         """The oldest owed entry will get no ReadyForQuery of its own (the server skipped or
         swallowed its request): drop it, numbering on as if it had come."""
@@ -790,7 +820,7 @@ class ServerSession:
         if type(head) is bytes:
             return  # (an answer of the proxy's own to a message that went likewise)
         self._rfq_seen += 1
-        if self._syncs and self._syncs[0] < self._rfq_seen:
+        if self._syncs and self._syncs[0][0] < self._rfq_seen:
             self._syncs.popleft()
         if self._behind:
             self._behind.pop(self._rfq_seen - 1, None)
@@ -850,17 +880,16 @@ class ServerSession:
         """The client sent a Sync: the messages before it are synced, and one more ReadyForQuery
         is owed (unless the Sync ends an Execute whose COPY ignored the one sent behind it)."""
         self.unsynced = False
-        if self._absorb_sync:
-            self._absorb_sync = False
-            self._copy_ends_at = self._rfq_sent - 1
-            return
-        self._syncs.append(self._rfq_sent)
+        number = self._rfq_sent
+        self._syncs.append((number, self.copy_ends_sent, self.copy_ended))
+        if self._ignored and self.copy_ends_sent == self._ignored_at:
+            self._ignored.add(number)  # (sent during a COPY that ignores Syncs)
         self.expect_response(effects)
 
     def answer(self, payload: bytes) -> None:
         """Send the client ``payload`` + ReadyForQuery in its turn, after every answer owed before it."""
         client = self.client
-        if not self.owed and self.unsynced:
+        if self.unsynced:
             # Its turn comes after the unsynced messages' answers: an empty query's, which
             # ends their implicit transaction as the client's own Query would have.
             self._send_hidden("", HIDDEN)
@@ -873,8 +902,8 @@ class ServerSession:
 
     # -- prepared statements -------------------------------------------------
 
-    def _expecting(self, kind: int, name: str = "", client_name: str = "") -> None:
-        self._expect.append((kind, name, self._rfq_sent, client_name))
+    def _expecting(self, kind: int, name: str = "", client_name: str = "", stmt: str = "") -> None:
+        self._expect.append((kind, name, self._rfq_sent, client_name, stmt))
 
     def ensure_prepared(self, stmt: GlobalStatement) -> None:
         """Make sure ``stmt`` exists here before a Bind/Describe that uses it."""
@@ -904,11 +933,11 @@ class ServerSession:
         name = stmt.name
         if name in self.prepared:
             self.prepared.move_to_end(name)
-            self._expecting(EXPECT_AS_PARSE, "", client_name)
+            self._expecting(EXPECT_AS_PARSE, "", client_name, name)
             self.io.send(NOOP_CLOSE)
             return
         self.prepared[name] = stmt
-        self._expecting(EXPECT_FORWARD, name, client_name)
+        self._expecting(EXPECT_FORWARD, name, client_name, name)
         self.pool.stats.server_parse_count += 1
         self.io.send(stmt.parse)
 
@@ -968,12 +997,10 @@ class ServerSession:
         if self.owed and not self.copy_in:
             # A query is still running for a client that left: stop it.
             self.send_cancel(now)
-        if self.copy_in:
-            self.io.send(fe.copy_fail("client disconnected during COPY"))
-            self._sync_for_copy()
+        self._end_copy()
         if self.unsynced:
             self.unsynced = False
-            self._syncs.append(self._rfq_sent)
+            self._syncs.append((self._rfq_sent, self.copy_ends_sent, self.copy_ended))
             self.owed.append(HIDDEN)
             self._rfq_sent += 1
             self.io.send(fe.sync())

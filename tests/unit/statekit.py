@@ -645,7 +645,7 @@ class Recorder:
     def on_server_lost(self, now: float, server: ServerSession, query_timeout: bool = False) -> None:
         self.lost.append((now, server.id, query_timeout))
 
-    def forget_statement(self, name: str) -> None:
+    def forget_statement(self, name: str, stmt: str) -> None:
         self.forgotten.append(name)
 
     def on_login_checked(

@@ -76,6 +76,19 @@ def test_extended_copy_owes_one_ready_for_query_for_its_two_syncs(interleave: bo
     assert server.client is None and server.state.name == "IDLE"
 
 
+def test_copy_done_of_a_simple_copy_does_not_end_a_later_extended_one() -> None:
+    """client_session: a simple COPY ended by its CopyDone, then, in the same stretch before the
+    next Sync, an extended COPY with its Sync, a CopyFail and another Sync. The first CopyDone
+    was taken for the extended COPY's, so its Sync was not known to be ignored."""
+    session = Session("transaction")
+    client, _driver = ready_client(session.rig)
+    feed(client, session.world.now, fe.query("COPY t FROM STDIN") + fe.copy_data(b"1\n") + fe.copy_done()
+         + EXTENDED_COPY + fe.copy_data(b"2\n") + fe.copy_fail("no") + fe.sync())
+    session.settle()
+    (server,) = session.world.pool_io.opened
+    assert server.client is None and server.state.name == "IDLE" and not server.owed
+
+
 # -- pgdog_ev/sql/route.py --------------------------------------------------------------------
 
 
