@@ -820,18 +820,10 @@ class ClientSession(AdminAnswers):
         if first_end < 0:
             return -1
         first = data[0]
-        self._batch_whole = True
-        try:
-            scanner.on_message(first, data[5:first_end])  # (an admin session reads its own way)
-        finally:
-            self._batch_whole = False
-        if scanner._suspended:
+        waits = self._read_first(first, data[5:first_end])  # (an admin session reads its own way)
+        if waits >= 0:
             # Held until a server is lent: what follows waits behind it, as in feed.
-            scanner._suspended = False
-            if self._held_whole:
-                self._held_whole = False
-                return 0
-            return first_end
+            return first_end if waits else 0
         server = self.server
         if server is None or self.state is not _ACTIVE or self._skip_to_sync:
             # (Refused at its Parse: the rest is read to be dropped, up to the Sync.)
@@ -856,17 +848,25 @@ class ClientSession(AdminAnswers):
         n = len(data)
         if (data[1] << 24 | data[2] << 16 | data[3] << 8 | data[4]) + 1 != n or n - 1 > scanner.max_len:
             return -1
+        return 0 if self._read_first(_QUERY, data[5:]) == 0 else n
+
+    def _read_first(self, mtype: int, body: memoryview) -> int:
+        """Read the first message of bytes received whole (``_batch_whole``): -1 when it went on
+        (to a server, or answered), 0 when it waits for a server with all the bytes held as
+        they came, 1 when it waits put back on its own (something was held before it)."""
+        scanner = self.scanner
         self._batch_whole = True
         try:
-            scanner.on_message(_QUERY, data[5:])
+            scanner.on_message(mtype, body)
         finally:
             self._batch_whole = False
-        if scanner._suspended:
-            scanner._suspended = False
-            if self._held_whole:
-                self._held_whole = False
-                return 0
-        return n
+        if not scanner._suspended:
+            return -1
+        scanner._suspended = False
+        if self._held_whole:
+            self._held_whole = False
+            return 0
+        return 1
 
     def _on_header(self, mtype: int, length: int) -> bool:
         if INVALID_TYPE[mtype]:

@@ -11,18 +11,45 @@ import pytest
 from fuzz.targets.session import Session
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
-from state.pool import Pool
+from state.client import ClientSession
 from state.server import ServerState as S
 from tests.unit.statekit import World, feed, ready_client
 from tests.unit.test_state_server import lend, new_server
 
 
-def test_a_failed_parse_does_not_forget_a_later_one_of_the_same_name() -> None:
-    """P s1 (fails) S, C s1, P s1 (ok) S pipelined: PostgreSQL ends with s1 = select 1."""
+def _client() -> tuple[Session, ClientSession]:
+    """A logged-in client of a transaction-mode pool whose servers answer as PostgreSQL does."""
     s = Session("transaction")
     client, _ = ready_client(s.rig)
+    client.io.take()  # type: ignore[attr-defined]
+    return s, client
+
+
+def _extended(sql: str) -> bytes:
+    """Parse, Bind and Execute of ``sql`` (unnamed), without a Sync."""
+    return fe.parse("", sql) + fe.bind("", "", [], [], []) + fe.execute("")
+
+
+def _extended_copy(s: Session, client: ClientSession, then: bytes, wait_for_copy: bool) -> str:
+    """An extended COPY FROM STDIN with its Sync, one row, CopyDone and ``then``: sent at once or
+    after the COPY began. Returns the types of the messages the client got."""
+    copy = _extended("COPY t FROM STDIN") + fe.sync()
+    rest = fe.copy_data(b"1\n") + fe.copy_done() + then
+    if wait_for_copy:
+        feed(client, s.world.now, copy)
+        s.settle()
+        feed(client, s.world.now, rest)
+    else:
+        feed(client, s.world.now, copy + rest)
+    s.settle()
+    return "".join(t for t, _ in client.io.take())  # type: ignore[attr-defined]
+
+
+def test_a_failed_parse_does_not_forget_a_later_one_of_the_same_name() -> None:
+    """P s1 (fails) S, C s1, P s1 (ok) S pipelined: PostgreSQL ends with s1 = select 1."""
+    s, client = _client()
     feed(client, s.world.now,
-         fe.parse("", "select 0") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync()
+         _extended("select 0") + fe.sync()
          + fe.parse("s1", "select error") + fe.sync()
          + fe.close("S", "s1") + fe.parse("s1", "select 1") + fe.sync())
     s.settle()
@@ -31,11 +58,9 @@ def test_a_failed_parse_does_not_forget_a_later_one_of_the_same_name() -> None:
 
 def test_answer_waits_for_unsynced_messages_when_something_is_owed() -> None:
     """Q1, P/B/E (no Sync), DEALLOCATE ALL (answered by the proxy), Sync: sent at once."""
-    s = Session("transaction")
-    client, _ = ready_client(s.rig)
-    client.io.take()
+    s, client = _client()
     feed(client, s.world.now,
-         fe.query("select 1") + fe.parse("", "select 2") + fe.bind("", "", [], [], []) + fe.execute("")
+         fe.query("select 1") + _extended("select 2")
          + fe.query("DEALLOCATE ALL") + fe.sync())
     s.settle()
     got = "".join(t for t, _ in client.io.take())
@@ -45,10 +70,8 @@ def test_answer_waits_for_unsynced_messages_when_something_is_owed() -> None:
 
 def test_query_after_the_batch_error_arrived_is_skipped() -> None:
     """P/B/E/Flush (fails, error read), then a Query and a Sync: PostgreSQL skips the Query."""
-    s = Session("transaction")
-    client, _ = ready_client(s.rig)
-    client.io.take()
-    feed(client, s.world.now, fe.parse("", "select error") + fe.bind("", "", [], [], []) + fe.execute("") + fe.flush())
+    s, client = _client()
+    feed(client, s.world.now, _extended("select error") + fe.flush())
     s.settle()
     assert "".join(t for t, _ in client.io.take()) == "E"
     feed(client, s.world.now, fe.query("select 1") + fe.sync())
@@ -61,19 +84,11 @@ def test_query_after_the_batch_error_arrived_is_skipped() -> None:
 # -- server level ------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def world() -> World:
-    return World()
-
-
-@pytest.fixture
-def pool(world: World) -> Pool:
-    return world.make_pool(pool_size=3)
-
-
-def test_copy_error_then_client_leaves(world: World, pool: Pool) -> None:
+def test_copy_error_then_client_leaves() -> None:
     """Extended COPY FROM STDIN with its Sync; the COPY fails on bad data (ErrorResponse, the
     server now skips to a Sync); the client leaves before sending its CopyDone/Sync."""
+    world = World()
+    pool = world.make_pool(pool_size=3)
     server, backend = new_server(world, pool)
     lend(world, pool, server, 1)
     server.unsynced = True
@@ -91,20 +106,10 @@ def test_copy_error_then_client_leaves(world: World, pool: Pool) -> None:
 
 @pytest.mark.parametrize("wait_for_copy", [False, True])
 def test_query_between_copy_done_and_second_sync(wait_for_copy: bool) -> None:
-    s = Session("transaction")
-    client, _ = ready_client(s.rig)
-    client.io.take()
-    copy = fe.parse("", "COPY t FROM STDIN") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync()
-    rest = fe.copy_data(b"1\n") + fe.copy_done() + fe.query("select 1") + fe.sync()
-    if wait_for_copy:
-        feed(client, s.world.now, copy)
-        s.settle()
-        feed(client, s.world.now, rest)
-    else:
-        feed(client, s.world.now, copy + rest)
-    s.settle()
+    """The Query after the CopyDone runs and has its ReadyForQuery; the second Sync its own."""
+    s, client = _client()
+    got = _extended_copy(s, client, fe.query("select 1") + fe.sync(), wait_for_copy)
     (server,) = s.world.pool_io.opened
-    got = "".join(t for t, _ in client.io.take())
     # PostgreSQL: 1 2 G | C (COPY) | T D C Z (the Query) | Z (the second Sync)
     assert got == "12GCTDCZZ" and server.state is S.IDLE
 
@@ -113,34 +118,21 @@ def test_query_between_copy_done_and_second_sync(wait_for_copy: bool) -> None:
 def test_answer_queued_after_the_copy_sync_comes_after_its_ready_for_query(wait_for_copy: bool) -> None:
     """Extended COPY, CopyDone, Sync, then DEALLOCATE ALL (answered by the proxy) before the
     ReadyForQuery came: the DEALLOCATE's answer must follow that ReadyForQuery."""
-    s = Session("transaction")
-    client, _ = ready_client(s.rig)
-    client.io.take()
-    copy = fe.parse("", "COPY t FROM STDIN") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync()
-    rest = fe.copy_data(b"1\n") + fe.copy_done() + fe.sync() + fe.query("DEALLOCATE ALL")
-    if wait_for_copy:
-        feed(client, s.world.now, copy)
-        s.settle()
-        feed(client, s.world.now, rest)
-    else:
-        feed(client, s.world.now, copy + rest)
-    s.settle()
-    got = "".join(t for t, _ in client.io.take())
+    s, client = _client()
+    got = _extended_copy(s, client, fe.sync() + fe.query("DEALLOCATE ALL"), wait_for_copy)
     assert got == "12GCZCZ", got
 
 
 def test_copy_data_sent_ahead_with_a_single_sync() -> None:
     """P/B/E of a COPY FROM STDIN, its data, CopyDone and one Sync, sent before the server
     answered: that Sync follows the CopyDone, so it is not ignored (one ReadyForQuery for it)."""
-    s = Session("transaction")
-    client, _ = ready_client(s.rig)
-    client.io.take()
-    feed(client, s.world.now, fe.parse("", "COPY t FROM STDIN") + fe.bind("", "", [], [], []) + fe.execute("")
+    s, client = _client()
+    feed(client, s.world.now, _extended("COPY t FROM STDIN")
          + fe.copy_data(b"1\n") + fe.copy_done() + fe.sync())
     s.settle()
     (server,) = s.world.pool_io.opened
     assert "".join(t for t, _ in client.io.take()) == "12GCZ" and server.state is S.IDLE
-    feed(client, s.world.now, fe.parse("", "select 1") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync())
+    feed(client, s.world.now, _extended("select 1") + fe.sync())
     s.settle()
     got = "".join(t for t, _ in client.io.take())
     assert got == "12CZ" and server.state is S.IDLE
@@ -150,10 +142,8 @@ def test_copy_data_sent_ahead_with_a_single_sync() -> None:
 def test_request_after_the_batch_error_arrived(sql: str) -> None:
     """The batch's error already read, then a Query (or one the proxy answers) and a Sync: the
     server skips the Query; only the Sync's ReadyForQuery comes, and nothing is left owed."""
-    s = Session("transaction")
-    client, _ = ready_client(s.rig)
-    client.io.take()
-    feed(client, s.world.now, fe.parse("", "select error") + fe.bind("", "", [], [], []) + fe.execute("") + fe.flush())
+    s, client = _client()
+    feed(client, s.world.now, _extended("select error") + fe.flush())
     s.settle()
     assert "".join(t for t, _ in client.io.take()) == "E"
     feed(client, s.world.now, fe.query(sql) + fe.sync())
@@ -170,12 +160,10 @@ def test_request_after_the_batch_error_arrived(sql: str) -> None:
 
 def test_settings_after_an_extended_copy_are_tracked() -> None:
     """A SET in the batch after the COPY's CopyDone is the session's, as without the COPY."""
-    s = Session("transaction")
-    client, _ = ready_client(s.rig)
-    client.io.take()
-    feed(client, s.world.now, fe.parse("", "COPY t FROM STDIN") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync())
+    s, client = _client()
+    feed(client, s.world.now, _extended("COPY t FROM STDIN") + fe.sync())
     s.settle()
     feed(client, s.world.now, fe.copy_data(b"1\n") + fe.copy_done()
-         + fe.parse("", "SET search_path = foo") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync())
+         + _extended("SET search_path = foo") + fe.sync())
     s.settle()
     assert client.params.get("search_path") == "foo"
