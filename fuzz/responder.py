@@ -48,6 +48,7 @@ class Responder:
         self.statements: dict[bytes, str] = {}
         self.portals: dict[bytes, str] = {}
         self.cancels_done = 0
+        self.copy_violation = False
 
     def _error(self, message: str) -> bytes:
         if self.status == b"T":
@@ -88,6 +89,9 @@ class Responder:
         if mtype == fe.COPY_FAIL:
             error = self._error("COPY from stdin failed")
         else:
+            # The client broke the COPY protocol: the message that did is consumed with no
+            # answer of its own, and the proxy's count of ReadyForQuery owed is off by it.
+            self.copy_violation = True
             error = self._error(f"unexpected message type 0x{mtype:02x} during COPY")
         if self.copy_extended:
             self.skipping = True
