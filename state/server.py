@@ -555,6 +555,8 @@ class ServerSession:
                 # only if that changes what it was last told.
                 self.client.report(name, value)
         elif mtype == be.ERROR_RESPONSE:
+            if self.copy_in and self._ignored:
+                self._copy_failed()
             self.copy_in = False
             if self._behind and self._behind.get(self._rfq_seen) is False:
                 self._skip_behind()
@@ -600,12 +602,15 @@ class ServerSession:
         self.txn_status = status
         self.copy_in = False
         owed = self.owed
-        if self._behind and self._behind.get(self._rfq_seen) is False:
-            # Its no-op Close never came back: the batch had failed before it was sent (its
-            # error came earlier), and the server skipped it and the requests behind it.
-            self._skip_behind()
-        if self._ignored:
-            self._drop_ignored(status)
+        while owed:
+            if self._behind and self._behind.get(self._rfq_seen) is False:
+                # Its no-op Close never came back: the batch had failed before it was sent (its
+                # error came earlier), and the server skipped it and the requests behind it.
+                self._skip_behind()
+            elif self._ignored and self._rfq_seen in self._ignored:
+                self._drop_ignored(status)
+            else:
+                break
         if not owed:
             self.error = "ReadyForQuery without a pending request"
             self._close(now, _R_OUT_OF_SYNC)
@@ -796,6 +801,21 @@ class ServerSession:
                 break
             self._drop_owed()
         self._update_forwarding()
+
+    def _copy_failed(self) -> None:
+        """A COPY begun by an Execute failed (CopyFail, bad data): the server now skips to the
+        next Sync the COPY did not read, so the requests owed before that one get nothing; and
+        requests still to come before it are sent behind a failed batch."""
+        ignored = self._ignored
+        end = self._rfq_sent
+        for number, _count, _ended in self._syncs:
+            if number not in ignored:
+                end = number
+                break
+        else:
+            self.unsynced = True
+        for number in range(min(ignored) + 1, end):
+            ignored.add(number)
 
     def _drop_ignored(self, status: bytes) -> None:
         """Syncs a COPY read get no ReadyForQuery: this one answers the request after them.

@@ -89,6 +89,26 @@ def test_copy_done_of_a_simple_copy_does_not_end_a_later_extended_one() -> None:
     assert server.client is None and server.state.name == "IDLE" and not server.owed
 
 
+@pytest.mark.parametrize("sync", [False, True], ids=["client_leaves", "then_sync"])
+def test_queries_after_a_failed_extended_copy_are_skipped(sync: bool) -> None:
+    """client_session: an extended COPY with its Sync, CopyFail, then Queries with no Sync yet.
+    The COPY read that Sync, so after the CopyFail's error the server skipped the Queries up to
+    the next one: their ReadyForQuery never came, and once the client left the cleanup waited."""
+    session = Session("transaction")
+    client, _driver = ready_client(session.rig)
+    feed(client, session.world.now, EXTENDED_COPY + fe.copy_data(b"2\n") + fe.copy_fail("no")
+         + fe.query("SELECT 1") + fe.query("BEGIN"))
+    session.settle()
+    (server,) = session.world.pool_io.opened
+    if sync:
+        feed(client, session.world.now, fe.sync() + fe.query("SELECT 2"))
+        session.settle()
+        assert server.client is None and server.state.name == "IDLE" and not server.owed
+    client.on_closed(session.world.now)
+    session.settle()
+    assert server.state.name == "IDLE" and not server.owed
+
+
 # -- pgdog_ev/sql/route.py --------------------------------------------------------------------
 
 
