@@ -647,10 +647,7 @@ class ServerSession:
         self._failed = False
         if self.last_reported:
             self.last_reported = {}
-        while owed and type(owed[0]) is bytes:
-            answer = owed.popleft()
-            if client is not None and self.client is client:
-                client.io.send(answer + be.ready_for_query(status))
+        self._send_answers(status, client)
         self._update_forwarding()
         if self.owed or self.unsynced or self.cancels_in_flight:
             return
@@ -825,13 +822,19 @@ class ServerSession:
         while owed and self._rfq_seen in ignored:
             ignored.discard(self._rfq_seen)
             self._drop_owed()
-            while owed and type(owed[0]) is bytes:
-                answer = owed.popleft()
-                if self.client is not None:
-                    self.client.io.send(answer + be.ready_for_query(status))  # type: ignore[operator]
+            self._send_answers(status, self.client)
         if not ignored:
             self._ignored_at = -1
         self._update_forwarding()
+
+    def _send_answers(self, status: bytes, client: Borrower | None) -> None:
+        """Answers the proxy queued (``answer``) whose turn came, each with its ReadyForQuery,
+        to ``client`` if it still holds this server."""
+        owed = self.owed
+        while owed and type(owed[0]) is bytes:
+            answer = owed.popleft()
+            if client is not None and self.client is client:
+                client.io.send(answer + be.ready_for_query(status))  # type: ignore[operator]
 
     def _drop_owed(self) -> None:
         """The oldest owed entry will get no ReadyForQuery of its own (the server skipped or
@@ -898,7 +901,7 @@ class ServerSession:
 
     def expect_sync(self, effects: list[Any] | None = None) -> None:
         """The client sent a Sync: the messages before it are synced, and one more ReadyForQuery
-        is owed (unless the Sync ends an Execute whose COPY ignored the one sent behind it)."""
+        is owed, unless a COPY begun by an Execute is still reading (and ignoring) Syncs."""
         self.unsynced = False
         number = self._rfq_sent
         self._syncs.append((number, self.copy_ends_sent, self.copy_ended))
