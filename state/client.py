@@ -14,7 +14,6 @@ paused meanwhile, so the hold stays small) and sent once one is.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final
@@ -42,7 +41,7 @@ from pgdog_ev.wire.startup import (
 )
 from state.client_admin import AdminAnswers
 from state.client_effects import KNOWN_SETTINGS_LIMIT, ROLE_VALUES
-from state.client_routing import batch_shape
+from state.client_routing import _HEADER, batch_shape
 from state.client_rw import NO_ROUTE, REQUEST_STARTS
 from state.events import EventLog, Kind, Machine
 from state.params import session_params
@@ -97,7 +96,6 @@ _BIND: Final = fe.BIND
 _CLOSE: Final = fe.CLOSE
 _EXECUTE: Final = fe.EXECUTE
 _QUERY: Final = fe.QUERY
-_HEADER: Final = struct.Struct("!BI").pack
 _R_CHECKOUT: Final = Reason.CHECKOUT
 _R_CLIENT_TERMINATE: Final = Reason.CLIENT_TERMINATE
 _R_PROTOCOL_VIOLATION: Final = Reason.PROTOCOL_VIOLATION

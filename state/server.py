@@ -494,11 +494,15 @@ class ServerSession:
             self.copy_end_sent()
             self.io.send(fe.copy_fail("client disconnected during COPY"))
         if self._ignored and (not self._syncs or self._syncs[-1][1] == self._ignored_at):
-            self.unsynced = False
-            self._syncs.append((self._rfq_sent, self.copy_ends_sent, self.copy_ended))
-            self.owed.append(HIDDEN)
-            self._rfq_sent += 1
-            self.io.send(fe.sync())
+            self._sync_hidden()
+
+    def _sync_hidden(self) -> None:
+        """A Sync of the proxy's own for a client that left (its ReadyForQuery is read here)."""
+        self.unsynced = False
+        self._syncs.append((self._rfq_sent, self.copy_ends_sent, self.copy_ended))
+        self.owed.append(HIDDEN)
+        self._rfq_sent += 1
+        self.io.send(fe.sync())
 
     def copy_end_sent(self) -> None:
         """A CopyDone or CopyFail goes to the server (the client's or the proxy's)."""
@@ -966,7 +970,7 @@ class ServerSession:
 
     def forward_completion(self, data: bytes) -> None:
         """Send a Parse/Close whose ParseComplete/CloseComplete the client reads."""
-        self._expecting(EXPECT_FORWARD)
+        self.expect_completion()
         self.io.send(data)
 
     def expect_completion(self) -> None:
@@ -1022,11 +1026,7 @@ class ServerSession:
             self.send_cancel(now)
         self._end_copy()
         if self.unsynced:
-            self.unsynced = False
-            self._syncs.append((self._rfq_sent, self.copy_ends_sent, self.copy_ended))
-            self.owed.append(HIDDEN)
-            self._rfq_sent += 1
-            self.io.send(fe.sync())
+            self._sync_hidden()
         self._arm_cleanup_timer(now)
         if not self.owed:
             self._continue_cleaning(now)
