@@ -48,7 +48,8 @@ class Responder:
         self.statements: dict[bytes, str] = {}
         self.portals: dict[bytes, str] = {}
         self.cancels_done = 0
-        self.copy_violation = False
+        # What a FATAL ending the connection says (None: an unknown message type's).
+        self.last_words: bytes | None = None
 
     def _error(self, message: str) -> bytes:
         if self.status == b"T":
@@ -86,13 +87,15 @@ class Responder:
         if mtype == fe.COPY_DONE:
             done = be.command_complete("COPY 0")
             return done if self.copy_extended else done + self._ready()
-        if mtype == fe.COPY_FAIL:
-            error = self._error("COPY from stdin failed")
-        else:
-            # The client broke the COPY protocol: the message that did is consumed with no
-            # answer of its own, and the proxy's count of ReadyForQuery owed is off by it.
-            self.copy_violation = True
-            error = self._error(f"unexpected message type 0x{mtype:02x} during COPY")
+        if mtype != fe.COPY_FAIL:
+            # The client broke the COPY protocol. PostgreSQL (14 and later) has read only the
+            # type byte: it says so, then ends the connection.
+            self.last_words = be.error_response(
+                "08P01", f"unexpected message type 0x{mtype:02X} during COPY from stdin"
+            ) + be.error_response("08P01", "terminating connection because protocol synchronization was lost",
+                                  severity="FATAL")
+            return None
+        error = self._error("COPY from stdin failed")
         if self.copy_extended:
             self.skipping = True
             return error
@@ -165,7 +168,8 @@ class Responder:
                 break
             answer = self._message(mtype, body)
             if answer is None:
-                out += be.error_response("08P01", f"invalid frontend message type {mtype}", severity="FATAL")
+                out += self.last_words or be.error_response(
+                    "08P01", f"invalid frontend message type {mtype}", severity="FATAL")
                 self.dead = True
                 break
             out += answer

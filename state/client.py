@@ -118,6 +118,9 @@ INVALID_TYPE: Final = bytes(t not in FRONTEND_TYPES for t in range(256))
 MESSAGE_TABLE: Final = bytearray(HEADER if INVALID_TYPE[t] else BODY for t in range(256))
 MESSAGE_TABLE[fe.COPY_DATA] = HEADER
 OWES_READY: Final = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
+# What a COPY FROM STDIN cannot read (it takes CopyData, CopyDone, CopyFail, and ignores Flush
+# and Sync).
+BREAKS_COPY: Final = frozenset(FRONTEND_TYPES) - frozenset(b"cdfHSX")
 EXTENDED: Final = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 # Distinct ParameterStatus sets kept per pool for sharing between clients.
 TOLD_CACHE_LIMIT: Final = 64
@@ -819,6 +822,8 @@ class ClientSession(AdminAnswers):
             return -1
         first = data[0]
         waits = self._read_first(first, data[5:first_end])  # (an admin session reads its own way)
+        if self.state is _CLOSED:
+            return len(data)  # (what follows is not read)
         if waits >= 0:
             # Held until a server is lent: what follows waits behind it, as in feed.
             return first_end if waits else 0
@@ -866,6 +871,18 @@ class ClientSession(AdminAnswers):
             return 0
         return 1
 
+    def _broke_copy(self, now: float, mtype: int) -> None:
+        """A message a COPY FROM STDIN cannot read, sent while one runs for this client.
+        PostgreSQL answers it with an error, then ends the connection (it has read only the
+        type byte, so it no longer knows where messages start) and consumes the message with no
+        answer of its own. The proxy says the same and ends only the client: the server gets a
+        CopyFail when it is released and goes back to the pool."""
+        self.errors += 1
+        self.io.send(be.error_response(
+            codes.PROTOCOL_VIOLATION, f"unexpected message type 0x{mtype:02X} during COPY from stdin"))
+        self._fatal(now, codes.PROTOCOL_VIOLATION, "terminating connection because protocol synchronization was lost",
+                    _R_PROTOCOL_VIOLATION)
+
     def _on_header(self, mtype: int, length: int) -> bool:
         if INVALID_TYPE[mtype]:
             raise ProtocolViolation(f"invalid frontend message type {mtype}")
@@ -895,6 +912,9 @@ class ClientSession(AdminAnswers):
             self._close(now, _R_CLIENT_TERMINATE)
             return
         server = self.server
+        if server is not None and server.copy_open and mtype in BREAKS_COPY:
+            self._broke_copy(now, mtype)
+            return
         if mtype == fe.QUERY and self.cluster is not None and not self.admin:
             reply = self._role_statement(body)
             if reply is not None:
@@ -1170,7 +1190,11 @@ class ClientSession(AdminAnswers):
             self._fatal(now, codes.CONNECTION_FAILURE, f"server connection failed: {server.error}",
                         Reason.SERVER_LOST)
             return
-        if server.scanner.mid_message():
+        if server.fatal_forwarded:
+            # The server's own FATAL reached the client (as PostgreSQL ends a connection): the
+            # connection ends here too, with nothing said after it.
+            self._close(now, Reason.SERVER_LOST)
+        elif server.scanner.mid_message():
             # Part of a message already reached the client: an ErrorResponse now would be read
             # as the rest of it (psycopg: "insufficient data in D message"). Only closing the
             # connection tells the client the truth: its server went away.

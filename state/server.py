@@ -124,6 +124,7 @@ QUIET_TABLE: Final = action_table(header=b"GW", body=b"ZSE")
 # While probing, the first DataRow is read too (the answer of an LSN poll).
 PROBE_TABLE: Final = action_table(header=b"GW13", body=b"ZSED")
 DATA_ROW: Final = ord("D")
+FATAL_SEVERITIES: Final = frozenset({"FATAL", "PANIC"})
 PARSE_COMPLETE: Final = ord("1")
 CLOSE_COMPLETE: Final = ord("3")
 
@@ -201,6 +202,15 @@ class ServerSession:
         # ignores) every Sync sent before the CopyDone or CopyFail that ends it (_on_header).
         self.copy_ends_sent = 0
         self.copy_ended = False
+        # _rfq_sent when each CopyDone/CopyFail not yet behind every answered request was sent:
+        # one sent after request h (a Query starting COPY) holds a number above h.
+        self._copy_ends: deque[int] = deque()
+        # A COPY FROM STDIN begun by a Query is running and the client has sent nothing that
+        # ends it: any message but CopyData, CopyDone, CopyFail, Flush or Sync breaks it
+        # (the client reads ClientSession._broke_copy).
+        self.copy_open = False
+        # An error of severity FATAL or PANIC went to the client: the server closes next.
+        self.fatal_forwarded = False
         # (number, copy_ends_sent, copy_ended) of each Sync owed, oldest first.
         self._syncs: deque[tuple[int, int, bool]] = deque()
         # Syncs such a COPY read: no ReadyForQuery of their own will come. And copy_ends_sent
@@ -473,19 +483,41 @@ class ServerSession:
         # CopyInResponse / CopyBothResponse: the server now waits for CopyData.
         self.copy_in = True
         syncs = self._syncs
-        if syncs and syncs[0][0] == self._rfq_seen and not syncs[0][2]:
-            # Begun by an Execute whose Sync was sent before any CopyDone/CopyFail (libpq sends
-            # them together): the COPY reads that Sync, and any sent after it up to the CopyDone
-            # or CopyFail, and ignores them; the Execute ends at the next Sync after that.
-            count = syncs[0][1]
-            self._ignored_at = count
-            for number, sent_at, _ended in syncs:
-                if sent_at == count:
-                    self._ignored.add(number)
+        head = self._rfq_seen
+        if syncs and syncs[0][0] == head:
+            if not syncs[0][2]:
+                # Begun by an Execute whose Sync was sent before any CopyDone/CopyFail (libpq
+                # sends them together): the COPY reads that Sync, and any sent after it up to
+                # the CopyDone or CopyFail, and ignores them; the Execute ends at the next Sync
+                # after that.
+                count = syncs[0][1]
+                self._ignored_at = count
+                for number, sent_at, _ended in syncs:
+                    if sent_at == count:
+                        self._ignored.add(number)
+        elif self.owed and not self.unsynced and mtype == be.COPY_IN_RESPONSE:
+            self._query_copy(head)
         if self.state is _S_CLEANING:
             # The client left before its COPY began: end it for them.
             self._end_copy()
         return self.scanner.forwarding
+
+    def _query_copy(self, head: int) -> None:
+        """A COPY FROM STDIN begun by the Query numbered ``head``: it reads (and ignores) every
+        Sync sent after that Query up to the first CopyDone or CopyFail sent after it, so those
+        get no ReadyForQuery of their own. With none sent yet, the client's next message must
+        be CopyData or one of those (``copy_open``)."""
+        end = -1
+        for sent_at in self._copy_ends:
+            if sent_at > head:
+                end = sent_at
+                break
+        for number, _count, _ended in self._syncs:
+            if number > head and (end < 0 or number < end):
+                self._ignored.add(number)
+        if end < 0:
+            self.copy_open = True
+            self._ignored_at = self.copy_ends_sent
 
     def _end_copy(self) -> None:
         """End the COPY of a client that left: CopyFail, and a Sync if every Sync it sent went
@@ -508,6 +540,11 @@ class ServerSession:
         """A CopyDone or CopyFail goes to the server (the client's or the proxy's)."""
         self.copy_ends_sent += 1
         self.copy_ended = True
+        self.copy_open = False
+        ends = self._copy_ends
+        while ends and ends[0] <= self._rfq_seen:
+            ends.popleft()  # (before every request still unanswered: never read again)
+        ends.append(self._rfq_sent)
 
     def _on_completion(self) -> bool:
         expect = self._expect
@@ -559,8 +596,12 @@ class ServerSession:
                 # only if that changes what it was last told.
                 self.client.report(name, value)
         elif mtype == be.ERROR_RESPONSE:
-            if self.copy_in and self._ignored:
-                self._copy_failed()
+            if self.copy_in:
+                if self._ignored and self._rfq_seen in self._ignored:
+                    self._copy_failed()  # (begun by an Execute: its own Sync was read)
+                # Syncs sent from now on come after the COPY: none is read by it.
+                self._ignored_at = -1
+                self.copy_open = False
             self.copy_in = False
             if self._behind and self._behind.get(self._rfq_seen) is False:
                 self._skip_behind()
@@ -591,6 +632,9 @@ class ServerSession:
                     if self._prepare_error is not None:
                         body = memoryview(self._prepare_error)
                         self._prepare_error = None
+                    if be.parse_error_fields(body).get("S") in FATAL_SEVERITIES:
+                        # The server ends the connection after it: the client has heard why.
+                        self.fatal_forwarded = True
                 self.scanner.sink_message(mtype, body)
             elif not self.owed and self.client is None:
                 # An error nobody asked for (e.g. FATAL before a shutdown).
@@ -605,6 +649,7 @@ class ServerSession:
         before = self.txn_status
         self.txn_status = status
         self.copy_in = False
+        self.copy_open = False
         owed = self.owed
         while owed:
             if self._behind and self._behind.get(self._rfq_seen) is False:
@@ -651,6 +696,8 @@ class ServerSession:
         self._failed = False
         if self.last_reported:
             self.last_reported = {}
+        if self._ignored and self._rfq_seen in self._ignored:
+            self._drop_ignored(status)  # Syncs a COPY begun by this Query read
         self._send_answers(status, client)
         self._update_forwarding()
         if self.owed or self.unsynced or self.cancels_in_flight:
@@ -909,7 +956,7 @@ class ServerSession:
         self.unsynced = False
         number = self._rfq_sent
         self._syncs.append((number, self.copy_ends_sent, self.copy_ended))
-        if self._ignored and self.copy_ends_sent == self._ignored_at:
+        if self._ignored_at >= 0 and self.copy_ends_sent == self._ignored_at:
             self._ignored.add(number)  # (sent during a COPY that ignores Syncs)
         self.expect_response(effects)
 

@@ -431,3 +431,77 @@ def test_large_copy_in_keeps_proxy_memory_bounded(pg, proxy_factory):
         f" while {BIG_COPY_MB} MB went through COPY FROM STDIN in {elapsed:.1f}s"
     )
     assert p.returncode is None, "the proxy died during the COPY"
+
+
+# ------------------------------------------------ messages PostgreSQL reads (or eats) inside COPY
+
+# Steps of a raw client around a COPY FROM STDIN: the COPY to start ("copy" by a Query, "xcopy"
+# by Parse/Bind/Execute/Sync, "" none), bytes to send right behind it, then the message type to
+# read up to (b"": until the connection closes). PostgreSQL ignores a Sync or Flush that arrives
+# during the COPY (no ReadyForQuery of its own). Any other message but CopyData, CopyDone and
+# CopyFail it answers with an error, and then ends the connection (it read only the type byte).
+# The proxy must count neither as owing a ReadyForQuery, or it waits for one that never comes and
+# the client (then the cleanup) holds the server. Where it sees the message coming inside a
+# COPY it knows to be running, it answers as PostgreSQL would and keeps the server (the last
+# field: the backend is reused); one pipelined behind the COPY's Query reaches PostgreSQL, which
+# ends that connection.
+_ROW = message(b"d", b"1\tx\t1\n")
+_CALL = message(b"F", struct.pack(">Ihhh", 1598, 0, 0, 0))  # random(), no arguments
+_EXTENDED = fe.parse("", "SELECT 1") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync()
+_COPY_SCENARIOS: dict[str, tuple[list[tuple[str, bytes, bytes]], bool]] = {
+    "sync_during_copy": ([("copy", b"", b"G"), ("", _ROW + fe.sync() + _ROW + fe.copy_done(), b"Z")], True),
+    "sync_behind_copy_query": ([("copy", fe.sync() + _ROW + fe.copy_done(), b"Z")], True),
+    "flush_and_sync_during_copy": (
+        [("copy", b"", b"G"), ("", fe.flush() + fe.sync() + fe.sync() + fe.copy_fail("no"), b"Z")], True),
+    "query_during_copy": ([("copy", b"", b"G"), ("", _ROW + query("SELECT 1"), b"")], True),
+    "query_behind_copy_query": ([("copy", query("SELECT 1"), b"")], False),
+    "function_call_during_copy": ([("copy", b"", b"G"), ("", _CALL, b"")], True),
+    "parse_during_copy": ([("copy", b"", b"G"), ("", _EXTENDED, b"")], True),
+    "query_during_extended_copy": ([("xcopy", b"", b"G"), ("", query("SELECT 1"), b"")], False),
+}
+
+
+def _copy_steps(raw: RawConn, table: str, steps: list[tuple[str, bytes, bytes]]) -> list[tuple[bytes, str]]:
+    """Run the steps; what came back: each message's type, an error's severity, SQLSTATE and
+    text, and (b"", "closed") where the connection closed."""
+    got: list[tuple[bytes, str]] = []
+    for copy, data, until in steps:
+        start = {"copy": query(f"COPY {table} (id, s, n) FROM STDIN"), "xcopy": _extended_copy_in(table)}
+        raw.sock.sendall(start.get(copy, b"") + data)
+        while (m := raw.read()) is not None:
+            t, body = m
+            fields = error_fields(body) if t == b"E" else {}
+            got.append((t, " ".join(fields.get(k, "") for k in "SCM").strip()))
+            if t == until:
+                break
+        else:
+            return [*got, (b"", "closed")]
+    raw.sock.sendall(query("SELECT 2"))  # the connection goes on as usual
+    got += [(t, "") for t, _ in raw.until(b"Z")]
+    return got
+
+
+@pytest.mark.parametrize("scenario", sorted(_COPY_SCENARIOS))
+def test_what_a_copy_reads_or_eats_matches_postgres(pg, proxy, scenario):
+    steps, kept = _COPY_SCENARIOS[scenario]
+    table = _table(pg, "copyeat")
+    direct = RawConn(socket.create_connection((pg.host, pg.port), timeout=15))
+    direct.sock.sendall(startup_packet("postgres", APP_DB))
+    direct.until(b"Z")
+    try:
+        want = _copy_steps(direct, table, steps)
+    finally:
+        direct.close()
+    rows = int(pg.psql(f"SELECT count(*) FROM {table}", db=APP_DB))
+    with connect(proxy) as a:
+        pid = a.execute("SELECT pg_backend_pid()").fetchone()[0]
+    raw = RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
+    try:
+        assert _copy_steps(raw, table, steps) == want
+        # The one server went back to the pool at the last ReadyForQuery (or when the proxy
+        # ended the client): another client gets it at once, while this one stays connected.
+        with connect(proxy) as b:
+            assert (b.execute("SELECT pg_backend_pid()").fetchone()[0] == pid) is kept
+            assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (2 * rows,)
+    finally:
+        raw.close()

@@ -1,8 +1,9 @@
 """What PostgreSQL skips or swallows, and the proxy's count of ReadyForQuery owed with it: requests
 sent behind an extended-protocol batch that failed (before or after its error reached the proxy),
-answers the proxy gives itself among them, and the Syncs a COPY FROM STDIN begun by an Execute
-reads and ignores. Driven through a whole client session against fuzz/responder.py (which answers
-as PostgreSQL does) or a ServerSession against scripted replies."""
+answers the proxy gives itself among them, the Syncs a COPY FROM STDIN (begun by an Execute or a
+Query) reads and ignores, and a message that breaks such a COPY. Driven through a whole client
+session against fuzz/responder.py (which answers as PostgreSQL does) or a ServerSession against
+scripted replies."""
 
 from __future__ import annotations
 
@@ -167,3 +168,71 @@ def test_settings_after_an_extended_copy_are_tracked() -> None:
          + _extended("SET search_path = foo") + fe.sync())
     s.settle()
     assert client.params.get("search_path") == "foo"
+
+
+# -- a COPY FROM STDIN begun by a Query ---------------------------------------------------------
+
+
+def _query_copy(s: Session, client: ClientSession, then: bytes, wait_for_copy: bool) -> str:
+    """COPY FROM STDIN by a Query, then ``then``: sent with it or after the COPY began."""
+    copy = fe.query("COPY t FROM STDIN")
+    if wait_for_copy:
+        feed(client, s.world.now, copy)
+        s.settle()
+        feed(client, s.world.now, then)
+    else:
+        feed(client, s.world.now, copy + then)
+    s.settle()
+    return "".join(t for t, _ in client.io.take())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("wait_for_copy", [False, True])
+@pytest.mark.parametrize("end", ["done", "fail"])
+def test_syncs_inside_a_query_copy_get_no_ready_for_query(wait_for_copy: bool, end: str) -> None:
+    """Flush and Syncs sent inside the COPY are read and ignored by it: one ReadyForQuery, for
+    the Query, and the server is back in the pool; the next request is answered as usual."""
+    s, client = _client()
+    finish = fe.copy_done() if end == "done" else fe.copy_fail("no")
+    got = _query_copy(s, client, fe.sync() + fe.copy_data(b"1\n") + fe.flush() + fe.sync() + finish
+                      + fe.query("select 1"), wait_for_copy)
+    (server,) = s.world.pool_io.opened
+    assert got == ("GCZTDCZ" if end == "done" else "GEZTDCZ"), got
+    assert server.state is S.IDLE and not server.owed and not server._ignored
+
+
+def test_sync_after_a_query_copy_ended_is_answered() -> None:
+    """CopyDone, then a Sync: outside the COPY, a Sync gets its ReadyForQuery."""
+    s, client = _client()
+    got = _query_copy(s, client, fe.copy_done() + fe.sync(), wait_for_copy=True)
+    (server,) = s.world.pool_io.opened
+    assert got == "GCZZ" and server.state is S.IDLE
+
+
+@pytest.mark.parametrize("message", [fe.query("select 1"), fe.parse("", "select 1"), fe.function_call(1, [], [], 0),
+                                     fe.bind("", "", [], [], []), fe.describe("S", ""), fe.execute(""),
+                                     fe.close("S", "")], ids=lambda m: chr(m[0]))
+def test_a_message_that_breaks_a_running_copy_ends_the_client_not_the_server(message: bytes) -> None:
+    """Inside a COPY the proxy knows to be running, a message it cannot read gets PostgreSQL's
+    error and FATAL, and the client is closed; the server gets a CopyFail and is reused."""
+    s, client = _client()
+    feed(client, s.world.now, fe.query("COPY t FROM STDIN"))
+    s.settle()
+    feed(client, s.world.now, fe.copy_data(b"1\n") + message + fe.query("select 2"))
+    s.settle()
+    msgs = client.io.take()  # type: ignore[attr-defined]
+    (server,) = s.world.pool_io.opened
+    assert [t for t, _ in msgs] == ["G", "E", "E"]
+    assert f"unexpected message type 0x{message[0]:02X} during COPY from stdin".encode() in msgs[1][1]
+    assert b"SFATAL" in msgs[2][1] and b"protocol synchronization was lost" in msgs[2][1]
+    assert client.state.name == "CLOSED"
+    assert server.state is S.IDLE and server.clean
+
+
+def test_a_query_pipelined_behind_a_copy_reaches_the_server() -> None:
+    """A Query sent with the COPY's, before the proxy knew of the COPY: PostgreSQL reads it
+    inside the COPY, answers with an error and a FATAL and closes. The client hears exactly
+    that, and nothing of the proxy's own after it."""
+    s, client = _client()
+    got = _query_copy(s, client, fe.query("select 1"), wait_for_copy=False)
+    (server,) = s.world.pool_io.opened
+    assert got == "GEE" and client.state.name == "CLOSED" and server.state is S.CLOSED
