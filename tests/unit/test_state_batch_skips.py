@@ -31,11 +31,9 @@ def _extended(sql: str) -> bytes:
     return fe.parse("", sql) + fe.bind("", "", [], [], []) + fe.execute("")
 
 
-def _extended_copy(s: Session, client: ClientSession, then: bytes, wait_for_copy: bool) -> str:
-    """An extended COPY FROM STDIN with its Sync, one row, CopyDone and ``then``: sent at once or
-    after the COPY began. Returns the types of the messages the client got."""
-    copy = _extended("COPY t FROM STDIN") + fe.sync()
-    rest = fe.copy_data(b"1\n") + fe.copy_done() + then
+def _copy_then(s: Session, client: ClientSession, copy: bytes, rest: bytes, wait_for_copy: bool) -> str:
+    """``copy``, then ``rest``: sent at once or after the COPY began. Returns the types of the
+    messages the client got."""
     if wait_for_copy:
         feed(client, s.world.now, copy)
         s.settle()
@@ -44,6 +42,12 @@ def _extended_copy(s: Session, client: ClientSession, then: bytes, wait_for_copy
         feed(client, s.world.now, copy + rest)
     s.settle()
     return "".join(t for t, _ in client.io.take())  # type: ignore[attr-defined]
+
+
+def _extended_copy(s: Session, client: ClientSession, then: bytes, wait_for_copy: bool) -> str:
+    """An extended COPY FROM STDIN with its Sync, one row, CopyDone and ``then``."""
+    return _copy_then(s, client, _extended("COPY t FROM STDIN") + fe.sync(),
+                      fe.copy_data(b"1\n") + fe.copy_done() + then, wait_for_copy)
 
 
 def test_a_failed_parse_does_not_forget_a_later_one_of_the_same_name() -> None:
@@ -174,16 +178,8 @@ def test_settings_after_an_extended_copy_are_tracked() -> None:
 
 
 def _query_copy(s: Session, client: ClientSession, then: bytes, wait_for_copy: bool) -> str:
-    """COPY FROM STDIN by a Query, then ``then``: sent with it or after the COPY began."""
-    copy = fe.query("COPY t FROM STDIN")
-    if wait_for_copy:
-        feed(client, s.world.now, copy)
-        s.settle()
-        feed(client, s.world.now, then)
-    else:
-        feed(client, s.world.now, copy + then)
-    s.settle()
-    return "".join(t for t, _ in client.io.take())  # type: ignore[attr-defined]
+    """COPY FROM STDIN by a Query, then ``then``."""
+    return _copy_then(s, client, fe.query("COPY t FROM STDIN"), then, wait_for_copy)
 
 
 @pytest.mark.parametrize("wait_for_copy", [False, True])
