@@ -50,6 +50,8 @@ class Responder:
         self.cancels_done = 0
         # What a FATAL ending the connection says (None: an unknown message type's).
         self.last_words: bytes | None = None
+        # Statements of a Query still to run after its COPY FROM STDIN ends.
+        self.rest: list[str] = []
 
     def _error(self, message: str) -> bytes:
         if self.status == b"T":
@@ -75,18 +77,38 @@ class Responder:
         return (b"" if extended else ROW) + be.command_complete("SELECT 1")
 
     def _query(self, sql: str) -> bytes:
-        if "error" in sql:
-            return self._error("error requested") + self._ready()
-        answer = self._run(sql, extended=False)
-        return answer if self.copy_in else answer + self._ready()
+        """Each statement of ``sql`` in turn (split at ";"), up to an error or a COPY FROM STDIN."""
+        out = b""
+        parts = [part for part in sql.split(";") if part.strip()] or [sql]
+        while parts:
+            part = parts.pop(0)
+            if "error" in part:
+                return out + self._error("error requested") + self._ready()
+            out += self._run(part, extended=False)
+            if self.copy_in:
+                self.rest = parts
+                return out
+        return out + self._ready()
 
-    def _copy(self, mtype: int, body: bytes) -> bytes:
+    def _copy(self, mtype: int, body: bytes) -> bytes | None:
+        if mtype == fe.COPY_DATA and b"bad" in body:
+            # A row the COPY cannot take: it fails there, what follows is read as usual.
+            self.copy_in = False
+            self.rest = []
+            error = self._error("invalid input syntax")
+            if self.copy_extended:
+                self.skipping = True
+                return error
+            return error + self._ready()
         if mtype == fe.COPY_DATA or mtype == fe.FLUSH or mtype == fe.SYNC:
             return b""  # PostgreSQL ignores Flush and Sync during COPY
         self.copy_in = False
         if mtype == fe.COPY_DONE:
             done = be.command_complete("COPY 0")
-            return done if self.copy_extended else done + self._ready()
+            if self.copy_extended:
+                return done
+            rest, self.rest = self.rest, []
+            return done + (self._query(";".join(rest)) if rest else self._ready())
         if mtype != fe.COPY_FAIL:
             # The client broke the COPY protocol. PostgreSQL (14 and later) has read only the
             # type byte: it says so, then ends the connection.
@@ -95,7 +117,10 @@ class Responder:
             ) + be.error_response("08P01", "terminating connection because protocol synchronization was lost",
                                   severity="FATAL")
             return None
-        error = self._error("COPY from stdin failed")
+        self.rest = []
+        if self.status == b"T":
+            self.status = b"E"
+        error = be.error_response("57014", "COPY from stdin failed")
         if self.copy_extended:
             self.skipping = True
             return error

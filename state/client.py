@@ -121,6 +121,7 @@ OWES_READY: Final = frozenset({fe.QUERY, fe.SYNC, fe.FUNCTION_CALL})
 # What a COPY FROM STDIN cannot read (it takes CopyData, CopyDone, CopyFail, and ignores Flush
 # and Sync).
 BREAKS_COPY: Final = frozenset(FRONTEND_TYPES) - frozenset(b"cdfHSX")
+COPY_ENDS: Final = frozenset({fe.COPY_DONE, fe.COPY_FAIL})
 EXTENDED: Final = frozenset({fe.PARSE, fe.BIND, fe.DESCRIBE, fe.EXECUTE, fe.CLOSE})
 # Distinct ParameterStatus sets kept per pool for sharing between clients.
 TOLD_CACHE_LIMIT: Final = 64
@@ -912,8 +913,11 @@ class ClientSession(AdminAnswers):
             self._close(now, _R_CLIENT_TERMINATE)
             return
         server = self.server
-        if server is not None and server.copy_open and mtype in BREAKS_COPY:
-            self._broke_copy(now, mtype)
+        if server is not None and server.copy_open and mtype not in COPY_ENDS:
+            if mtype in BREAKS_COPY:
+                self._broke_copy(now, mtype)
+            # A Flush or Sync: the COPY would read and ignore it, so it is not sent at all
+            # (sent, it would get a ReadyForQuery if a bad row ended the COPY before it).
             return
         if mtype == fe.QUERY and self.cluster is not None and not self.admin:
             reply = self._role_statement(body)

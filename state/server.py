@@ -21,6 +21,7 @@ from pgdog_ev.auth.errors import AuthFailed
 from pgdog_ev.auth.md5 import md5_hash
 from pgdog_ev.auth.scram import ScramClient
 from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire.errors import ProtocolViolation
 from pgdog_ev.wire.framing import Framer
@@ -209,6 +210,9 @@ class ServerSession:
         # ends it: any message but CopyData, CopyDone, CopyFail, Flush or Sync breaks it
         # (the client reads ClientSession._broke_copy).
         self.copy_open = False
+        # The client's CopyDone/CopyFail for the COPY a Query began was sent (whether an error
+        # with Syncs inside that COPY is the CopyFail's own, see _on_message).
+        self._query_copy_ended = False
         # An error of severity FATAL or PANIC went to the client: the server closes next.
         self.fatal_forwarded = False
         # (number, copy_ends_sent, copy_ended) of each Sync owed, oldest first.
@@ -495,7 +499,9 @@ class ServerSession:
                 for number, sent_at, _ended in syncs:
                     if sent_at == count:
                         self._ignored.add(number)
-        elif self.owed and not self.unsynced and mtype == be.COPY_IN_RESPONSE:
+        elif self.owed and mtype == be.COPY_IN_RESPONSE and self._behind.get(head) is not False:
+            # (The head is a Query, sent with no unsynced messages before it, or behind some
+            # whose no-op Close came back: the COPY is its own, not an earlier Execute's.)
             self._query_copy(head)
         if self.state is _S_CLEANING:
             # The client left before its COPY began: end it for them.
@@ -504,17 +510,21 @@ class ServerSession:
 
     def _query_copy(self, head: int) -> None:
         """A COPY FROM STDIN begun by the Query numbered ``head``: it reads (and ignores) every
-        Sync sent after that Query up to the first CopyDone or CopyFail sent after it, so those
-        get no ReadyForQuery of their own. With none sent yet, the client's next message must
-        be CopyData or one of those (``copy_open``)."""
+        Sync sent after that Query up to the first CopyDone or CopyFail sent after it and not
+        taken by an earlier COPY of the same Query, so those get no ReadyForQuery of their own.
+        With none sent yet, the client's next message must be CopyData or one of those
+        (``copy_open``); a client in transaction mode then has its Syncs dropped, not sent."""
+        ends = self._copy_ends
         end = -1
-        for sent_at in self._copy_ends:
+        while ends:
+            sent_at = ends.popleft()  # (one sent before the Query ends no COPY of it)
             if sent_at > head:
                 end = sent_at
                 break
         for number, _count, _ended in self._syncs:
             if number > head and (end < 0 or number < end):
                 self._ignored.add(number)
+        self._query_copy_ended = end >= 0
         if end < 0:
             self.copy_open = True
             self._ignored_at = self.copy_ends_sent
@@ -540,7 +550,10 @@ class ServerSession:
         """A CopyDone or CopyFail goes to the server (the client's or the proxy's)."""
         self.copy_ends_sent += 1
         self.copy_ended = True
-        self.copy_open = False
+        if self.copy_open:
+            self.copy_open = False  # the end of that COPY: no later one may take it
+            self._query_copy_ended = True
+            return
         ends = self._copy_ends
         while ends and ends[0] <= self._rfq_seen:
             ends.popleft()  # (before every request still unanswered: never read again)
@@ -596,9 +609,17 @@ class ServerSession:
                 # only if that changes what it was last told.
                 self.client.report(name, value)
         elif mtype == be.ERROR_RESPONSE:
+            unsure = False
             if self.copy_in:
-                if self._ignored and self._rfq_seen in self._ignored:
-                    self._copy_failed()  # (begun by an Execute: its own Sync was read)
+                if self._ignored:
+                    if self._rfq_seen in self._ignored:
+                        self._copy_failed()  # (begun by an Execute: its own Sync was read)
+                    elif not (self._query_copy_ended
+                              and be.parse_error_fields(body).get("C") == codes.QUERY_CANCELED):
+                        # A Query's COPY failed, not at the client's CopyFail (a bad row), with
+                        # Syncs sent inside it: those sent after the failing row get a
+                        # ReadyForQuery each, the others none, and nothing tells which is which.
+                        unsure = True
                 # Syncs sent from now on come after the COPY: none is read by it.
                 self._ignored_at = -1
                 self.copy_open = False
@@ -632,13 +653,19 @@ class ServerSession:
                     if self._prepare_error is not None:
                         body = memoryview(self._prepare_error)
                         self._prepare_error = None
-                    if be.parse_error_fields(body).get("S") in FATAL_SEVERITIES:
+                    fields = be.parse_error_fields(body)
+                    if fields.get("V", fields.get("S")) in FATAL_SEVERITIES:  # (V: never translated)
                         # The server ends the connection after it: the client has heard why.
                         self.fatal_forwarded = True
                 self.scanner.sink_message(mtype, body)
             elif not self.owed and self.client is None:
                 # An error nobody asked for (e.g. FATAL before a shutdown).
                 self.error = be.parse_error_fields(body).get("M", "server error")
+            if unsure:
+                # Never lent again: a ReadyForQuery counted for no one would answer the next
+                # client's request. This client has had the COPY's error; it loses the server.
+                self.error = "a COPY FROM STDIN failed with Sync messages sent inside it"
+                self._close(self.last_active, _R_OUT_OF_SYNC)
 
     def _on_ready(self, body: memoryview) -> None:
         self._ready(be.parse_ready_for_query(body), False)

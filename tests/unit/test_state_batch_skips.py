@@ -232,3 +232,40 @@ def test_a_query_pipelined_behind_a_copy_reaches_the_server() -> None:
     got = _query_copy(s, client, fe.query("select 1"), wait_for_copy=False)
     (server,) = s.world.pool_io.opened
     assert got == "GEE" and client.state.name == "CLOSED" and server.state is S.CLOSED
+
+
+def test_two_copies_of_one_query_each_take_their_own_copy_done() -> None:
+    """A Query with two COPY FROM STDIN: the first CopyDone ends the first; inside the second a
+    Sync is ignored as in the first, and a Query breaks it."""
+    s, client = _client()
+    got = _copy_then(s, client, fe.query("COPY a FROM STDIN; COPY b FROM STDIN"), b"", wait_for_copy=True)
+    feed(client, s.world.now, fe.copy_data(b"1\n") + fe.copy_done())
+    s.settle()
+    feed(client, s.world.now, fe.copy_data(b"2\n") + fe.sync() + fe.copy_done())
+    s.settle()
+    got += "".join(t for t, _ in client.io.take())  # type: ignore[attr-defined]
+    (server,) = s.world.pool_io.opened
+    assert got == "GCGCZ" and server.state is S.IDLE and not server.owed
+
+
+def test_a_bad_row_then_a_sync_inside_a_query_copy() -> None:
+    """The COPY fails at a bad row; the Sync the client sent after it, inside the COPY as far as
+    the proxy knew, was not sent on: one ReadyForQuery, and no stray one for the next client."""
+    s, client = _client()
+    got = _query_copy(s, client, fe.copy_data(b"bad\n") + fe.sync() + fe.copy_done(), wait_for_copy=True)
+    (server,) = s.world.pool_io.opened
+    assert got == "GEZ" and server.state is S.IDLE and not server.owed
+    feed(client, s.world.now, fe.query("select 1"))
+    s.settle()
+    assert "".join(t for t, _ in client.io.take()) == "TDCZ"  # type: ignore[attr-defined]
+
+
+def test_a_bad_row_in_a_copy_with_a_sync_sent_before_it_began() -> None:
+    """Query, Sync, bad row and CopyDone sent before the COPY began: whether the Sync came before
+    the failing row is unknown, so the server is closed, never lent with a ReadyForQuery that
+    answers no one; the client has the COPY's error first."""
+    s, client = _client()
+    got = _query_copy(s, client, fe.copy_data(b"1\n") + fe.sync() + fe.copy_data(b"bad\n") + fe.copy_done(),
+                      wait_for_copy=False)
+    (server,) = s.world.pool_io.opened
+    assert got == "GEE" and server.state is S.CLOSED and client.state.name == "CLOSED"
