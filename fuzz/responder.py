@@ -53,10 +53,10 @@ class Responder:
         # Statements of a Query still to run after its COPY FROM STDIN ends.
         self.rest: list[str] = []
 
-    def _error(self, message: str) -> bytes:
+    def _error(self, message: str, code: str = "42000") -> bytes:
         if self.status == b"T":
             self.status = b"E"
-        return be.error_response("42000", message)
+        return be.error_response(code, message)
 
     def _ready(self) -> bytes:
         return be.ready_for_query(self.status)
@@ -93,13 +93,7 @@ class Responder:
     def _copy(self, mtype: int, body: bytes) -> bytes | None:
         if mtype == fe.COPY_DATA and b"bad" in body:
             # A row the COPY cannot take: it fails there, what follows is read as usual.
-            self.copy_in = False
-            self.rest = []
-            error = self._error("invalid input syntax")
-            if self.copy_extended:
-                self.skipping = True
-                return error
-            return error + self._ready()
+            return self._copy_failed(self._error("invalid input syntax"))
         if mtype == fe.COPY_DATA or mtype == fe.FLUSH or mtype == fe.SYNC:
             return b""  # PostgreSQL ignores Flush and Sync during COPY
         self.copy_in = False
@@ -117,10 +111,13 @@ class Responder:
             ) + be.error_response("08P01", "terminating connection because protocol synchronization was lost",
                                   severity="FATAL")
             return None
+        return self._copy_failed(self._error("COPY from stdin failed", "57014"))
+
+    def _copy_failed(self, error: bytes) -> bytes:
+        """The COPY ends with ``error``: a Query's (and the statements after it) at once, an
+        Execute's with the server skipping to the next Sync."""
+        self.copy_in = False
         self.rest = []
-        if self.status == b"T":
-            self.status = b"E"
-        error = be.error_response("57014", "COPY from stdin failed")
         if self.copy_extended:
             self.skipping = True
             return error

@@ -210,9 +210,6 @@ class ServerSession:
         # ends it: any message but CopyData, CopyDone, CopyFail, Flush or Sync breaks it
         # (the client reads ClientSession._broke_copy).
         self.copy_open = False
-        # The client's CopyDone/CopyFail for the COPY a Query began was sent (whether an error
-        # with Syncs inside that COPY is the CopyFail's own, see _on_message).
-        self._query_copy_ended = False
         # An error of severity FATAL or PANIC went to the client: the server closes next.
         self.fatal_forwarded = False
         # (number, copy_ends_sent, copy_ended) of each Sync owed, oldest first.
@@ -524,7 +521,6 @@ class ServerSession:
         for number, _count, _ended in self._syncs:
             if number > head and (end < 0 or number < end):
                 self._ignored.add(number)
-        self._query_copy_ended = end >= 0
         if end < 0:
             self.copy_open = True
             self._ignored_at = self.copy_ends_sent
@@ -552,7 +548,6 @@ class ServerSession:
         self.copy_ended = True
         if self.copy_open:
             self.copy_open = False  # the end of that COPY: no later one may take it
-            self._query_copy_ended = True
             return
         ends = self._copy_ends
         while ends and ends[0] <= self._rfq_seen:
@@ -614,10 +609,10 @@ class ServerSession:
                 if self._ignored:
                     if self._rfq_seen in self._ignored:
                         self._copy_failed()  # (begun by an Execute: its own Sync was read)
-                    elif not (self._query_copy_ended
-                              and be.parse_error_fields(body).get("C") == codes.QUERY_CANCELED):
-                        # A Query's COPY failed, not at the client's CopyFail (a bad row), with
-                        # Syncs sent inside it: those sent after the failing row get a
+                    elif self.copy_open or be.parse_error_fields(body).get("C") != codes.QUERY_CANCELED:
+                        # A Query's COPY (its Syncs set aside by _query_copy) failed, and not at
+                        # the client's CopyFail (none sent yet, or another error: a bad row). Of
+                        # the Syncs sent inside it, those after the failing row get a
                         # ReadyForQuery each, the others none, and nothing tells which is which.
                         unsure = True
                 # Syncs sent from now on come after the COPY: none is read by it.
