@@ -96,6 +96,7 @@ _BIND: Final = fe.BIND
 _CLOSE: Final = fe.CLOSE
 _EXECUTE: Final = fe.EXECUTE
 _QUERY: Final = fe.QUERY
+_COPY_DATA: Final = fe.COPY_DATA
 _R_CHECKOUT: Final = Reason.CHECKOUT
 _R_CLIENT_TERMINATE: Final = Reason.CLIENT_TERMINATE
 _R_PROTOCOL_VIOLATION: Final = Reason.PROTOCOL_VIOLATION
@@ -840,6 +841,7 @@ class ClientSession(AdminAnswers):
         effects = self._segment
         self._segment = None
         server.copy_ended = False  # (the batch holds an Execute, and no CopyDone after it)
+        server.copy_data_sent = False
         server.expect_sync(effects)
         server.io.send(data[first_end:])
         return len(data)
@@ -891,15 +893,21 @@ class ClientSession(AdminAnswers):
         if server is None:
             # CopyData with no COPY running: PostgreSQL ignores it too.
             return False
-        if mtype == fe.SYNC:
+        if mtype == _COPY_DATA:
+            server.copy_data_sent = True
+        elif server.copy_open and (mtype == fe.SYNC or mtype == fe.FLUSH):
+            return False  # (session mode) not sent, as in _on_message
+        elif mtype == fe.SYNC:
             server.expect_sync()
         elif mtype in OWES_READY:
             self.queries += 1
+            server.copy_data_sent = False
             server.expect_response()
         elif mtype in EXTENDED:
             server.unsynced = True
             if mtype == _EXECUTE:
                 server.copy_ended = False
+                server.copy_data_sent = False
             elif mtype in (_PARSE, _CLOSE):
                 server.expect_completion()  # (read in turn, see ServerSession._behind_batch)
         elif mtype == fe.COPY_DONE or mtype == fe.COPY_FAIL:

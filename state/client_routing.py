@@ -122,6 +122,7 @@ class MessageRouting(SessionEffects):
         msg = _HEADER(mtype, len(body) + 4) + body
         if mtype == fe.QUERY:
             self.queries += 1
+            server.copy_data_sent = False  # (no COPY it begins reads what came before it)
             analysis = self._analyze(body)
             if analysis is OTHER_ANALYSIS:
                 server.expect_response()
@@ -167,6 +168,7 @@ class MessageRouting(SessionEffects):
         elif mtype == fe.EXECUTE:
             server.unsynced = True
             server.copy_ended = False
+            server.copy_data_sent = False
             server.io.send(msg)
         elif mtype == fe.PARSE:
             refusal = self._refused_parse(body)

@@ -203,6 +203,10 @@ class ServerSession:
         # ignores) every Sync sent before the CopyDone or CopyFail that ends it (_on_header).
         self.copy_ends_sent = 0
         self.copy_ended = False
+        # A CopyData went since the last CopyDone, CopyFail, Query or Execute (the client clears
+        # it at each): a Sync sent now may come after a bad row, which ends the COPY before the
+        # Sync is read.
+        self.copy_data_sent = False
         # _rfq_sent when each CopyDone/CopyFail not yet behind every answered request was sent:
         # one sent after request h (a Query starting COPY) holds a number above h.
         self._copy_ends: deque[int] = deque()
@@ -212,8 +216,8 @@ class ServerSession:
         self.copy_open = False
         # An error of severity FATAL or PANIC went to the client: the server closes next.
         self.fatal_forwarded = False
-        # (number, copy_ends_sent, copy_ended) of each Sync owed, oldest first.
-        self._syncs: deque[tuple[int, int, bool]] = deque()
+        # (number, copy_ends_sent, copy_ended, copy_data_sent) of each Sync owed, oldest first.
+        self._syncs: deque[tuple[int, int, bool, bool]] = deque()
         # Syncs such a COPY read: no ReadyForQuery of their own will come. And copy_ends_sent
         # when the COPY began: a Sync sent while it is still the same goes to the COPY too.
         self._ignored: set[int] = set()
@@ -493,13 +497,20 @@ class ServerSession:
                 # after that.
                 count = syncs[0][1]
                 self._ignored_at = count
-                for number, sent_at, _ended in syncs:
+                for number, sent_at, _ended, _data in syncs:
                     if sent_at == count:
                         self._ignored.add(number)
-        elif self.owed and mtype == be.COPY_IN_RESPONSE and self._behind.get(head) is not False:
-            # (The head is a Query, sent with no unsynced messages before it, or behind some
-            # whose no-op Close came back: the COPY is its own, not an earlier Execute's.)
-            self._query_copy(head)
+        elif self.owed:
+            if mtype == be.COPY_IN_RESPONSE and self._behind.get(head) is not False:
+                # (The head is a Query, sent with no unsynced messages before it, or behind some
+                # whose no-op Close came back: the COPY is its own, not an earlier Execute's.)
+                self._query_copy(head)
+        elif self.unsynced and not self.copy_ended and mtype == be.COPY_IN_RESPONSE:
+            # Begun by an Execute whose Sync is still to come (a Flush asked for this): the COPY
+            # reads every Sync sent up to its CopyDone or CopyFail, and the Execute ends at the
+            # first one after that, as for a Query's COPY with none sent yet.
+            self.copy_open = True
+            self._ignored_at = self.copy_ends_sent
         if self.state is _S_CLEANING:
             # The client left before its COPY began: end it for them.
             self._end_copy()
@@ -518,7 +529,7 @@ class ServerSession:
             if sent_at > head:
                 end = sent_at
                 break
-        for number, _count, _ended in self._syncs:
+        for number, _count, _ended, _data in self._syncs:
             if number > head and (end < 0 or number < end):
                 self._ignored.add(number)
         if end < 0:
@@ -537,7 +548,7 @@ class ServerSession:
     def _sync_hidden(self) -> None:
         """A Sync of the proxy's own for a client that left (its ReadyForQuery is read here)."""
         self.unsynced = False
-        self._syncs.append((self._rfq_sent, self.copy_ends_sent, self.copy_ended))
+        self._syncs.append((self._rfq_sent, self.copy_ends_sent, self.copy_ended, self.copy_data_sent))
         self.owed.append(HIDDEN)
         self._rfq_sent += 1
         self.io.send(fe.sync())
@@ -546,6 +557,7 @@ class ServerSession:
         """A CopyDone or CopyFail goes to the server (the client's or the proxy's)."""
         self.copy_ends_sent += 1
         self.copy_ended = True
+        self.copy_data_sent = False
         if self.copy_open:
             self.copy_open = False  # the end of that COPY: no later one may take it
             return
@@ -607,14 +619,10 @@ class ServerSession:
             unsure = False
             if self.copy_in:
                 if self._ignored:
-                    if self._rfq_seen in self._ignored:
-                        self._copy_failed()  # (begun by an Execute: its own Sync was read)
-                    elif self.copy_open or be.parse_error_fields(body).get("C") != codes.QUERY_CANCELED:
-                        # A Query's COPY (its Syncs set aside by _query_copy) failed, and not at
-                        # the client's CopyFail (none sent yet, or another error: a bad row). Of
-                        # the Syncs sent inside it, those after the failing row get a
-                        # ReadyForQuery each, the others none, and nothing tells which is which.
+                    if self._copy_read_unknown(body):
                         unsure = True
+                    elif self._rfq_seen in self._ignored:
+                        self._copy_failed()  # (begun by an Execute: its own Sync was read)
                 # Syncs sent from now on come after the COPY: none is read by it.
                 self._ignored_at = -1
                 self.copy_open = False
@@ -872,13 +880,27 @@ class ServerSession:
             self._drop_owed()
         self._update_forwarding()
 
+    def _copy_read_unknown(self, error: memoryview) -> bool:
+        """Whether a COPY FROM STDIN that failed with ``error`` may have left some of the Syncs
+        sent inside it unread: each such Sync then gets a ReadyForQuery, the others none, and
+        nothing tells which is which. A CopyFail (its 57014, the end sent) comes after every
+        Sync sent inside the COPY, and all were read. A bad row comes after every Sync sent
+        before any CopyData (the rows are parsed after those were read), but PostgreSQL reads
+        ahead of the row it parses, so a Sync behind some CopyData may be read or not. A cancel
+        or a timeout (57014, no end sent yet) comes whenever it comes."""
+        cancelled = be.parse_error_fields(error).get("C") == codes.QUERY_CANCELED
+        if cancelled:
+            return self.copy_open
+        ignored = self._ignored
+        return any(after_data and number in ignored for number, _count, _ended, after_data in self._syncs)
+
     def _copy_failed(self) -> None:
         """A COPY begun by an Execute failed (CopyFail, bad data): the server now skips to the
         next Sync the COPY did not read, so the requests owed before that one get nothing; and
         requests still to come before it are sent behind a failed batch."""
         ignored = self._ignored
         end = self._rfq_sent
-        for number, _count, _ended in self._syncs:
+        for number, _count, _ended, _data in self._syncs:
             if number not in ignored:
                 end = number
                 break
@@ -977,7 +999,7 @@ class ServerSession:
         is owed, unless a COPY begun by an Execute is still reading (and ignoring) Syncs."""
         self.unsynced = False
         number = self._rfq_sent
-        self._syncs.append((number, self.copy_ends_sent, self.copy_ended))
+        self._syncs.append((number, self.copy_ends_sent, self.copy_ended, self.copy_data_sent))
         if self._ignored_at >= 0 and self.copy_ends_sent == self._ignored_at:
             self._ignored.add(number)  # (sent during a COPY that ignores Syncs)
         self.expect_response(effects)

@@ -325,9 +325,9 @@ def test_raw_client_reset_mid_copy_in(pg, proxy, poll, half_message):
     poll(lambda: not _copy_running(pg, table), what="abandoned COPY gone from the server")
 
 
-def _extended_copy_in(table: str) -> bytes:
+def _extended_copy_in(table: str, end: bytes = fe.sync()) -> bytes:
     return (fe.parse("", f"COPY {table} (id, s, n) FROM STDIN") + fe.bind("", "", [], [], [])
-            + fe.execute("") + fe.sync())
+            + fe.execute("") + end)
 
 
 def test_extended_copy_in_ignores_a_sync_then_waits_for_one(pg):
@@ -446,6 +446,7 @@ def test_large_copy_in_keeps_proxy_memory_bounded(pg, proxy_factory):
 # field: the backend is reused); one pipelined behind the COPY's Query reaches PostgreSQL, which
 # ends that connection.
 _ROW = message(b"d", b"1\tx\t1\n")
+_BAD_ROW = message(b"d", b"one\tx\t1\n")
 _CALL = message(b"F", struct.pack(">Ihhh", 1598, 0, 0, 0))  # random(), no arguments
 _EXTENDED = fe.parse("", "SELECT 1") + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync()
 _COPY_SCENARIOS: dict[str, tuple[list[tuple[str, bytes, bytes]], bool]] = {
@@ -458,6 +459,16 @@ _COPY_SCENARIOS: dict[str, tuple[list[tuple[str, bytes, bytes]], bool]] = {
     "function_call_during_copy": ([("copy", b"", b"G"), ("", _CALL, b"")], True),
     "parse_during_copy": ([("copy", b"", b"G"), ("", _EXTENDED, b"")], True),
     "query_during_extended_copy": ([("xcopy", b"", b"G"), ("", query("SELECT 1"), b"")], False),
+    # Begun by an Execute with no Sync yet (Flush instead): the COPY reads the Syncs up to its end
+    # too, and the Sync after its CopyDone or CopyFail is the Execute's own.
+    "sync_during_unsynced_extended_copy": (
+        [("xflush", b"", b"G"), ("", _ROW + fe.sync() + _ROW + fe.copy_done() + fe.sync(), b"Z")], True),
+    # A bad row after a Sync: the COPY read the Sync before it parsed any row.
+    "sync_then_bad_row_behind_copy_query": ([("copy", fe.sync() + _BAD_ROW + fe.copy_done(), b"Z")], True),
+    "bad_row_in_extended_copy": ([("xcopy", b"", b"G"), ("", _BAD_ROW + fe.copy_done() + fe.sync(), b"Z")], True),
+    "syncs_then_copyfail_in_unsynced_extended_copy": (
+        [("xflush", b"", b"G"), ("", fe.sync() + fe.flush() + fe.sync() + fe.copy_fail("no") + fe.sync(), b"Z")],
+        True),
 }
 
 
@@ -466,7 +477,8 @@ def _copy_steps(raw: RawConn, table: str, steps: list[tuple[str, bytes, bytes]])
     text, and (b"", "closed") where the connection closed."""
     got: list[tuple[bytes, str]] = []
     for copy, data, until in steps:
-        start = {"copy": query(f"COPY {table} (id, s, n) FROM STDIN"), "xcopy": _extended_copy_in(table)}
+        start = {"copy": query(f"COPY {table} (id, s, n) FROM STDIN"), "xcopy": _extended_copy_in(table),
+                 "xflush": _extended_copy_in(table, fe.flush())}
         raw.sock.sendall(start.get(copy, b"") + data)
         while (m := raw.read()) is not None:
             t, body = m

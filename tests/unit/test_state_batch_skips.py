@@ -269,3 +269,97 @@ def test_a_bad_row_in_a_copy_with_a_sync_sent_before_it_began() -> None:
                       wait_for_copy=False)
     (server,) = s.world.pool_io.opened
     assert got == "GEE" and server.state is S.CLOSED and client.state.name == "CLOSED"
+
+
+def test_a_bad_row_in_a_query_copy_after_a_sync_sent_before_any_row() -> None:
+    """Query, Sync, then a bad row: the COPY read the Sync before it parsed any row, so the
+    Query's ReadyForQuery is the only one and the server goes back to the pool."""
+    s, client = _client()
+    got = _query_copy(s, client, fe.sync() + fe.copy_data(b"bad\n") + fe.copy_done(), wait_for_copy=False)
+    (server,) = s.world.pool_io.opened
+    assert got == "GEZ" and server.state is S.IDLE and not server.owed
+
+
+# -- a COPY FROM STDIN begun by an Execute not yet synced --------------------------------------
+
+
+def _flushed_copy(s: Session, client: ClientSession, then: bytes) -> str:
+    """P/B/E of a COPY FROM STDIN and a Flush, no Sync; once the COPY began, ``then``."""
+    return _copy_then(s, client, _extended("COPY t FROM STDIN") + fe.flush(), then, wait_for_copy=True)
+
+
+@pytest.mark.parametrize("end", ["done", "fail"])
+def test_syncs_inside_a_copy_begun_by_an_unsynced_execute(end: str) -> None:
+    """The COPY reads the Syncs sent inside it; the Sync after its CopyDone (or CopyFail) is the
+    Execute's own, with the one ReadyForQuery. Before, each inner Sync was counted as owing one,
+    and the client kept the server for good."""
+    s, client = _client()
+    finish = fe.copy_done() if end == "done" else fe.copy_fail("no")
+    got = _flushed_copy(s, client, fe.copy_data(b"1\n") + fe.sync() + fe.flush() + fe.sync() + finish + fe.sync())
+    (server,) = s.world.pool_io.opened
+    assert got == ("12GCZ" if end == "done" else "12GEZ"), got
+    assert server.state is S.IDLE and not server.owed and not server._ignored
+    feed(client, s.world.now, fe.query("select 1"))
+    s.settle()
+    assert "".join(t for t, _ in client.io.take()) == "TDCZ"  # type: ignore[attr-defined]
+
+
+def test_a_message_that_breaks_a_copy_begun_by_an_unsynced_execute() -> None:
+    """A Query inside it: the proxy answers as PostgreSQL would and ends the client; the
+    server gets a CopyFail and the Sync it then waits for, and is reused."""
+    s, client = _client()
+    got = _flushed_copy(s, client, fe.copy_data(b"1\n") + fe.query("select 1"))
+    (server,) = s.world.pool_io.opened
+    assert got == "12GEE" and client.state.name == "CLOSED"
+    assert server.state is S.IDLE and server.clean and not server.owed
+
+
+@pytest.mark.parametrize("wait_for_copy", [False, True])
+def test_a_bad_row_then_a_sync_inside_an_extended_copy(wait_for_copy: bool) -> None:
+    """P/B/E/S of a COPY, a bad row, a Sync, CopyDone, Sync: PostgreSQL may have answered the
+    inner Sync (the COPY had ended at the bad row) or not (it had read ahead). The server is
+    closed after the client had the error, never lent with a ReadyForQuery nobody owns."""
+    s, client = _client()
+    got = _copy_then(s, client, _extended("COPY t FROM STDIN") + fe.sync(),
+                     fe.copy_data(b"bad\n") + fe.sync() + fe.copy_done() + fe.sync(), wait_for_copy)
+    (server,) = s.world.pool_io.opened
+    assert got.startswith("12GE") and server.state is S.CLOSED and client.state.name == "CLOSED"
+
+
+def test_a_bad_row_in_an_extended_copy_whose_sync_came_first() -> None:
+    """libpq's extended COPY (P/B/E/S, then the rows, CopyDone, Sync) with a bad row: the COPY
+    read its Sync before any row, the error skips to the last Sync, and the server is kept."""
+    s, client = _client()
+    got = _extended_copy(s, client, fe.sync(), wait_for_copy=True)
+    (server,) = s.world.pool_io.opened
+    assert got == "12GCZ"
+    got = _copy_then(s, client, _extended("COPY t FROM STDIN") + fe.sync(),
+                     fe.copy_data(b"1\n") + fe.copy_data(b"bad\n") + fe.copy_done() + fe.sync(), wait_for_copy=True)
+    assert got == "12GEZ" and server.state is S.IDLE and not server.owed
+
+
+def test_a_sync_inside_a_query_copy_in_session_mode_is_not_sent() -> None:
+    """Session mode streams the client's messages, but a Sync inside a COPY the proxy knows to
+    be running is dropped there too: after a bad row it would have had a ReadyForQuery of its
+    own, counted for no request, and the server (the client's session) closed for it."""
+    s = Session("session")
+    client, _ = ready_client(s.rig)
+    client.io.take()  # type: ignore[attr-defined]
+    got = _query_copy(s, client, fe.copy_data(b"bad\n") + fe.sync() + fe.flush() + fe.copy_done(), wait_for_copy=True)
+    (server,) = s.world.pool_io.opened
+    assert got == "GEZ" and server.state is S.ACTIVE and not server.owed
+    feed(client, s.world.now, fe.query("select 1"))
+    s.settle()
+    assert "".join(t for t, _ in client.io.take()) == "TDCZ"  # type: ignore[attr-defined]
+
+
+def test_rows_of_an_earlier_copy_do_not_make_a_later_ones_sync_doubtful() -> None:
+    """A Query's COPY fails at a bad row and the client never ends it (PostgreSQL ignores the
+    rest); then an extended COPY whose Sync went before any of its own rows fails too. Only its
+    own rows count: the server is kept."""
+    s, client = _client()
+    assert _query_copy(s, client, fe.copy_data(b"bad\n"), wait_for_copy=True) == "GEZ"
+    got = _copy_then(s, client, _extended("COPY t FROM STDIN") + fe.sync(),
+                     fe.copy_data(b"bad\n") + fe.copy_done() + fe.sync(), wait_for_copy=True)
+    (server,) = s.world.pool_io.opened
+    assert got == "12GEZ" and server.state is S.IDLE and not server.owed
