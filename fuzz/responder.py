@@ -58,6 +58,11 @@ class Responder:
             self.status = b"E"
         return be.error_response(code, message)
 
+    def _refusal(self) -> bytes:
+        """A COPY FROM STDIN that fails once begun, before it read any message (as PostgreSQL's
+        does into a view, with a FREEZE it cannot honour, or at a statement trigger's error)."""
+        return self._error("cannot copy to view", "42809")
+
     def _ready(self) -> bytes:
         return be.ready_for_query(self.status)
 
@@ -67,6 +72,8 @@ class Responder:
         if head.startswith("copy") and "stdin" in sql:
             self.copy_in = True
             self.copy_extended = extended
+            if "view" in sql:
+                return be.copy_in_response(0, [0]) + self._copy_failed(self._refusal())
             return be.copy_in_response(0, [0])
         if head.startswith("copy") and "stdout" in sql:
             return be.copy_out_response(0, [0]) + be.copy_data(b"1\n") + be.copy_done() + be.command_complete("COPY 1")
@@ -84,6 +91,8 @@ class Responder:
             part = parts.pop(0)
             if "error" in part:
                 return out + self._error("error requested") + self._ready()
+            if "stdin" in part and "view" in part:
+                return out + be.copy_in_response(0, [0]) + self._refusal() + self._ready()
             out += self._run(part, extended=False)
             if self.copy_in:
                 self.rest = parts
@@ -93,7 +102,7 @@ class Responder:
     def _copy(self, mtype: int, body: bytes) -> bytes | None:
         if mtype == fe.COPY_DATA and b"bad" in body:
             # A row the COPY cannot take: it fails there, what follows is read as usual.
-            return self._copy_failed(self._error("invalid input syntax"))
+            return self._copy_failed(self._error("invalid input syntax", "22P02"))
         if mtype == fe.COPY_DATA or mtype == fe.FLUSH or mtype == fe.SYNC:
             return b""  # PostgreSQL ignores Flush and Sync during COPY
         self.copy_in = False

@@ -122,7 +122,7 @@ class MessageRouting(SessionEffects):
         msg = _HEADER(mtype, len(body) + 4) + body
         if mtype == fe.QUERY:
             self.queries += 1
-            server.copy_data_sent = False  # (no COPY it begins reads what came before it)
+            server.copy_may_begin()
             analysis = self._analyze(body)
             if analysis is OTHER_ANALYSIS:
                 server.expect_response()
@@ -168,7 +168,7 @@ class MessageRouting(SessionEffects):
         elif mtype == fe.EXECUTE:
             server.unsynced = True
             server.copy_ended = False
-            server.copy_data_sent = False
+            server.copy_may_begin()
             server.io.send(msg)
         elif mtype == fe.PARSE:
             refusal = self._refused_parse(body)
@@ -209,7 +209,7 @@ class MessageRouting(SessionEffects):
         else:
             # Flush, CopyDone, CopyFail, and anything PostgreSQL itself should judge.
             if mtype == fe.COPY_DONE or mtype == fe.COPY_FAIL:
-                server.copy_end_sent()
+                server.copy_end_sent(mtype == fe.COPY_FAIL)
             server.io.send(msg)
 
     def _analyze(self, body: memoryview) -> Analysis:

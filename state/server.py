@@ -203,13 +203,16 @@ class ServerSession:
         # ignores) every Sync sent before the CopyDone or CopyFail that ends it (_on_header).
         self.copy_ends_sent = 0
         self.copy_ended = False
-        # A CopyData went since the last CopyDone, CopyFail, Query or Execute (the client clears
-        # it at each): a Sync sent now may come after a bad row, which ends the COPY before the
-        # Sync is read.
+        # Which of those (numbered from 0) were CopyFails, the latest few; and the number of the
+        # one that ends the COPY running: a 57014 after a CopyFail may be its error.
+        self._failed_ends: set[int] = set()
+        self._copy_end_index = -1
+        # A CopyData went since the last CopyDone, CopyFail, Query or Execute (copy_may_begin): a
+        # Sync sent now may come after a bad row, which ends the COPY before the Sync is read.
         self.copy_data_sent = False
-        # _rfq_sent when each CopyDone/CopyFail not yet behind every answered request was sent:
-        # one sent after request h (a Query starting COPY) holds a number above h.
-        self._copy_ends: deque[int] = deque()
+        # (_rfq_sent, its number) when each CopyDone/CopyFail not yet behind every answered
+        # request was sent: one sent after request h (a Query starting COPY) holds one above h.
+        self._copy_ends: deque[tuple[int, int]] = deque()
         # A COPY FROM STDIN begun by a Query is running and the client has sent nothing that
         # ends it: any message but CopyData, CopyDone, CopyFail, Flush or Sync breaks it
         # (the client reads ClientSession._broke_copy).
@@ -497,6 +500,7 @@ class ServerSession:
                 # after that.
                 count = syncs[0][1]
                 self._ignored_at = count
+                self._copy_end_index = count
                 for number, sent_at, _ended, _data in syncs:
                     if sent_at == count:
                         self._ignored.add(number)
@@ -508,9 +512,9 @@ class ServerSession:
         elif self.unsynced and not self.copy_ended and mtype == be.COPY_IN_RESPONSE:
             # Begun by an Execute whose Sync is still to come (a Flush asked for this): the COPY
             # reads every Sync sent up to its CopyDone or CopyFail, and the Execute ends at the
-            # first one after that, as for a Query's COPY with none sent yet.
-            self.copy_open = True
-            self._ignored_at = self.copy_ends_sent
+            # first one after that. (Not copy_open: if the COPY fails, the server waits for a
+            # Sync, so none the client sends may be held back.)
+            self._ignored_at = self._copy_end_index = self.copy_ends_sent
         if self.state is _S_CLEANING:
             # The client left before its COPY began: end it for them.
             self._end_copy()
@@ -525,22 +529,23 @@ class ServerSession:
         ends = self._copy_ends
         end = -1
         while ends:
-            sent_at = ends.popleft()  # (one sent before the Query ends no COPY of it)
+            sent_at, index = ends.popleft()  # (one sent before the Query ends no COPY of it)
             if sent_at > head:
                 end = sent_at
+                self._copy_end_index = index
                 break
         for number, _count, _ended, _data in self._syncs:
             if number > head and (end < 0 or number < end):
                 self._ignored.add(number)
         if end < 0:
             self.copy_open = True
-            self._ignored_at = self.copy_ends_sent
+            self._ignored_at = self._copy_end_index = self.copy_ends_sent
 
     def _end_copy(self) -> None:
         """End the COPY of a client that left: CopyFail, and a Sync if every Sync it sent went
         to a COPY begun by an Execute (the server waits for one after the CopyFail's error)."""
         if self.copy_in:
-            self.copy_end_sent()
+            self.copy_end_sent(True)
             self.io.send(fe.copy_fail("client disconnected during COPY"))
         if self._ignored and (not self._syncs or self._syncs[-1][1] == self._ignored_at):
             self._sync_hidden()
@@ -553,18 +558,28 @@ class ServerSession:
         self._rfq_sent += 1
         self.io.send(fe.sync())
 
-    def copy_end_sent(self) -> None:
-        """A CopyDone or CopyFail goes to the server (the client's or the proxy's)."""
-        self.copy_ends_sent += 1
+    def copy_may_begin(self) -> None:
+        """A Query or an Execute goes: a COPY it begins reads only what is sent after it."""
+        self.copy_data_sent = False
+
+    def copy_end_sent(self, failed: bool) -> None:
+        """A CopyDone or CopyFail (``failed``) goes to the server (the client's or the proxy's)."""
+        index = self.copy_ends_sent
+        if failed:
+            fails = self._failed_ends
+            if len(fails) >= 16:
+                fails.discard(min(fails))
+            fails.add(index)
+        self.copy_ends_sent = index + 1
         self.copy_ended = True
         self.copy_data_sent = False
         if self.copy_open:
             self.copy_open = False  # the end of that COPY: no later one may take it
             return
         ends = self._copy_ends
-        while ends and ends[0] <= self._rfq_seen:
+        while ends and ends[0][0] <= self._rfq_seen:
             ends.popleft()  # (before every request still unanswered: never read again)
-        ends.append(self._rfq_sent)
+        ends.append((self._rfq_sent, index))
 
     def _on_completion(self) -> bool:
         expect = self._expect
@@ -883,16 +898,22 @@ class ServerSession:
     def _copy_read_unknown(self, error: memoryview) -> bool:
         """Whether a COPY FROM STDIN that failed with ``error`` may have left some of the Syncs
         sent inside it unread: each such Sync then gets a ReadyForQuery, the others none, and
-        nothing tells which is which. A CopyFail (its 57014, the end sent) comes after every
-        Sync sent inside the COPY, and all were read. A bad row comes after every Sync sent
-        before any CopyData (the rows are parsed after those were read), but PostgreSQL reads
-        ahead of the row it parses, so a Sync behind some CopyData may be read or not. A cancel
-        or a timeout (57014, no end sent yet) comes whenever it comes."""
-        cancelled = be.parse_error_fields(error).get("C") == codes.QUERY_CANCELED
-        if cancelled:
-            return self.copy_open
+        nothing tells which is which.
+
+        Only an error that comes from the rows leaves no doubt about a Sync sent before any
+        CopyData: a bad value or a broken constraint (classes 22 and 23), or the client's
+        CopyFail (57014 with a CopyFail sent), which PostgreSQL meets after reading the
+        messages before it. A Sync behind some CopyData may be read or not either way (the
+        COPY reads ahead of the row it parses, and a timeout can strike before the CopyFail is
+        read). Any other error (the table a view, FREEZE refused, a statement trigger's, a
+        cancel) may come before the COPY read anything."""
+        code = be.parse_error_fields(error).get("C", "")
+        if code == codes.PROTOCOL_VIOLATION:
+            return False  # (a message that broke the COPY: PostgreSQL's FATAL and close follow)
         ignored = self._ignored
-        return any(after_data and number in ignored for number, _count, _ended, after_data in self._syncs)
+        if code[:2] in ("22", "23") or (code == codes.QUERY_CANCELED and self._copy_end_index in self._failed_ends):
+            return any(after_data and number in ignored for number, _count, _ended, after_data in self._syncs)
+        return True  # (called with Syncs ignored)
 
     def _copy_failed(self) -> None:
         """A COPY begun by an Execute failed (CopyFail, bad data): the server now skips to the

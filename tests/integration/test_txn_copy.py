@@ -517,3 +517,31 @@ def test_what_a_copy_reads_or_eats_matches_postgres(pg, proxy, scenario):
             assert b.execute(f"SELECT count(*) FROM {table}").fetchone() == (2 * rows,)
     finally:
         raw.close()
+
+
+@pytest.mark.parametrize("start", ["query", "extended"])
+def test_a_copy_that_fails_as_it_begins_leaves_no_stray_ready_for_query(pg, proxy, start):
+    """COPY into a view, with a Sync, a row, CopyDone (and a Sync) sent behind it at once.
+    PostgreSQL fails the COPY after its CopyInResponse, before it reads anything, so that Sync
+    gets a ReadyForQuery of its own. Lent to the next client, the server would hand it that
+    ReadyForQuery as the whole answer to its query: the proxy closes it instead, after this
+    client has had the error, and the next client's query is answered right."""
+    table = _table(pg, "copyview")
+    view = f"{table}_v"
+    pg.psql(f"CREATE VIEW {view} AS SELECT * FROM {table}; GRANT ALL ON {view} TO {APP_USER}", db=APP_DB)
+    sql = f"COPY {view} (id, s, n) FROM STDIN"
+    copy = query(sql) if start == "query" else (
+        fe.parse("", sql) + fe.bind("", "", [], [], []) + fe.execute("") + fe.sync())
+    raw = RawConn.trust_login(proxy.host, proxy.port, APP_USER, APP_DB)
+    try:
+        raw.sock.sendall(copy + fe.sync() + _ROW + fe.copy_done() + fe.sync())
+        got = []
+        while (m := raw.read()) is not None:
+            t, body = m
+            got.append((t, error_fields(body).get("C", "") if t == b"E" else ""))
+        assert (b"E", "42809") in got, got  # cannot copy to view
+        with connect(proxy) as b:
+            for i in range(3):
+                assert b.execute("SELECT %s::int", (i,)).fetchone() == (i,)
+    finally:
+        raw.close()

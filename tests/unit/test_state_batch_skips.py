@@ -192,6 +192,11 @@ def test_syncs_inside_a_query_copy_get_no_ready_for_query(wait_for_copy: bool, e
     got = _query_copy(s, client, fe.sync() + fe.copy_data(b"1\n") + fe.flush() + fe.sync() + finish
                       + fe.query("select 1"), wait_for_copy)
     (server,) = s.world.pool_io.opened
+    if end == "fail" and not wait_for_copy:
+        # A Sync behind a row, sent before the proxy knew of the COPY, then a CopyFail: its
+        # error has the SQLSTATE of a timeout that could have struck before that Sync was read.
+        assert got == "GEE" and server.state is S.CLOSED
+        return
     assert got == ("GCZTDCZ" if end == "done" else "GEZTDCZ"), got
     assert server.state is S.IDLE and not server.owed and not server._ignored
 
@@ -295,7 +300,7 @@ def test_syncs_inside_a_copy_begun_by_an_unsynced_execute(end: str) -> None:
     and the client kept the server for good."""
     s, client = _client()
     finish = fe.copy_done() if end == "done" else fe.copy_fail("no")
-    got = _flushed_copy(s, client, fe.copy_data(b"1\n") + fe.sync() + fe.flush() + fe.sync() + finish + fe.sync())
+    got = _flushed_copy(s, client, fe.sync() + fe.flush() + fe.sync() + fe.copy_data(b"1\n") + finish + fe.sync())
     (server,) = s.world.pool_io.opened
     assert got == ("12GCZ" if end == "done" else "12GEZ"), got
     assert server.state is S.IDLE and not server.owed and not server._ignored
@@ -304,14 +309,56 @@ def test_syncs_inside_a_copy_begun_by_an_unsynced_execute(end: str) -> None:
     assert "".join(t for t, _ in client.io.take()) == "TDCZ"  # type: ignore[attr-defined]
 
 
-def test_a_message_that_breaks_a_copy_begun_by_an_unsynced_execute() -> None:
-    """A Query inside it: the proxy answers as PostgreSQL would and ends the client; the
-    server gets a CopyFail and the Sync it then waits for, and is reused."""
+def test_a_bad_row_then_a_sync_in_a_copy_begun_by_an_unsynced_execute() -> None:
+    """A bad row, then the Sync the failed COPY now waits for, and no CopyDone: the Sync goes
+    to the server (held back, it would leave client and server waiting for each other). Sent
+    behind a row, whether the COPY read it is unknown: the server is closed after the error."""
     s, client = _client()
-    got = _flushed_copy(s, client, fe.copy_data(b"1\n") + fe.query("select 1"))
+    got = _flushed_copy(s, client, fe.copy_data(b"bad\n") + fe.sync())
     (server,) = s.world.pool_io.opened
-    assert got == "12GEE" and client.state.name == "CLOSED"
-    assert server.state is S.IDLE and server.clean and not server.owed
+    assert got == "12GEE" and server.state is S.CLOSED and client.state.name == "CLOSED"
+
+
+@pytest.mark.parametrize("copy", [fe.query("COPY view FROM STDIN"), _extended("COPY view FROM STDIN") + fe.sync()],
+                         ids=["query", "extended"])
+def test_a_copy_that_fails_as_it_begins_with_syncs_sent_inside(copy: bytes) -> None:
+    """COPY into a view, a Sync, a row, CopyDone, Sync, all sent at once: PostgreSQL fails the
+    COPY before it reads anything, so the Sync is not the COPY's, and gets a ReadyForQuery of
+    its own. The proxy cannot tell that from a COPY that read it: the server is closed after the
+    error, never lent with a ReadyForQuery to come that nobody owns."""
+    s, client = _client()
+    got = _copy_then(s, client, copy, fe.sync() + fe.copy_data(b"1\n") + fe.copy_done() + fe.sync(),
+                     wait_for_copy=False)
+    (server,) = s.world.pool_io.opened
+    assert got.endswith("GEE") and server.state is S.CLOSED and client.state.name == "CLOSED"
+
+
+def test_a_copy_that_fails_as_it_begins_with_nothing_sent_inside() -> None:
+    """The same COPY with nothing behind it: no doubt, the server is kept."""
+    s, client = _client()
+    got = _copy_then(s, client, fe.query("COPY view FROM STDIN"), b"", wait_for_copy=False)
+    (server,) = s.world.pool_io.opened
+    assert got == "GEZ" and server.state is S.IDLE and not server.owed
+
+
+@pytest.mark.parametrize("end", [fe.copy_done(), fe.copy_fail("no"), b""], ids=["done", "fail", "none"])
+def test_a_cancel_inside_a_copy_with_a_sync_sent_inside(end: bytes) -> None:
+    """A statement timeout (or a cancel) strikes during the COPY's first row, before the Sync
+    sent behind it was read; it has the same SQLSTATE as a CopyFail's error. The server is
+    closed after the error."""
+    world = World()
+    pool = world.make_pool(pool_size=1)
+    server, backend = new_server(world, pool)
+    lend(world, pool, server, 1)
+    server.copy_may_begin()
+    server.expect_response()
+    server.io.send(fe.query("COPY t FROM STDIN"))
+    server.copy_data_sent = True  # (as the client does for its CopyData)
+    server.expect_sync()
+    if end:
+        server.copy_end_sent(end[0] == fe.COPY_FAIL)
+    backend.send(be.copy_in_response(0, [0]), be.error_response("57014", "canceling statement due to statement timeout"))
+    assert server.state is S.CLOSED
 
 
 @pytest.mark.parametrize("wait_for_copy", [False, True])

@@ -385,7 +385,7 @@ def test_extended_copy_ends_at_the_sync_after_it(world: World, pool: Pool) -> No
     server.io.send(fe.sync())
     backend.send(be.parse_complete(), be.bind_complete(), be.copy_in_response(0, [0]))
     assert types(rec.io.take()) == "12G"
-    server.copy_end_sent()  # (as the client does for its CopyDone)
+    server.copy_end_sent(False)  # (as the client does for its CopyDone)
     server.io.send(fe.copy_data(b"1\n") + fe.copy_done())
     server.expect_sync()
     server.io.send(fe.sync())
