@@ -840,8 +840,7 @@ class ClientSession(AdminAnswers):
             self._effect(self._unnamed)
         effects = self._segment
         self._segment = None
-        server.copy_ended = False  # (the batch holds an Execute, and no CopyDone after it)
-        server.copy_may_begin()
+        server.copy_may_begin(True)  # (the batch holds an Execute, and no CopyDone after it)
         server.expect_sync(effects)
         server.io.send(data[first_end:])
         return len(data)
@@ -901,13 +900,12 @@ class ClientSession(AdminAnswers):
             server.expect_sync()
         elif mtype in OWES_READY:
             self.queries += 1
-            server.copy_may_begin()
+            server.copy_may_begin(False)
             server.expect_response()
         elif mtype in EXTENDED:
             server.unsynced = True
             if mtype == _EXECUTE:
-                server.copy_ended = False
-                server.copy_may_begin()
+                server.copy_may_begin(True)
             elif mtype in (_PARSE, _CLOSE):
                 server.expect_completion()  # (read in turn, see ServerSession._behind_batch)
         elif mtype == fe.COPY_DONE or mtype == fe.COPY_FAIL:

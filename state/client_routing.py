@@ -122,7 +122,7 @@ class MessageRouting(SessionEffects):
         msg = _HEADER(mtype, len(body) + 4) + body
         if mtype == fe.QUERY:
             self.queries += 1
-            server.copy_may_begin()
+            server.copy_may_begin(False)
             analysis = self._analyze(body)
             if analysis is OTHER_ANALYSIS:
                 server.expect_response()
@@ -167,8 +167,7 @@ class MessageRouting(SessionEffects):
             server.io.send(msg)
         elif mtype == fe.EXECUTE:
             server.unsynced = True
-            server.copy_ended = False
-            server.copy_may_begin()
+            server.copy_may_begin(True)
             server.io.send(msg)
         elif mtype == fe.PARSE:
             refusal = self._refused_parse(body)

@@ -558,9 +558,12 @@ class ServerSession:
         self._rfq_sent += 1
         self.io.send(fe.sync())
 
-    def copy_may_begin(self) -> None:
-        """A Query or an Execute goes: a COPY it begins reads only what is sent after it."""
+    def copy_may_begin(self, execute: bool) -> None:
+        """A Query or an ``execute`` goes: a COPY it begins reads only what is sent after it
+        (and an Execute's ends at the first CopyDone or CopyFail after it: copy_ended)."""
         self.copy_data_sent = False
+        if execute:
+            self.copy_ended = False
 
     def copy_end_sent(self, failed: bool) -> None:
         """A CopyDone or CopyFail (``failed``) goes to the server (the client's or the proxy's)."""

@@ -355,7 +355,7 @@ def test_a_cancel_inside_a_copy_with_a_sync_sent_inside(end: bytes) -> None:
     pool = world.make_pool(pool_size=1)
     server, backend = new_server(world, pool)
     lend(world, pool, server, 1)
-    server.copy_may_begin()
+    server.copy_may_begin(False)
     server.expect_response()
     server.io.send(fe.query("COPY t FROM STDIN"))
     server.copy_data_sent = True  # (as the client does for its CopyData)
