@@ -492,19 +492,33 @@ class ServerSession:
         self.copy_in = True
         syncs = self._syncs
         head = self._rfq_seen
-        if syncs and syncs[0][0] == head:
-            if not syncs[0][2]:
+        first = syncs[0] if syncs else None
+        ignored = self._ignored
+        past = False
+        if ignored and head in ignored:
+            # An earlier COPY begun by an Execute read the Syncs up to here and ended: the server
+            # went on with the messages after it, and this COPY is begun by one of those.
+            past = True
+            while head in ignored:
+                head += 1
+            first = None
+            for sync in syncs:
+                if sync[0] >= head:
+                    first = sync
+                    break
+        if first is not None and first[0] == head:
+            if not first[2]:
                 # Begun by an Execute whose Sync was sent before any CopyDone/CopyFail (libpq
                 # sends them together): the COPY reads that Sync, and any sent after it up to
                 # the CopyDone or CopyFail, and ignores them; the Execute ends at the next Sync
                 # after that.
-                count = syncs[0][1]
+                count = first[1]
                 self._ignored_at = count
                 self._copy_end_index = count
                 for number, sent_at, _ended, _data in syncs:
                     if sent_at == count:
-                        self._ignored.add(number)
-        elif self.owed:
+                        ignored.add(number)
+        elif self.owed and (not past or head < self._rfq_sent):
             if mtype == be.COPY_IN_RESPONSE and self._behind.get(head) is not False:
                 # (The head is a Query, sent with no unsynced messages before it, or behind some
                 # whose no-op Close came back: the COPY is its own, not an earlier Execute's.)

@@ -469,6 +469,12 @@ _COPY_SCENARIOS: dict[str, tuple[list[tuple[str, bytes, bytes]], bool]] = {
     "syncs_then_copyfail_in_unsynced_extended_copy": (
         [("xflush", b"", b"G"), ("", fe.sync() + fe.flush() + fe.sync() + fe.copy_fail("no") + fe.sync(), b"Z")],
         True),
+    # Two COPYs begun by Executes in one stretch with no ReadyForQuery between them: each reads
+    # its own Sync, and only the last Sync is answered.
+    "two_extended_copies": ([("xcopy2", _ROW + fe.copy_done() + fe.sync(), b"Z")], True),
+    "bad_row_in_second_extended_copy": ([("xcopy2", _BAD_ROW + fe.copy_done() + fe.sync(), b"Z")], True),
+    "bad_row_in_first_of_two_extended_copies": (
+        [("xcopy2bad", b"", b"Z"), ("", _ROW + fe.copy_done() + fe.sync(), b"Z")], True),
 }
 
 
@@ -478,7 +484,9 @@ def _copy_steps(raw: RawConn, table: str, steps: list[tuple[str, bytes, bytes]])
     got: list[tuple[bytes, str]] = []
     for copy, data, until in steps:
         start = {"copy": query(f"COPY {table} (id, s, n) FROM STDIN"), "xcopy": _extended_copy_in(table),
-                 "xflush": _extended_copy_in(table, fe.flush())}
+                 "xflush": _extended_copy_in(table, fe.flush()),
+                 "xcopy2": _extended_copy_in(table) + _ROW + fe.copy_done() + _extended_copy_in(table),
+                 "xcopy2bad": _extended_copy_in(table) + _BAD_ROW + fe.copy_done() + _extended_copy_in(table)}
         raw.sock.sendall(start.get(copy, b"") + data)
         while (m := raw.read()) is not None:
             t, body = m

@@ -400,3 +400,24 @@ def test_rows_of_an_earlier_copy_do_not_make_a_later_ones_sync_doubtful() -> Non
                      fe.copy_data(b"bad\n") + fe.copy_done() + fe.sync(), wait_for_copy=True)
     (server,) = s.world.pool_io.opened
     assert got == "12GEZ" and server.state is S.IDLE and not server.owed
+
+
+@pytest.mark.parametrize("wait_for_copy", [False, True])
+@pytest.mark.parametrize(("bad", "want"), [(None, "12GC12GCZ"), (1, "12GEZZ"), (2, "12GC12GEZ")],
+                         ids=["ok", "first-bad", "second-bad"])
+def test_two_extended_copies_in_one_stretch_each_read_their_own_sync(
+        wait_for_copy: bool, bad: int | None, want: str) -> None:
+    """P/B/E/S, a row, CopyDone, then a second COPY the same way, then a Sync, with no
+    ReadyForQuery between: each COPY reads the Sync sent inside it, so only the last is answered
+    (after a bad row in the first, the server skips to the second COPY's Sync, which is answered,
+    and the last too). Counting the second COPY's Sync kept the server from the pool for good."""
+    s, client = _client()
+    rows = [b"bad\n" if bad == i else f"{i}\n".encode() for i in (1, 2)]
+    got = _copy_then(s, client, _extended("COPY a FROM STDIN") + fe.sync(),
+                     fe.copy_data(rows[0]) + fe.copy_done() + _extended("COPY b FROM STDIN") + fe.sync()
+                     + fe.copy_data(rows[1]) + fe.copy_done() + fe.sync(), wait_for_copy)
+    (server,) = s.world.pool_io.opened
+    assert got == want and server.state is S.IDLE and not server.owed
+    feed(client, s.world.now, fe.query("select 1"))
+    s.settle()
+    assert "".join(t for t, _ in client.io.take()) == "TDCZ"  # type: ignore[attr-defined]
