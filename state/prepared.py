@@ -61,7 +61,9 @@ SQL_LEVEL = (-1,)
 
 
 class GlobalStatement:
-    __slots__ = ("_route", "analysis", "error", "key", "name", "parse", "prepare_sql", "refs", "sql", "types")
+    __slots__ = (
+        "_route", "analysis", "error", "key", "name", "parse", "prepare_sql", "refs", "sql", "stale", "types",
+    )  # fmt: skip
 
     def __init__(self, name: str, sql: str, types: tuple[int, ...]) -> None:
         self.name = name
@@ -69,6 +71,9 @@ class GlobalStatement:
         self.types = types
         self.key = (sql, types)
         self.refs = 0
+        # A server said its plan no longer fits (ServerSession._on_stale_plan): the text
+        # prepared again gets a new statement.
+        self.stale = False
         self._route: Route | None = None
         if types == SQL_LEVEL:
             # ``sql`` is what follows the name in PREPARE name [(types)] AS statement.
@@ -112,7 +117,8 @@ class PreparedRegistry:
         """The shared statement for this text; the caller now holds one reference."""
         key = (sql, types)
         stmt = self._by_key.get(key)
-        if stmt is None:
+        if stmt is None or stmt.stale:
+            # (A stale one stays with the clients that use it, under its own name.)
             stmt = GlobalStatement(f"{PREFIX}{self._next}", sql, types)
             self._next += 1
             self._by_key[key] = stmt

@@ -126,6 +126,8 @@ QUIET_TABLE: Final = action_table(header=b"GW", body=b"ZSE")
 PROBE_TABLE: Final = action_table(header=b"GW13", body=b"ZSED")
 DATA_ROW: Final = ord("D")
 FATAL_SEVERITIES: Final = frozenset({"FATAL", "PANIC"})
+# The routines (field R, never translated) that raise "cached plan must not change result type".
+STALE_PLAN_ROUTINES: Final = frozenset({"RevalidateCachedQuery", "RevalidateCachedPlan"})
 PARSE_COMPLETE: Final = ord("1")
 CLOSE_COMPLETE: Final = ord("3")
 
@@ -183,6 +185,9 @@ class ServerSession:
         self._expect: deque[tuple[int, str, int, str, str]] = deque()
         # Global prepared statements this server holds, least recently used first.
         self.prepared: OrderedDict[str, GlobalStatement] = OrderedDict()
+        # The global statements bound, described or executed here since the last ReadyForQuery:
+        # one of them failed if the server says its plan no longer fits (_on_stale_plan).
+        self._used: list[GlobalStatement] = []
         self.prepared_evictions = 0
         # Names of injected SQL PREPAREs not yet answered, in order.
         self._sql_prepares: deque[str] = deque()
@@ -689,6 +694,8 @@ class ServerSession:
                         body = memoryview(self._prepare_error)
                         self._prepare_error = None
                     fields = be.parse_error_fields(body)
+                    if self._used and fields.get("R", "") in STALE_PLAN_ROUTINES:
+                        self._on_stale_plan()
                     if fields.get("V", fields.get("S")) in FATAL_SEVERITIES:  # (V: never translated)
                         # The server ends the connection after it: the client has heard why.
                         self.fatal_forwarded = True
@@ -758,6 +765,8 @@ class ServerSession:
         self._failed = False
         if self.last_reported:
             self.last_reported = {}
+        if self._used:
+            self._used.clear()
         if self._ignored and self._rfq_seen in self._ignored:
             self._drop_ignored(status)  # Syncs a COPY begun by this Query read
         self._send_answers(status, client)
@@ -1064,6 +1073,7 @@ class ServerSession:
     def ensure_prepared(self, stmt: GlobalStatement) -> None:
         """Make sure ``stmt`` exists here before a Bind/Describe that uses it."""
         name = stmt.name
+        self._used.append(stmt)
         if name in self.prepared:
             self.prepared.move_to_end(name)
             return
@@ -1075,6 +1085,7 @@ class ServerSession:
     def ensure_sql_prepared(self, stmt: GlobalStatement) -> None:
         """SQL PREPARE ``stmt`` here (hidden) before the client's EXECUTE, if missing."""
         name = stmt.name
+        self._used.append(stmt)
         if name in self.prepared:
             self.prepared.move_to_end(name)
             return
@@ -1106,6 +1117,17 @@ class ServerSession:
         """The client's own Parse/Close goes (unread) to the server: its ParseComplete or
         CloseComplete is the client's, not a no-op Close's the proxy sent (``_behind_batch``)."""
         self._expecting(EXPECT_FORWARD)
+
+    def _on_stale_plan(self) -> None:
+        """The server refused a statement whose plan no longer fits its tables ("cached plan
+        must not change result type", after an ALTER TABLE): on PostgreSQL the client's own
+        statement stays broken until it prepares the text again, which drivers do (PgJDBC
+        retries at once). Prepared again, the text must get a statement of its own, not this
+        one, which every server keeps as it is: clients that still use it get the same error,
+        each in its turn, as they would on PostgreSQL. Which statement of the batch failed is
+        not said, so each one used is renewed (an extra Parse at most)."""
+        for stmt in self._used:
+            stmt.stale = True
 
     def forget_prepared(self) -> None:
         """DISCARD ALL / DEALLOCATE ALL ran here: every statement is gone."""

@@ -257,6 +257,52 @@ def test_duplicate_name_in_one_client_is_an_error_like_postgres(pg, proxy1):
         b.close()
 
 
+def _plan_change(a: psycopg.Connection, b: psycopg.Connection, table: str) -> list[object]:
+    """Two clients prepare ``SELECT * FROM table``; the table gains a column; each runs its
+    statement, then prepares the text again under a new name (as PgJDBC does on this error)."""
+    def run(conn: psycopg.Connection, name: bytes) -> object:
+        res = conn.pgconn.exec_prepared(name, [])
+        return _err(res) or [res.get_value(0, i) for i in range(res.nfields)]
+
+    sql = f"SELECT * FROM {table}".encode()
+    got: list[object] = []
+    for conn in (a, b):
+        got.append(conn.pgconn.prepare(b"s1", sql).status == OK)
+        got.append(run(conn, b"s1"))
+    a.execute(f"ALTER TABLE {table} ADD COLUMN v text DEFAULT 'new'")
+    got.append(run(a, b"s1"))
+    got.append(a.pgconn.prepare(b"s2", sql).status == OK)
+    got += [run(a, b"s2"), run(a, b"s2"), run(b, b"s1")]
+    got.append(b.pgconn.prepare(b"s2", sql).status == OK)
+    got += [run(b, b"s2"), run(a, b"s2")]
+    return got
+
+
+def test_a_statement_whose_plan_no_longer_fits_is_prepared_again_like_postgres(pg, proxy1):
+    """After an ALTER TABLE, a statement over ``SELECT *`` fails with "cached plan must not change
+    result type" (0A000) until the client prepares the text again. The proxy shares one server
+    statement per text: the text prepared again must get a fresh one, not the broken one back
+    (PgJDBC's retry failed the same way every time), while the other client's statement still
+    fails as on PostgreSQL until it too prepares again."""
+    results = []
+    for target in ("direct", "proxy"):
+        table = f"plan_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(pg.dsn(APP_USER, APP_DB, APP_PASSWORD), autocommit=True) as setup:
+            setup.execute(f"CREATE TABLE {table} (id int)")
+            setup.execute(f"INSERT INTO {table} VALUES (1)")
+        if target == "direct":
+            a, b = (psycopg.connect(pg.dsn(APP_USER, APP_DB, APP_PASSWORD), autocommit=True) for _ in range(2))
+        else:
+            a, b = _connect(proxy1, None), _connect(proxy1, None)
+        try:
+            results.append(_plan_change(a, b, table))
+        finally:
+            a.close()
+            b.close()
+    assert results[0][4] == "0A000" and results[0][6] == [b"1", b"new"], results[0]
+    assert results[1] == results[0]
+
+
 def test_same_text_with_different_parameter_types_is_not_shared(proxy1):
     """Parse carries parameter type OIDs: "SELECT pg_typeof($1)" as int4 and as text are two
     different statements even though the text is equal."""

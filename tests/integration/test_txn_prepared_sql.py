@@ -87,3 +87,25 @@ def test_execute_inside_transactions(proxy):
         assert a.execute("EXECUTE ins(5)").fetchone() == (10,)
         a.execute("ROLLBACK")
         assert a.execute("EXECUTE ins(6)").fetchone() == (12,)
+
+
+def test_a_statement_whose_plan_no_longer_fits_works_once_prepared_again(pg, proxy):
+    """PREPARE over ``SELECT *``, ALTER TABLE, EXECUTE fails (0A000, as on PostgreSQL); after
+    DEALLOCATE and the same PREPARE, EXECUTE sees the new column, not the broken statement."""
+    table = "plan_sql_t"
+    a = _connect(proxy)
+    try:
+        a.execute(f"DROP TABLE IF EXISTS {table}")
+        a.execute(f"CREATE TABLE {table} (id int)")
+        a.execute(f"INSERT INTO {table} VALUES (1)")
+        a.execute(f"PREPARE q AS SELECT * FROM {table}")
+        assert a.execute("EXECUTE q").fetchall() == [(1,)]
+        a.execute(f"ALTER TABLE {table} ADD COLUMN v text DEFAULT 'new'")
+        with pytest.raises(psycopg.errors.FeatureNotSupported):
+            a.execute("EXECUTE q")
+        a.execute("DEALLOCATE q")
+        a.execute(f"PREPARE q AS SELECT * FROM {table}")
+        assert a.execute("EXECUTE q").fetchall() == [(1, "new")]
+        a.execute(f"DROP TABLE {table}")
+    finally:
+        a.close()

@@ -162,6 +162,49 @@ def test_different_texts_get_different_names() -> None:
     assert len(names) == 3
 
 
+def _stale_plan(routine: str) -> bytes:
+    return be.error_response("0A000", "cached plan must not change result type", fields={"R": routine})
+
+
+def test_a_statement_whose_plan_no_longer_fits_is_not_handed_out_again() -> None:
+    """The server refuses a shared statement's plan (an ALTER TABLE under SELECT *): the client
+    that prepares the text again gets a new statement, Parsed afresh, while another client that
+    still maps the old one keeps it (and its error, as on PostgreSQL). Another error changes
+    nothing."""
+    r = rig(pool_size=1)
+    a, da = ready_client(r)
+    b, db = ready_client(r)
+    server = only_server(r)
+    backend = r.backend(server)
+    prepare(da, "mine")
+    prepare(db, "theirs")
+    g = a.statements["mine"].name
+    da.send(bind_execute("mine", b"1") + fe.sync())
+    assert show(backend.take()) == [f"P:{g}", f"B:{g}", "E", "S"]
+    backend.send(be.parse_complete() + be.error_response("22012", "division by zero", fields={"R": "int4div"})
+                 + be.ready_for_query(b"I"))
+    assert types(da.take()) == "EZ"
+    prepare(da, "same")
+    assert a.statements["same"].name == g  # (not renewed by an error of another kind)
+    da.send(bind_execute("mine", b"1") + fe.sync())
+    assert show(backend.take()) == [f"B:{g}", "E", "S"]
+    backend.send(_stale_plan("RevalidateCachedQuery") + be.ready_for_query(b"I"))
+    assert types(da.take()) == "EZ"
+    prepare(da, "again")
+    g2 = a.statements["again"].name
+    assert g2 != g and b.statements["theirs"].name == g
+    da.send(bind_execute("again", b"1") + fe.sync())
+    assert show(backend.take()) == [f"P:{g2}", f"B:{g2}", "E", "S"]
+    backend.send(be.parse_complete() + EXEC_REPLY + be.ready_for_query(b"I"))
+    assert types(da.take()) == "2DCZ"
+    db.send(bind_execute("theirs", b"2") + fe.sync())
+    assert show(backend.take()) == [f"B:{g}", "E", "S"]
+    backend.send(_stale_plan("RevalidateCachedQuery") + be.ready_for_query(b"I"))
+    assert types(db.take()) == "EZ"
+    prepare(db, "fresh")
+    assert b.statements["fresh"].name == g2  # (the old one failing again renews nothing)
+
+
 # -- Close -----------------------------------------------------------------------------------
 
 
