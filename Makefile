@@ -8,9 +8,9 @@ PG_BINDIR := $(firstword $(shell ls -d /usr/lib/postgresql/*/bin 2>/dev/null | s
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_WORKERS ?= 2
 
-.PHONY: setup run test lint unit integration postgres clean sim toxiproxy chaos fuzz native
+.PHONY: setup run test lint unit integration postgres clean sim toxiproxy chaos fuzz native jdbc
 
-setup: native postgres toxiproxy
+setup: native postgres toxiproxy jdbc
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,16 @@ toxiproxy: $(STAMP)
 	    GOBIN=$(CURDIR)/$(VENV)/go-bin go install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION) && \
 	    mv $(VENV)/go-bin/server $(TOXIPROXY) && rmdir $(VENV)/go-bin; \
 	  fi; \
+	fi
+
+# The JDBC tests' driver (tests/integration/test_jdbc.py): a JDK and PgJDBC, both from Debian's
+# packages when missing.
+JDBC_JAR := /usr/share/java/postgresql.jar
+jdbc:
+	@if ! command -v javac >/dev/null || [ ! -f $(JDBC_JAR) ]; then \
+	  echo "installing a JDK and PgJDBC from Debian packages"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q \
+	    $$(command -v javac >/dev/null || echo default-jdk-headless) libpostgresql-jdbc-java; \
 	fi
 
 run: setup

@@ -1,0 +1,85 @@
+"""PgJDBC, the real driver, through a transaction-mode proxy: each scenario of
+tests/jdbc/JdbcScenarios.java runs against PostgreSQL itself and then against the proxy, and the two
+transcripts (results, SQLSTATEs, update counts) must be the same.
+
+JDBC is the client that leans hardest on the extended protocol: named statements past
+prepareThreshold, binary transfer, executeBatch as one long pipeline, autosave savepoints, fetch
+sizes (PortalSuspended), CopyManager, setQueryTimeout (a CancelRequest of its own) and the
+catalogue queries of DatabaseMetaData. The pool has two servers; the `threads` scenario runs six
+connections at once, so statements move between servers.
+
+The JDK and Debian's libpostgresql-jdbc-java are installed by `make jdbc` (part of `make setup`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.config import app_database, app_user
+
+SOURCE = Path(__file__).resolve().parents[1] / "jdbc" / "JdbcScenarios.java"
+JAR = Path("/usr/share/java/postgresql.jar")
+SCENARIOS = [
+    "batch", "batch_rewritten", "copy", "deallocate", "errors", "fetch_size", "metadata", "plan_change",
+    "prepared", "settings", "simple_mode", "statement_cache", "threads", "timeout", "transactions", "types",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def classes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """JdbcScenarios compiled once per test process."""
+    javac = shutil.which("javac")
+    assert javac, "javac not found: `make jdbc` installs a JDK"
+    assert JAR.exists(), f"{JAR} not found: `make jdbc` installs Debian's libpostgresql-jdbc-java"
+    out = tmp_path_factory.mktemp("jdbc")
+    done = subprocess.run([javac, "-nowarn", "-cp", str(JAR), "-d", str(out), str(SOURCE)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def proxy(pg, module_proxy_factory):
+    return module_proxy_factory(
+        general={"default_pool_size": 2, "pooler_mode": "transaction", "checkout_timeout": 20000},
+        databases=[app_database(pg)],
+        users=[app_user()],
+    )
+
+
+def _run(classes: Path, host: str, port: int, table: str, scenario: str) -> list[str]:
+    url = f"jdbc:postgresql://{host}:{port}/{APP_DB}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "JAVA_TOOL"))}
+    done = subprocess.run(
+        ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", f"{JAR}{os.pathsep}{classes}", "JdbcScenarios",
+         url, APP_USER, APP_PASSWORD, table, scenario],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert done.returncode == 0, f"{scenario} against port {port} failed:\n{done.stdout}\n{done.stderr}"
+    return [line.replace(table, "T") for line in done.stdout.splitlines()]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_jdbc_sees_what_postgres_gives(pg, proxy, classes, scenario):
+    name = f"jdbc_{uuid.uuid4().hex[:8]}"
+    want = _run(classes, pg.host, pg.port, f"{name}_d", scenario)
+    assert want, "the scenario printed nothing"
+    got = _run(classes, proxy.host, proxy.port, f"{name}_p", scenario)
+    assert got == want
+
+
+def test_jdbc_transcripts_say_what_they_check(pg, classes):
+    """The transcripts hold what the scenarios are for, so an equal pair is not two equal failures."""
+    name = f"jdbc_{uuid.uuid4().hex[:8]}"
+    run = {s: _run(classes, pg.host, pg.port, f"{name}_{s}", s)
+           for s in ("batch", "copy", "timeout", "transactions")}
+    assert run["batch"] == ["batch of 500 counts 500", "duplicate: 23505", "table 500,124750,v0,v99"]
+    assert run["copy"] == ["copied in 2000", "bad copy: 22P02", "copied out 2000 same true", "count 2000"]
+    assert run["timeout"][:3] == ["sleep: 57014", "cancelled within 10 s true", "after 42"]
+    assert run["transactions"][-2:] == ["other sees after 1,2", "isolation after read committed"]
