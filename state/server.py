@@ -122,6 +122,8 @@ SERVER_TABLE: Final = action_table(header=b"GW13", body=b"ZSE")
 # When no ParseComplete/CloseComplete needs reading (see ``_quiet_expectations``), those two are
 # forwarded unread: what a whole reply is tested against.
 QUIET_TABLE: Final = action_table(header=b"GW", body=b"ZSE")
+# During a COPY, CommandComplete too: the COPY's end (see ``_copy_complete``).
+COPY_TABLE: Final = action_table(header=b"GW13C", body=b"ZSE")
 # While probing, the first DataRow is read too (the answer of an LSN poll).
 PROBE_TABLE: Final = action_table(header=b"GW13", body=b"ZSED")
 DATA_ROW: Final = ord("D")
@@ -493,24 +495,16 @@ class ServerSession:
     def _on_header(self, mtype: int, length: int) -> bool:
         if mtype in (PARSE_COMPLETE, CLOSE_COMPLETE):
             return self._on_completion()
+        if mtype == be.COMMAND_COMPLETE:
+            if self.copy_in:
+                self._copy_complete()
+            return self.scanner.forwarding
         # CopyInResponse / CopyBothResponse: the server now waits for CopyData.
         self.copy_in = True
+        self.scanner.table = COPY_TABLE
         syncs = self._syncs
         head = self._rfq_seen
         first = syncs[0] if syncs else None
-        ignored = self._ignored
-        past = False
-        if ignored and head in ignored:
-            # An earlier COPY begun by an Execute read the Syncs up to here and ended: the server
-            # went on with the messages after it, and this COPY is begun by one of those.
-            past = True
-            while head in ignored:
-                head += 1
-            first = None
-            for sync in syncs:
-                if sync[0] >= head:
-                    first = sync
-                    break
         if first is not None and first[0] == head:
             if not first[2]:
                 # Begun by an Execute whose Sync was sent before any CopyDone/CopyFail (libpq
@@ -522,8 +516,8 @@ class ServerSession:
                 self._copy_end_index = count
                 for number, sent_at, _ended, _data in syncs:
                     if sent_at == count:
-                        ignored.add(number)
-        elif self.owed and (not past or head < self._rfq_sent):
+                        self._ignored.add(number)
+        elif self.owed:
             if mtype == be.COPY_IN_RESPONSE and self._behind.get(head) is not False:
                 # (The head is a Query, sent with no unsynced messages before it, or behind some
                 # whose no-op Close came back: the COPY is its own, not an earlier Execute's.)
@@ -538,6 +532,25 @@ class ServerSession:
             # The client left before its COPY began: end it for them.
             self._end_copy()
         return self.scanner.forwarding
+
+    def _copy_complete(self) -> None:
+        """The COPY ended well (its CommandComplete). The Syncs a COPY begun by an Execute read
+        get no ReadyForQuery: counted as answered now, whatever the server does next (another
+        COPY, a Parse, an error) is matched against the request it really belongs to."""
+        self._copy_over()
+        ignored = self._ignored
+        if ignored and self._rfq_seen in ignored:
+            owed = self.owed
+            while owed and self._rfq_seen in ignored and type(owed[0]) is not bytes:
+                ignored.discard(self._rfq_seen)
+                self._drop_owed()
+            if not ignored:
+                self._ignored_at = -1
+            self._update_forwarding()
+
+    def _copy_over(self) -> None:
+        self.copy_in = False
+        self.scanner.table = SERVER_TABLE
 
     def _query_copy(self, head: int) -> None:
         """A COPY FROM STDIN begun by the Query numbered ``head``: it reads (and ignores) every
@@ -663,7 +676,7 @@ class ServerSession:
                 # Syncs sent from now on come after the COPY: none is read by it.
                 self._ignored_at = -1
                 self.copy_open = False
-            self.copy_in = False
+                self._copy_over()
             if self._behind and self._behind.get(self._rfq_seen) is False:
                 self._skip_behind()
             if self._expect:
@@ -717,7 +730,8 @@ class ServerSession:
         now = self.last_active
         before = self.txn_status
         self.txn_status = status
-        self.copy_in = False
+        if self.copy_in:
+            self._copy_over()
         self.copy_open = False
         owed = self.owed
         while owed:

@@ -252,6 +252,7 @@ class MessageScanner:
                     body = data[pos : pos + body_len]
                     pos += body_len
                     self.on_message(mtype, body)
+                    table = self.table  # (the callback may have changed what is read next)
                 else:
                     self._want_body = True
                     self._remaining = body_len
@@ -268,6 +269,7 @@ class MessageScanner:
                     sink(data[span_start:end])
                     span_start = -1
                 forward = self.on_header(mtype, length)
+                table = self.table  # (the callback may have changed what is read next)
             else:
                 forward = self.forwarding
             self.forward_current = forward

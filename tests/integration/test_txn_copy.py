@@ -475,6 +475,20 @@ _COPY_SCENARIOS: dict[str, tuple[list[tuple[str, bytes, bytes]], bool]] = {
     "bad_row_in_second_extended_copy": ([("xcopy2", _BAD_ROW + fe.copy_done() + fe.sync(), b"Z")], True),
     "bad_row_in_first_of_two_extended_copies": (
         [("xcopy2bad", b"", b"Z"), ("", _ROW + fe.copy_done() + fe.sync(), b"Z")], True),
+    # After an extended COPY ended (its Sync read, none since), what the server answers next
+    # belongs to the messages after it: a Query's COPY that fails, a failing Query, a Parse.
+    "bad_row_in_query_copy_after_extended_copy": (
+        [("xcopy_q", _BAD_ROW + fe.copy_done() + fe.sync(), b"Z"), ("", b"", b"Z")], True),
+    "copyfail_in_query_copy_after_extended_copy": (
+        [("xcopy_q", fe.copy_fail("no") + fe.sync(), b"Z"), ("", b"", b"Z")], True),
+    "failing_query_after_extended_copy": (
+        [("xcopy", _ROW + fe.copy_done() + query("SELECT 1/0") + fe.sync(), b"Z"), ("", b"", b"Z")], True),
+    "unsynced_execute_and_query_after_extended_copy": (
+        [("xcopy", _ROW + fe.copy_done() + fe.parse("", "SELECT 1") + fe.bind("", "", [], [], []) + fe.execute("")
+          + query("SELECT 1") + fe.sync(), b"Z"), ("", b"", b"Z")], True),
+    "parse_after_extended_copy": (
+        [("xcopy", _ROW + fe.copy_done() + fe.parse("s41", "SELECT 41") + fe.sync(), b"Z"),
+         ("", fe.bind("", "s41", [], [], []) + fe.execute("") + fe.sync(), b"Z")], True),
 }
 
 
@@ -486,7 +500,8 @@ def _copy_steps(raw: RawConn, table: str, steps: list[tuple[str, bytes, bytes]])
         start = {"copy": query(f"COPY {table} (id, s, n) FROM STDIN"), "xcopy": _extended_copy_in(table),
                  "xflush": _extended_copy_in(table, fe.flush()),
                  "xcopy2": _extended_copy_in(table) + _ROW + fe.copy_done() + _extended_copy_in(table),
-                 "xcopy2bad": _extended_copy_in(table) + _BAD_ROW + fe.copy_done() + _extended_copy_in(table)}
+                 "xcopy2bad": _extended_copy_in(table) + _BAD_ROW + fe.copy_done() + _extended_copy_in(table),
+                 "xcopy_q": _extended_copy_in(table) + _ROW + fe.copy_done() + query(f"COPY {table} (id, s, n) FROM STDIN")}
         raw.sock.sendall(start.get(copy, b"") + data)
         while (m := raw.read()) is not None:
             t, body = m

@@ -330,3 +330,26 @@ def test_a_run_stops_at_the_last_whole_message_for_every_cut() -> None:
         for cut in range(len(stream) + 1):
             want = max(x for x in boundaries if x <= cut)
             assert skip(memoryview(stream), 0, cut, TABLE, 1 << 20) == want, (name, cut)
+
+
+def test_a_table_changed_by_a_callback_applies_to_the_rest_of_the_same_chunk() -> None:
+    """The server session reads CommandComplete only during a COPY: the table it sets at the
+    CopyInResponse (a header) or back at ReadyForQuery (a body) must rule the very next message,
+    even when the server's whole answer came in one read."""
+    seen: list[int] = []
+    tables = {ord("h"): action_table(header=b"hk", body=b"Z"), ord("Z"): action_table(header=b"h", body=b"Zy")}
+
+    def on_header(mtype: int, length: int) -> bool:
+        seen.append(mtype)
+        scanner.table = tables.get(mtype, scanner.table)
+        return True
+
+    def on_message(mtype: int, body: memoryview) -> None:
+        seen.append(mtype)
+        scanner.table = tables.get(mtype, scanner.table)
+
+    scanner = MessageScanner(action_table(header=b"h", body=b"Z"), lambda view: None, on_message, on_header)
+    scanner.forwarding = True
+    scanner.feed(memoryview(b"".join(build(ord(t), body) for t, body in
+                                     (("k", b""), ("h", b""), ("k", b""), ("Z", b"I"), ("k", b""), ("y", b"x")))))
+    assert bytes(seen) == b"hkZy"
