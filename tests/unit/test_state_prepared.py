@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import frontend as fe
-from state.client import ClientState
+from state.client import ClientSession, ClientState
 from state.prepared import PREFIX
 from state.server import ServerSession, ServerState
 from tests.unit.statekit import (
@@ -126,15 +126,20 @@ def test_unnamed_parse_goes_to_the_server_unchanged() -> None:
     assert types(driver.take()) == "12DCZ"
 
 
-def test_two_clients_share_one_global_statement() -> None:
+def _two_sharing() -> tuple[ProxyRig, ClientSession, FrontendDriver, ClientSession, FrontendDriver, FakeBackend, str]:
+    """Two clients of a pool of one, each with the same text prepared as "mine" and "theirs"."""
     r = rig(pool_size=1)
     a, da = ready_client(r)
     b, db = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
+    backend = r.backend(only_server(r))
     prepare(da, "mine")
     prepare(db, "theirs")
-    g = a.statements["mine"].name
+    return r, a, da, b, db, backend, a.statements["mine"].name
+
+
+def test_two_clients_share_one_global_statement() -> None:
+    r, a, da, b, db, backend, g = _two_sharing()
+    server = only_server(r)
     assert b.statements["theirs"].name == g
     assert a.statements["mine"] is b.statements["theirs"] and a.statements["mine"].refs == 2
     da.send(bind_execute("mine", b"1") + fe.sync())
@@ -171,14 +176,7 @@ def test_a_statement_whose_plan_no_longer_fits_is_not_handed_out_again() -> None
     that prepares the text again gets a new statement, Parsed afresh, while another client that
     still maps the old one keeps it (and its error, as on PostgreSQL). Another error changes
     nothing."""
-    r = rig(pool_size=1)
-    a, da = ready_client(r)
-    b, db = ready_client(r)
-    server = only_server(r)
-    backend = r.backend(server)
-    prepare(da, "mine")
-    prepare(db, "theirs")
-    g = a.statements["mine"].name
+    _, a, da, b, db, backend, g = _two_sharing()
     da.send(bind_execute("mine", b"1") + fe.sync())
     assert show(backend.take()) == [f"P:{g}", f"B:{g}", "E", "S"]
     backend.send(be.parse_complete() + be.error_response("22012", "division by zero", fields={"R": "int4div"})
