@@ -486,6 +486,10 @@ _COPY_SCENARIOS: dict[str, tuple[list[tuple[str, bytes, bytes]], bool]] = {
     "unsynced_execute_and_query_after_extended_copy": (
         [("xcopy", _ROW + fe.copy_done() + fe.parse("", "SELECT 1") + fe.bind("", "", [], [], []) + fe.execute("")
           + query("SELECT 1") + fe.sync(), b"Z"), ("", b"", b"Z")], True),
+    # The first COPY's read Sync came after a row: no doubt about the second COPY's own.
+    "bad_row_in_second_copy_after_a_row_and_sync_in_the_first": (
+        [("xflush", _ROW + fe.sync() + fe.copy_done() + b"%XCOPY%" + _BAD_ROW + fe.copy_done() + fe.sync(), b"Z")],
+        True),
     "parse_after_extended_copy": (
         [("xcopy", _ROW + fe.copy_done() + fe.parse("s41", "SELECT 41") + fe.sync(), b"Z"),
          ("", fe.bind("", "s41", [], [], []) + fe.execute("") + fe.sync(), b"Z")], True),
@@ -502,7 +506,7 @@ def _copy_steps(raw: RawConn, table: str, steps: list[tuple[str, bytes, bytes]])
                  "xcopy2": _extended_copy_in(table) + _ROW + fe.copy_done() + _extended_copy_in(table),
                  "xcopy2bad": _extended_copy_in(table) + _BAD_ROW + fe.copy_done() + _extended_copy_in(table),
                  "xcopy_q": _extended_copy_in(table) + _ROW + fe.copy_done() + query(f"COPY {table} (id, s, n) FROM STDIN")}
-        raw.sock.sendall(start.get(copy, b"") + data)
+        raw.sock.sendall(start.get(copy, b"") + data.replace(b"%XCOPY%", _extended_copy_in(table)))
         while (m := raw.read()) is not None:
             t, body = m
             fields = error_fields(body) if t == b"E" else {}
