@@ -504,14 +504,13 @@ class ServerSession:
         self.scanner.table = COPY_TABLE
         syncs = self._syncs
         head = self._rfq_seen
-        first = syncs[0] if syncs else None
-        if first is not None and first[0] == head:
-            if not first[2]:
+        if syncs and syncs[0][0] == head:
+            if not syncs[0][2]:
                 # Begun by an Execute whose Sync was sent before any CopyDone/CopyFail (libpq
                 # sends them together): the COPY reads that Sync, and any sent after it up to
                 # the CopyDone or CopyFail, and ignores them; the Execute ends at the next Sync
                 # after that.
-                count = first[1]
+                count = syncs[0][1]
                 self._ignored_at = count
                 self._copy_end_index = count
                 for number, sent_at, _ended, _data in syncs:
@@ -1084,10 +1083,15 @@ class ServerSession:
     def _expecting(self, kind: int, name: str = "", client_name: str = "", stmt: str = "") -> None:
         self._expect.append((kind, name, self._rfq_sent, client_name, stmt))
 
+    def _use(self, stmt: GlobalStatement) -> None:
+        used = self._used
+        if not used or used[-1] is not stmt:  # (a batch of one statement's Executes: one entry)
+            used.append(stmt)
+
     def ensure_prepared(self, stmt: GlobalStatement) -> None:
         """Make sure ``stmt`` exists here before a Bind/Describe that uses it."""
         name = stmt.name
-        self._used.append(stmt)
+        self._use(stmt)
         if name in self.prepared:
             self.prepared.move_to_end(name)
             return
@@ -1099,7 +1103,7 @@ class ServerSession:
     def ensure_sql_prepared(self, stmt: GlobalStatement) -> None:
         """SQL PREPARE ``stmt`` here (hidden) before the client's EXECUTE, if missing."""
         name = stmt.name
-        self._used.append(stmt)
+        self._use(stmt)
         if name in self.prepared:
             self.prepared.move_to_end(name)
             return
