@@ -17,6 +17,7 @@ import java.sql.ResultSet;
 import java.sql.SQLException;
 import java.sql.Statement;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
 import java.util.Properties;
@@ -25,7 +26,10 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
 
 import org.postgresql.PGConnection;
+import org.postgresql.PGNotification;
 import org.postgresql.copy.CopyManager;
+import org.postgresql.largeobject.LargeObject;
+import org.postgresql.largeobject.LargeObjectManager;
 
 public final class JdbcScenarios {
     private final String url;
@@ -60,6 +64,8 @@ public final class JdbcScenarios {
             case "deallocate" -> s.deallocate();
             case "statement_cache" -> s.statementCache();
             case "plan_change" -> s.planChange();
+            case "notify" -> s.notifications();
+            case "large_object" -> s.largeObject();
             default -> throw new IllegalArgumentException("unknown scenario " + args[4]);
         }
         for (String line : s.out) {
@@ -533,6 +539,113 @@ public final class JdbcScenarios {
                 }
                 o.execute("DROP TABLE " + t);
             }
+        }
+    }
+
+    /** Channel and payload of each notification, in the order the driver got them (the sender's
+     * pid is left out: through a pooler it is a server's, never the client's own key). */
+    private static List<String> names(PGNotification[] got) {
+        List<String> r = new ArrayList<>();
+        if (got != null) {
+            for (PGNotification n : got) {
+                r.add(n.getName() + ":" + n.getParameter());
+            }
+        }
+        return r;
+    }
+
+    /** Waits up to 10 s for `count` notifications; fewer after that is what the transcript shows. */
+    private static List<String> await(PGConnection c, int count) throws SQLException {
+        List<String> r = new ArrayList<>();
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (r.size() < count && System.nanoTime() < deadline) {
+            r.addAll(names(c.getNotifications(500)));
+        }
+        return r;
+    }
+
+    /** LISTEN in transaction mode: the listener keeps its server, so what others NOTIFY reaches it
+     * while it is idle, a rolled-back NOTIFY never does, one sent during its own transaction
+     * waits for the end of it, and after UNLISTEN nothing more comes. */
+    void notifications() throws Exception {
+        String chan = table + "_chan";
+        try (Connection l = connect(); Connection n = connect();
+             Statement ls = l.createStatement(); Statement ns = n.createStatement()) {
+            PGConnection pl = l.unwrap(PGConnection.class);
+            ls.execute("LISTEN " + chan);
+            ns.execute("NOTIFY " + chan + ", 'one'");
+            n.setAutoCommit(false);
+            ns.execute("SELECT pg_notify('" + chan + "', 'two')");
+            n.commit();
+            ns.execute("NOTIFY " + chan + ", 'rolled back'");
+            n.rollback();
+            n.setAutoCommit(true);
+            ns.execute("NOTIFY " + chan + ", 'three'");
+            say("idle " + await(pl, 3));
+            ls.execute("NOTIFY " + chan + ", 'self'");
+            say("own " + names(pl.getNotifications()));
+            l.setAutoCommit(false);
+            try (ResultSet rs = ls.executeQuery("SELECT 7")) {
+                say("in txn " + rows(rs));
+            }
+            ns.execute("NOTIFY " + chan + ", 'during txn'");
+            say("during txn " + names(pl.getNotifications(300)));
+            l.commit();
+            l.setAutoCommit(true);
+            say("after commit " + await(pl, 1));
+            ls.execute("UNLISTEN " + chan);
+            ns.execute("NOTIFY " + chan + ", 'after unlisten'");
+            say("after unlisten " + names(pl.getNotifications(300)));
+            try (ResultSet rs = ls.executeQuery("SELECT 8")) {
+                say("still " + rows(rs));
+            }
+        }
+    }
+
+    /** Large objects: the driver's LargeObjectManager calls lo_* through FunctionCall messages
+     * (the fast-path protocol), inside a transaction. */
+    void largeObject() throws Exception {
+        byte[] data = new byte[100_000];
+        for (int i = 0; i < data.length; i++) {
+            data[i] = (byte) (i * 31 + 7);
+        }
+        try (Connection c = connect()) {
+            c.setAutoCommit(false);
+            LargeObjectManager lom = c.unwrap(PGConnection.class).getLargeObjectAPI();
+            long oid = lom.createLO(LargeObjectManager.READWRITE);
+            try (LargeObject lo = lom.open(oid, LargeObjectManager.WRITE)) {
+                lo.write(data);
+                say("written, at " + lo.tell());
+            }
+            c.commit();
+            try (LargeObject lo = lom.open(oid, LargeObjectManager.READ)) {
+                byte[] back = lo.read(data.length + 10);
+                say("read " + back.length + " same " + Arrays.equals(back, data));
+                lo.seek(50_000);
+                say("at " + lo.tell() + " " + Arrays.toString(lo.read(4)) + " size " + lo.size());
+            }
+            c.commit();
+            try (LargeObject lo = lom.open(oid, LargeObjectManager.WRITE)) {
+                lo.truncate(10);
+                say("truncated, size " + lo.size());
+            }
+            c.rollback();
+            try (LargeObject lo = lom.open(oid, LargeObjectManager.READ)) {
+                say("after rollback size " + lo.size());
+            }
+            lom.unlink(oid);
+            c.commit();
+            try {
+                lom.open(oid, LargeObjectManager.READ);
+                say("open unlinked: no error");
+            } catch (SQLException e) {
+                say("open unlinked: " + e.getSQLState());
+            }
+            c.rollback();
+            try (Statement st = c.createStatement(); ResultSet rs = st.executeQuery("SELECT 9")) {
+                say("after " + rows(rs));
+            }
+            c.commit();
         }
     }
 }
