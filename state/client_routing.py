@@ -124,14 +124,19 @@ class MessageRouting(SessionEffects):
             self.queries += 1
             server.copy_may_begin(False)
             analysis = self._analyze(body)
+            # The Query ends the implicit transaction of the unsynced messages before it: what
+            # they did stands if it succeeds, and is rolled back with it if it fails.
+            segment = self._segment
+            self._segment = None
             if analysis is OTHER_ANALYSIS:
-                server.expect_response()
+                server.expect_response(segment)
             else:
                 refusal = self._refusal(analysis)
                 if refusal is not None:
                     if server.txn_status != b"I" or server.owed or server.unsynced:
                         # (In a transaction, now or at its turn; or in the implicit one of the
-                        # unsynced messages before it, which an error in a Query rolls back.)
+                        # unsynced messages before it, which an error in a Query rolls back,
+                        # their effects with it.)
                         server.abort_transaction()
                     server.answer(refusal)
                     return
@@ -139,18 +144,20 @@ class MessageRouting(SessionEffects):
                     sql = query_text(body)
                     reply = self._sql_prepare(analysis, sql)
                     if reply is not None:
+                        self._segment = segment  # (the answer's empty query commits them: see answer)
                         server.answer(reply)
                         return
-                    rewritten = self._sql_execute(server, analysis, sql)
+                    rewritten = self._sql_execute(server, analysis, sql, segment)
                     if rewritten is not None:
                         server.io.send(rewritten)
                         return
                 if self.rename and self._deallocate(analysis):
+                    self._segment = segment
                     server.answer(
                         be.command_complete("DEALLOCATE" if analysis.statements[0].name else "DEALLOCATE ALL")
                     )
                     return
-                server.expect_response([analysis])
+                server.expect_response([analysis] if segment is None else [*segment, analysis])
             server.io.send(msg)
         elif mtype == fe.SYNC:
             effects = self._segment
@@ -203,7 +210,9 @@ class MessageRouting(SessionEffects):
             server.forward_completion(msg)
         elif mtype == fe.FUNCTION_CALL:
             self.queries += 1
-            server.expect_response()
+            segment = self._segment  # (its implicit transaction ends with the call's, as at a Query)
+            self._segment = None
+            server.expect_response(segment)
             server.io.send(msg)
         else:
             # Flush, CopyDone, CopyFail, and anything PostgreSQL itself should judge.
@@ -340,8 +349,11 @@ class MessageRouting(SessionEffects):
         self.sql_statements[name] = self.directory.statements.acquire_sql(rest)
         return be.command_complete("PREPARE")
 
-    def _sql_execute(self, server: ServerSession, analysis: Analysis, sql: str) -> bytes | None:
-        """A lone EXECUTE of a registered name: the rewritten Query, its PREPARE injected if needed."""
+    def _sql_execute(
+        self, server: ServerSession, analysis: Analysis, sql: str, segment: list[Analysis] | None
+    ) -> bytes | None:
+        """A lone EXECUTE of a registered name: the rewritten Query, its PREPARE injected if needed.
+        ``segment``: the effects of the unsynced messages before it, whose fate is the Query's."""
         statements = analysis.statements
         if len(statements) != 1 or statements[0].kind is not Sql.EXECUTE:
             return None
@@ -352,7 +364,7 @@ class MessageRouting(SessionEffects):
         if rewritten is None:
             return None
         server.ensure_sql_prepared(stmt)
-        server.expect_response([stmt.analysis])
+        server.expect_response([stmt.analysis] if segment is None else [*segment, stmt.analysis])
         return fe.query(rewritten)
 
     def _deallocate(self, analysis: Analysis) -> bool:

@@ -572,6 +572,67 @@ def test_what_a_failed_batch_skips_matches_postgres(pg, proxy):
         assert g == w, f"step {i}: proxy {g} != PostgreSQL {w}"
 
 
+def _ended_by_a_query_scenario(r: Raw, disturb: Callable[[], None], int4div: int) -> Iterator[list[str]]:
+    """A Query or FunctionCall after unsynced messages ends their implicit transaction: a SET
+    among them stands if it succeeds and is rolled back with it if it fails."""
+
+    def set_(value: str) -> bytes:
+        return fe.parse("", f"SET work_mem = '{value}'") + _bind("", "", []) + fe.execute("")
+
+    def div(a: bytes, b: bytes) -> bytes:
+        return fe.function_call(int4div, [0], [a, b], 0)
+
+    def show() -> list[str]:
+        disturb()  # (another client had the server and set its own work_mem there)
+        return r.roundtrip(fe.query("SHOW work_mem"))
+
+    yield r.roundtrip(set_("7MB") + fe.query("SELECT 1/0") + fe.sync(), count=2)
+    yield show()
+    yield r.roundtrip(set_("7MB") + fe.query("SELECT 1") + fe.sync(), count=2)
+    yield show()
+    yield r.roundtrip(set_("13MB") + div(b"1", b"0") + fe.sync(), count=2)
+    yield show()
+    yield r.roundtrip(set_("13MB") + div(b"6", b"2") + fe.sync(), count=2)
+    yield show()
+    # A failure before the Query: the server skips it, the Sync answers.
+    yield r.roundtrip(set_("15MB") + fe.execute("no_such_portal") + fe.query("SELECT 2") + fe.sync())
+    yield show()
+    # In a transaction the failed Query fails the transaction; the SET goes with its ROLLBACK.
+    yield r.roundtrip(fe.query("BEGIN"))
+    yield r.roundtrip(set_("17MB") + fe.query("SELECT 1/0") + fe.sync(), count=2)
+    yield r.roundtrip(fe.query("ROLLBACK"))
+    yield show()
+
+
+def test_a_failing_query_rolls_back_the_unsynced_messages_before_it(pg, proxy):
+    """PostgreSQL runs a Query sent before the Sync of an extended-protocol batch in the batch's
+    implicit transaction. The proxy used to record the batch's SET even when the Query then
+    failed and PostgreSQL rolled it back, and put it on the next server it gave the client."""
+    with connect_direct(pg) as c:
+        (int4div,) = c.execute("SELECT 'int4div'::regproc::oid").fetchone()
+    direct = Raw(pg.host, pg.port, "postgres", APP_DB)
+    try:
+        want = list(_ended_by_a_query_scenario(direct, lambda: None, int4div))
+    finally:
+        direct.close()
+    assert [w[1] for w in want if w[0].startswith("T:work_mem")] == ["D:4MB", "D:7MB", "D:7MB", "D:13MB", "D:13MB",
+                                                                     "D:13MB"]
+    other = connect(proxy)
+    other.execute("SET work_mem = '9MB'")
+
+    def disturb() -> None:
+        assert other.execute("SHOW work_mem").fetchone() == ("9MB",)
+
+    r = Raw(proxy.host, proxy.port, APP_USER, APP_DB)
+    try:
+        got = list(_ended_by_a_query_scenario(r, disturb, int4div))
+    finally:
+        r.close()
+        other.close()
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"step {i}: proxy {g} != PostgreSQL {w}"
+
+
 def test_query_refused_inside_an_extended_batch(pg, proxy_factory):
     """session_state = "refuse": a Query refused behind unsynced extended-protocol messages is
     answered in its turn, after theirs, and fails their implicit transaction as an error in that
