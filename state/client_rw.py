@@ -51,6 +51,17 @@ ROLE_STATEMENT: Final = re.compile(
     r"(?:\s*(?:to|=)\s*(?:'([^']*)'|\"([^\"]*)\"|([a-z_]+)))?\s*;?\s*$",
     re.IGNORECASE,
 )
+
+
+def role_set_in(text: str) -> str | None:
+    """"primary" or "replica" if ``text`` is a SET [LOCAL] of pgdog.role to one of them."""
+    match = ROLE_STATEMENT.match(text)
+    if match is None or match.group(1).lower() != "set":
+        return None
+    raw = next((g for g in match.group(3, 4, 5) if g is not None), None)
+    return None if raw is None else ROLE_VALUES.get(raw.strip().lower())
+
+
 # How a SET/RESET can start: the letters, or whitespace and comments before them.
 ROLE_FIRST_BYTES: Final = frozenset(b"sSrRdD \t\r\n/-(")
 ROLE_LETTERS: Final = frozenset(b"sSrRdD")
@@ -65,6 +76,7 @@ _READ: Final = (False, False, Reason.ROUTE_READ)
 _HINT: Final = Reason.ROUTE_HINT
 _ROUTE_READ: Final = Reason.ROUTE_READ
 _OVERRIDE: Final = Reason.ROUTE_OVERRIDE
+_TXN: Final = Reason.ROUTE_TRANSACTION
 _K_ROUTE: Final = Kind.ROUTE
 _M_CLIENT: Final = Machine.CLIENT
 # A message that continues a request (Execute, an unnamed Bind, a portal Describe): no say in it.
@@ -131,7 +143,7 @@ class ReadWriteSplit(LocalAnswers):
                 decided = None
         else:
             decided = self._batch_route(cluster)
-        if decided is not None and decided[2] is _HINT:
+        if decided is not None and (decided[2] is _HINT or decided[2] is _OVERRIDE):
             return decided
         role = self.role_override
         if self.settings.txn:
@@ -168,12 +180,14 @@ class ReadWriteSplit(LocalAnswers):
                     continue
                 if found is None:
                     found = _WRITE
-                if found[2] is Reason.ROUTE_HINT:
+                if found[2] is _HINT or found[2] is _OVERRIDE:
                     return found
                 if verdict is None or (found[0] and not verdict[0]):
                     verdict = found
-            if mtype not in BATCH_PARTS or (verdict is not None and verdict[0]):
-                break  # a Query or FunctionCall stands alone; Sync/Flush end the batch
+            if mtype not in BATCH_PARTS or (verdict is not None and verdict[0] and verdict[2] is not _TXN):
+                # A Query or FunctionCall stands alone; Sync/Flush end the batch. After a BEGIN
+                # the walk goes on: a SET [LOCAL] pgdog.role later in the batch decides.
+                break
             pos += 1 + length
         return verdict
 
@@ -230,6 +244,9 @@ class ReadWriteSplit(LocalAnswers):
             if found.reason == "transaction control":
                 start = raw.index(0) + 1
                 return self._query_details(cluster, memoryview(raw[start : raw.index(0, start) + 1]), found.write)
+            if found.reason == "set" and b"pgdog" in raw:
+                start = raw.index(0) + 1
+                return self._role_route(decode_text(raw[start : raw.index(0, start)]), found)
         elif mtype == fe.BIND or mtype == fe.DESCRIBE:
             # The common cases first, from the bytes: an unnamed portal and statement (Bind),
             # a portal (Describe 'P') or the unnamed statement (Describe 'S' "").
@@ -249,6 +266,8 @@ class ReadWriteSplit(LocalAnswers):
             if found.reason == "transaction control":
                 # A prepared BEGIN (pgbench -M prepared): routed like the text it runs.
                 return self._query_details(cluster, memoryview(stmt.sql.encode() + b"\0"), found.write)
+            if found.reason == "set" and "pgdog" in stmt.sql:
+                return self._role_route(stmt.sql, found)
         elif mtype == fe.FUNCTION_CALL:
             return None
         else:
@@ -257,6 +276,16 @@ class ReadWriteSplit(LocalAnswers):
             return found.hint == "primary", found.hint == "replica", _HINT
         # (The module's constants: Reason.X read through the enum class is a lookup, and more.)
         return _WRITE if found.write else _READ
+
+    def _role_route(self, sql: str, found: Route) -> tuple[bool, bool, Reason]:
+        """A SET [LOCAL] pgdog.role sent with the extended protocol, which the server runs (a
+        driver such as JDBC sends nothing as a simple Query): its value decides the batch
+        holding it, so that BEGIN plus SET LOCAL pgdog.role, sent together, opens the
+        transaction where the SET says, as the same two Queries would."""
+        role = role_set_in(sql)
+        if role is None:
+            return _WRITE if found.write else _READ
+        return role == "primary", role == "replica", _OVERRIDE
 
     def _remember_route(self, raw: bytes, found: Route) -> None:
         """The last text routed, per client: clients repeat texts (pgbench, ORMs, pools of

@@ -511,6 +511,27 @@ def test_set_local_role_in_transaction(replica_set: ReplicaSet, rr_ex: ProxyProc
         assert set(_ports(conn, 4)) == replica_set.replica_ports
 
 
+def test_set_local_role_with_the_extended_protocol(replica_set: ReplicaSet, rr_ex: ProxyProcess) -> None:
+    """SET LOCAL pgdog.role sent with the extended protocol, as JDBC sends everything (here
+    psycopg's prepare=True: a named statement, then Binds of it) decides the transaction too.
+    In a pipeline with BEGIN, as JDBC sends them, the same."""
+    primary = replica_set.primary.port
+    with connect(rr_ex) as conn:
+        with conn.pipeline():
+            conn.execute("BEGIN", prepare=False)
+            conn.execute("SET LOCAL pgdog.role TO 'replica'", prepare=False)
+            cur = conn.execute("SELECT inet_server_port() + %s", (0,))
+        assert cur.fetchone()[0] in replica_set.replica_ports
+        conn.execute("COMMIT")
+        for _ in range(3):
+            with conn.transaction():
+                conn.execute("SET LOCAL pgdog.role TO 'replica'", prepare=True)
+                ports = _ports(conn, 2)
+            assert len(set(ports)) == 1 and ports[0] in replica_set.replica_ports, ports
+            with conn.transaction():
+                assert set(_ports(conn, 2)) == {primary}
+
+
 def test_comment_hints(replica_set: ReplicaSet, rr_in: ProxyProcess) -> None:
     """/* pgdog_role: primary */ and /* pgdog_role: replica */ route one statement, and beat the
     session's pgdog.role."""

@@ -733,3 +733,58 @@ def test_a_repeated_parse_routes_as_the_first_did() -> None:
         assert run("SELECT 1", "SELECT 1", b"I").pool is r.replica
         assert last_route(r, client) == (RD, False, Reason.ROUTE_READ)
         assert client.server is None
+
+
+# -- SET [LOCAL] pgdog.role sent with the extended protocol decides its batch ---------------------
+
+
+def jdbc_begin(sql: str) -> bytes:
+    """What PgJDBC sends for the first statement of a transaction (autocommit off): its BEGIN
+    and the statement, one batch."""
+    return (fe.parse("", "BEGIN") + fe.bind("", "", [], [], []) + fe.execute("", 0)
+            + fe.parse("", sql) + fe.bind("", "", [], [], []) + fe.describe("P", "") + fe.execute("", 1)
+            + fe.sync())
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("SET LOCAL pgdog.role TO 'replica'", (RD, True, OVERRIDE)),
+        ("set local pgdog.role = replica", (RD, True, OVERRIDE)),
+        ("SET pgdog.role TO 'replica'", (RD, True, OVERRIDE)),
+        ("SET LOCAL pgdog.role TO 'auto'", (W, False, TXN)),
+        ("SET LOCAL pgdog.role TO 'nowhere'", (W, False, TXN)),
+        ("SET LOCAL work_mem TO '8MB'", (W, False, TXN)),
+    ],
+)
+def test_role_set_in_a_batch_after_begin_decides_the_transaction(sql: str, expected: tuple) -> None:
+    """JDBC sends BEGIN and the SET LOCAL pgdog.role after it as one batch: the SET decides where
+    the transaction opens, as the same two Queries would (the proxy answers those). It used to
+    open on the primary, whatever the SET said."""
+    r = RwRig()
+    client, driver = r.connect()
+    driver.send(jdbc_begin(sql))
+    assert last_route(r, client) == expected
+    r.serve()
+    server = client.server
+    assert server is not None and server.pool is (r.replica if expected[1] else r.primary)
+
+
+@pytest.mark.parametrize("how", ["parse", "prepared"])
+def test_role_set_with_the_extended_protocol_in_a_local_transaction(how: str) -> None:
+    """A BEGIN the proxy answered, then SET LOCAL pgdog.role with the extended protocol (psycopg
+    with prepare=True: a named Parse first, then Binds of the name): the transaction opens on a
+    replica."""
+    r = RwRig()
+    client, driver = r.connect()
+    rest = fe.bind("", "_pg3_0", [], [], []) + fe.describe("P", "") + fe.execute("", 0) + fe.sync()
+    if how == "prepared":
+        driver.send(fe.parse("_pg3_0", "SET LOCAL pgdog.role TO 'replica'") + fe.sync())
+        assert [t for t, _ in driver.take()] == ["1", "Z"]  # (answered by the proxy: no server yet)
+    else:
+        rest = fe.parse("_pg3_0", "SET LOCAL pgdog.role TO 'replica'") + rest
+    local(driver, "BEGIN")
+    driver.send(rest)
+    assert last_route(r, client) == (RD, True, OVERRIDE)
+    r.serve()
+    assert client.server is not None and client.server.pool is r.replica
