@@ -39,6 +39,14 @@ PIN_KINDS: Final = frozenset(
 )
 
 
+# What a rollback leaves behind: a session advisory lock, a SQL PREPARE, a loaded library.
+SURVIVES_ROLLBACK: Final = frozenset({Sql.ADVISORY_LOCK, Sql.PREPARE, Sql.LOAD})
+# In a request's effects, between those of the unsynced extended-protocol messages before a Query
+# (or FunctionCall) and the Query's own: the server answers that Query only if those messages
+# succeeded (after an error it skips to the Sync), so an error in the request is the Query's.
+SEGMENT_END: Final = Analysis((), None)
+
+
 def pins(st: Statement) -> bool:
     """Whether running ``st`` ties the client to its server for the rest of the session."""
     kind = st.kind
@@ -83,6 +91,13 @@ def roles_after(role: str | None, changes: list[tuple[str | None, str | None]], 
     return role
 
 
+def _index_of(analyses: list[Analysis], mark: Analysis) -> int:
+    for i, analysis in enumerate(analyses):
+        if analysis is mark:
+            return i
+    return -1
+
+
 class SessionEffects(ClientFields):
 
     def on_request_done(
@@ -92,14 +107,29 @@ class SessionEffects(ClientFields):
         """The server answered a request whose statements affect the session."""
         tracker = self.settings
         if failed:
-            # Statements sharing a request with a failed one are taken as not run.
-            if status == b"I":
-                tracker.rollback()
-            return
+            for analysis in analyses:
+                for st in analysis.statements:
+                    if st.kind in SURVIVES_ROLLBACK and pins(st):
+                        self._pin(now, st.kind)  # (whether it ran before the error or not)
+            cut = _index_of(analyses, SEGMENT_END)
+            if cut < 0 or before == b"I":
+                # Statements sharing a request with a failed one are taken as not run: in
+                # the implicit transaction of a request, the error rolls them all back.
+                if status == b"I":
+                    tracker.rollback()
+                return
+            # In a transaction block, the unsynced messages before the failed Query ran: their
+            # effects wait for the block's end, as any; the Query's are not.
+            analyses = analyses[:cut]
         in_txn = before != b"I"
         aborted = before == b"E"
         reset: set[str] = set()
         single = len(analyses) == 1 and len(analyses[0].statements) == 1
+        if not single:
+            # Several statements in one request share its implicit transaction: their changes are
+            # the session's only if it commits (a BEGIN among them makes it the block's, a
+            # ROLLBACK undoes them), as the check on the final status below does.
+            in_txn = True
         for analysis in analyses:
             for st in analysis.statements:
                 kind = st.kind

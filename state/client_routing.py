@@ -22,7 +22,7 @@ from pgdog_ev.wire import backend as be
 from pgdog_ev.wire import errors as codes
 from pgdog_ev.wire import frontend as fe
 from pgdog_ev.wire._codec import u32_at
-from state.client_effects import SessionEffects, pins
+from state.client_effects import SEGMENT_END, SessionEffects, pins
 from state.events import Kind, Machine
 from state.prepared import NOOP_CLOSE
 from state.reasons import Reason
@@ -43,6 +43,7 @@ _PARSE: Final = fe.PARSE
 _BIND: Final = fe.BIND
 _DESCRIBE: Final = fe.DESCRIBE
 _EXECUTE: Final = fe.EXECUTE
+_ERROR: Final = be.ERROR_RESPONSE
 _SYNC: Final = fe.SYNC
 
 
@@ -129,7 +130,7 @@ class MessageRouting(SessionEffects):
             segment = self._segment
             self._segment = None
             if analysis is OTHER_ANALYSIS:
-                server.expect_response(segment)
+                server.expect_response(None if segment is None else [*segment, SEGMENT_END])
             else:
                 refusal = self._refusal(analysis)
                 if refusal is not None:
@@ -144,7 +145,13 @@ class MessageRouting(SessionEffects):
                     sql = query_text(body)
                     reply = self._sql_prepare(analysis, sql)
                     if reply is not None:
-                        self._segment = segment  # (the answer's empty query commits them: see answer)
+                        if reply[0] == _ERROR:
+                            # PostgreSQL's own error would fail the transaction, or the implicit
+                            # one of the messages before it: so does the proxy's, as a refusal.
+                            if server.txn_status != b"I" or server.owed or server.unsynced:
+                                server.abort_transaction()
+                        else:
+                            self._segment = segment  # (the answer's empty query commits them)
                         server.answer(reply)
                         return
                     rewritten = self._sql_execute(server, analysis, sql, segment)
@@ -157,7 +164,7 @@ class MessageRouting(SessionEffects):
                         be.command_complete("DEALLOCATE" if analysis.statements[0].name else "DEALLOCATE ALL")
                     )
                     return
-                server.expect_response([analysis] if segment is None else [*segment, analysis])
+                server.expect_response([analysis] if segment is None else [*segment, SEGMENT_END, analysis])
             server.io.send(msg)
         elif mtype == fe.SYNC:
             effects = self._segment
@@ -212,7 +219,7 @@ class MessageRouting(SessionEffects):
             self.queries += 1
             segment = self._segment  # (its implicit transaction ends with the call's, as at a Query)
             self._segment = None
-            server.expect_response(segment)
+            server.expect_response(None if segment is None else [*segment, SEGMENT_END])
             server.io.send(msg)
         else:
             # Flush, CopyDone, CopyFail, and anything PostgreSQL itself should judge.
@@ -363,8 +370,13 @@ class MessageRouting(SessionEffects):
         rewritten = rewrite_execute(sql, stmt.name)
         if rewritten is None:
             return None
+        if segment is not None and stmt.name not in server.prepared:
+            # The PREPARE sent first, a Query of the proxy's own, ends the messages' implicit
+            # transaction and commits them: their effects wait for the Sync, as before a Query.
+            self._segment = segment
+            segment = None
         server.ensure_sql_prepared(stmt)
-        server.expect_response([stmt.analysis] if segment is None else [*segment, stmt.analysis])
+        server.expect_response([stmt.analysis] if segment is None else [*segment, SEGMENT_END, stmt.analysis])
         return fe.query(rewritten)
 
     def _deallocate(self, analysis: Analysis) -> bool:

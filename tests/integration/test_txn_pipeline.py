@@ -13,6 +13,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
 import psycopg
@@ -602,6 +603,24 @@ def _ended_by_a_query_scenario(r: Raw, disturb: Callable[[], None], int4div: int
     yield r.roundtrip(set_("17MB") + fe.query("SELECT 1/0") + fe.sync(), count=2)
     yield r.roundtrip(fe.query("ROLLBACK"))
     yield show()
+    # ... but not with a ROLLBACK TO a savepoint taken after it: the SET ran before the Query.
+    yield r.roundtrip(fe.query("BEGIN"))
+    savepoint = fe.parse("", "SAVEPOINT sp") + _bind("", "", []) + fe.execute("")
+    yield r.roundtrip(set_("19MB") + savepoint + fe.query("SELECT 1/0") + fe.sync(), count=2)
+    yield r.roundtrip(fe.query("ROLLBACK TO SAVEPOINT sp"))
+    yield r.roundtrip(fe.query("COMMIT"))
+    yield show()
+    # A BEGIN Query makes the implicit transaction the block's: ROLLBACK undoes the SET.
+    yield r.roundtrip(set_("21MB") + fe.query("BEGIN") + fe.sync(), count=2)
+    yield r.roundtrip(fe.query("ROLLBACK"))
+    yield show()
+    # A ROLLBACK Query ends the implicit transaction (with a warning), the SET with it.
+    yield r.roundtrip(set_("23MB") + fe.query("ROLLBACK") + fe.sync(), count=2)
+    yield show()
+    # Several statements in one Query share its implicit transaction the same way.
+    yield r.roundtrip(fe.query("SET work_mem = '25MB'; BEGIN"))
+    yield r.roundtrip(fe.query("ROLLBACK"))
+    yield show()
 
 
 def test_a_failing_query_rolls_back_the_unsynced_messages_before_it(pg, proxy):
@@ -615,8 +634,9 @@ def test_a_failing_query_rolls_back_the_unsynced_messages_before_it(pg, proxy):
         want = list(_ended_by_a_query_scenario(direct, lambda: None, int4div))
     finally:
         direct.close()
-    assert [w[1] for w in want if w[0].startswith("T:work_mem")] == ["D:4MB", "D:7MB", "D:7MB", "D:13MB", "D:13MB",
-                                                                     "D:13MB"]
+    assert [w[1] for w in want if w[0].startswith("T:work_mem")] == [
+        "D:4MB", "D:7MB", "D:7MB", "D:13MB", "D:13MB", "D:13MB", "D:19MB", "D:19MB", "D:19MB", "D:19MB",
+    ]
     other = connect(proxy)
     other.execute("SET work_mem = '9MB'")
 
@@ -631,6 +651,36 @@ def test_a_failing_query_rolls_back_the_unsynced_messages_before_it(pg, proxy):
         other.close()
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, f"step {i}: proxy {g} != PostgreSQL {w}"
+
+
+def test_an_advisory_lock_before_a_failing_query_still_pins(pg, proxy):
+    """A session advisory lock taken by an Execute outlives the rollback of the failing Query
+    behind it (session locks are not transactional): its client keeps the server. The other
+    client of this pool of one waits for it and then finds no lock on its session."""
+    probe = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242"
+             " AND pid = pg_backend_pid()")
+    batch = (fe.parse("", "SELECT pg_advisory_lock(4242)") + _bind("", "", []) + fe.execute("")
+             + fe.query("SELECT 1/0") + fe.sync())
+    direct = Raw(pg.host, pg.port, "postgres", APP_DB)
+    try:
+        want = [direct.roundtrip(batch, count=2), direct.roundtrip(fe.query(probe))]
+    finally:
+        direct.close()
+    assert want[1][1] == "D:1"
+    r = Raw(proxy.host, proxy.port, APP_USER, APP_DB)
+    with ThreadPoolExecutor(1) as pool:
+        try:
+            got = [r.roundtrip(batch, count=2), r.roundtrip(fe.query(probe))]
+            other = pool.submit(_probe_through, proxy, probe)
+        finally:
+            r.close()  # (its server is cleaned, the lock released, then lent to the other client)
+        assert other.result(timeout=REPLY_TIMEOUT) == 0
+    assert got == want
+
+
+def _probe_through(proxy, probe: str) -> int:
+    with connect(proxy) as conn:
+        return conn.execute(probe).fetchone()[0]
 
 
 def test_query_refused_inside_an_extended_batch(pg, proxy_factory):

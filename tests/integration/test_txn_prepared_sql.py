@@ -7,6 +7,7 @@ import psycopg
 import pytest
 
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
+from tests.harness.clients import connect_direct
 from tests.harness.config import app_database, app_user
 
 
@@ -87,6 +88,35 @@ def test_execute_inside_transactions(proxy):
         assert a.execute("EXECUTE ins(5)").fetchone() == (10,)
         a.execute("ROLLBACK")
         assert a.execute("EXECUTE ins(6)").fetchone() == (12,)
+
+
+def _duplicate_in_a_transaction(conn: psycopg.Connection) -> list:
+    out: list = []
+    conn.execute("PREPARE dup_t AS SELECT 1")
+    conn.execute("BEGIN")
+    conn.execute("SELECT 1")
+    for sql in ("PREPARE dup_t AS SELECT 2", "SELECT 3"):
+        try:
+            conn.execute(sql)
+            out.append("no error")
+        except psycopg.Error as e:
+            out.append(e.sqlstate)
+        out.append(conn.info.transaction_status.name)
+    conn.execute("ROLLBACK")
+    out.append(conn.execute("EXECUTE dup_t").fetchone())
+    conn.execute("DEALLOCATE dup_t")
+    return out
+
+
+def test_a_duplicate_prepare_fails_its_transaction_like_postgres(pg, proxy):
+    """The proxy answers a duplicate name itself (42P05), as PostgreSQL would, and fails the
+    transaction as PostgreSQL's error does: the next statement gets 25P02. It used to leave the
+    transaction open."""
+    with connect_direct(pg) as direct:
+        want = _duplicate_in_a_transaction(direct)
+    assert want == ["42P05", "INERROR", "25P02", "INERROR", (1,)]
+    with _connect(proxy) as conn:
+        assert _duplicate_in_a_transaction(conn) == want
 
 
 def test_a_statement_whose_plan_no_longer_fits_works_once_prepared_again(pg, proxy):
