@@ -106,30 +106,31 @@ class SessionEffects(ClientFields):
     ) -> None:
         """The server answered a request whose statements affect the session."""
         tracker = self.settings
+        # Several statements in one request share its implicit transaction: their changes are
+        # the session's only if it commits (a BEGIN among them makes it the block's, a ROLLBACK
+        # undoes them), as the check on the final status below does.
+        provisional = False
         if failed:
-            for analysis in analyses:
-                for st in analysis.statements:
-                    if st.kind in SURVIVES_ROLLBACK and pins(st):
-                        self._pin(now, st.kind)  # (whether it ran before the error or not)
+            self.pin_survivors(now, analyses)
             cut = _index_of(analyses, SEGMENT_END)
-            if cut < 0 or before == b"I":
+            if cut < 0:
                 # Statements sharing a request with a failed one are taken as not run: in
                 # the implicit transaction of a request, the error rolls them all back.
                 if status == b"I":
                     tracker.rollback()
                 return
-            # In a transaction block, the unsynced messages before the failed Query ran: their
-            # effects wait for the block's end, as any; the Query's are not.
+            # The unsynced messages before the failed Query ran (had one of them failed, the
+            # server would have skipped the Query): their effects count, and the error fails
+            # the transaction open at it, a block (which stays, aborted) or an implicit one
+            # (rolled back below); the Query's effects do not count.
             analyses = analyses[:cut]
+            provisional = True
         in_txn = before != b"I"
         aborted = before == b"E"
         reset: set[str] = set()
         single = len(analyses) == 1 and len(analyses[0].statements) == 1
-        if not single:
-            # Several statements in one request share its implicit transaction: their changes are
-            # the session's only if it commits (a BEGIN among them makes it the block's, a
-            # ROLLBACK undoes them), as the check on the final status below does.
-            in_txn = True
+        if provisional or not single:
+            provisional = in_txn = True
         for analysis in analyses:
             for st in analysis.statements:
                 kind = st.kind
@@ -167,10 +168,11 @@ class SessionEffects(ClientFields):
                         tracker.rollback()
                     else:
                         self._committed(server)
-                    in_txn = aborted = "chain" in st.flags
+                    aborted = "chain" in st.flags
+                    in_txn = provisional or aborted
                 elif kind is Sql.ROLLBACK or kind is Sql.PREPARE_TRANSACTION:
                     tracker.rollback()
-                    in_txn = "chain" in st.flags
+                    in_txn = provisional or "chain" in st.flags
                     aborted = False
                 elif kind is Sql.SAVEPOINT and in_txn:
                     tracker.savepoint(st.name or "")
@@ -196,7 +198,18 @@ class SessionEffects(ClientFields):
         if status == b"I" and tracker.txn:
             # The transaction ended in a way the text did not show (e.g. an
             # implicit COMMIT of a multi-statement query): take the server's word.
-            self._committed(server)
+            if failed:
+                tracker.rollback()  # (the implicit transaction the failed Query ended)
+            else:
+                self._committed(server)
+
+    def pin_survivors(self, now: float, analyses: list[Analysis]) -> None:
+        """A request failed, or the server skipped it after an earlier error: what a rollback
+        leaves behind pins the client all the same, whether it ran before the error or not."""
+        for analysis in analyses:
+            for st in analysis.statements:
+                if st.kind in SURVIVES_ROLLBACK and pins(st):
+                    self._pin(now, st.kind)
 
     def _committed(self, server: ServerSession) -> None:
         """The client's transaction committed on ``server``: its setting changes, pgdog.role's

@@ -372,7 +372,9 @@ class MessageRouting(SessionEffects):
             return None
         if segment is not None and stmt.name not in server.prepared:
             # The PREPARE sent first, a Query of the proxy's own, ends the messages' implicit
-            # transaction and commits them: their effects wait for the Sync, as before a Query.
+            # transaction: it commits them, or rolls them back if it fails, which the client
+            # cannot see. The client keeps this server, whose settings are then its own.
+            self._pin(self._now, Sql.EXECUTE)
             self._segment = segment
             segment = None
         server.ensure_sql_prepared(stmt)

@@ -1004,6 +1004,8 @@ class ServerSession:
             self._behind.pop(self._rfq_seen - 1, None)
         if head == TO_CLIENT or type(head) is list:
             self._requests -= 1
+            if type(head) is list and self.client is not None:
+                self.client.pin_survivors(self.last_active, head)  # (skipped after an error)
         elif head == HIDDEN_PREPARE and self._sql_prepares:
             self.prepared.pop(self._sql_prepares.popleft(), None)
 

@@ -621,6 +621,19 @@ def _ended_by_a_query_scenario(r: Raw, disturb: Callable[[], None], int4div: int
     yield r.roundtrip(fe.query("SET work_mem = '25MB'; BEGIN"))
     yield r.roundtrip(fe.query("ROLLBACK"))
     yield show()
+    # A COMMIT among the messages ends the block; the SET after it is in the implicit
+    # transaction the failing Query rolls back.
+    yield r.roundtrip(fe.query("BEGIN"))
+    commit = fe.parse("", "COMMIT") + _bind("", "", []) + fe.execute("")
+    yield r.roundtrip(commit + set_("27MB") + fe.query("SELECT 1/0") + fe.sync(), count=2)
+    yield show()
+    # A BEGIN among them opens a block the failing Query only aborts: the SET before the
+    # savepoint outlives ROLLBACK TO it, and COMMIT keeps it.
+    begin = fe.parse("", "BEGIN") + _bind("", "", []) + fe.execute("")
+    yield r.roundtrip(begin + set_("29MB") + savepoint + fe.query("SELECT 1/0") + fe.sync(), count=2)
+    yield r.roundtrip(fe.query("ROLLBACK TO SAVEPOINT sp"))
+    yield r.roundtrip(fe.query("COMMIT"))
+    yield show()
 
 
 def test_a_failing_query_rolls_back_the_unsynced_messages_before_it(pg, proxy):
@@ -636,6 +649,7 @@ def test_a_failing_query_rolls_back_the_unsynced_messages_before_it(pg, proxy):
         direct.close()
     assert [w[1] for w in want if w[0].startswith("T:work_mem")] == [
         "D:4MB", "D:7MB", "D:7MB", "D:13MB", "D:13MB", "D:13MB", "D:19MB", "D:19MB", "D:19MB", "D:19MB",
+        "D:19MB", "D:29MB",
     ]
     other = connect(proxy)
     other.execute("SET work_mem = '9MB'")
@@ -653,24 +667,28 @@ def test_a_failing_query_rolls_back_the_unsynced_messages_before_it(pg, proxy):
         assert g == w, f"step {i}: proxy {g} != PostgreSQL {w}"
 
 
-def test_an_advisory_lock_before_a_failing_query_still_pins(pg, proxy):
+@pytest.mark.parametrize("failing", ["query", "execute"])
+def test_an_advisory_lock_before_an_error_still_pins(pg, proxy, failing):
     """A session advisory lock taken by an Execute outlives the rollback of the failing Query
-    behind it (session locks are not transactional): its client keeps the server. The other
-    client of this pool of one waits for it and then finds no lock on its session."""
+    behind it, or of a failing Execute (whose error makes the server skip the Query after it):
+    session locks are not transactional, so its client keeps the server. The other client of
+    this pool of one waits for it and then finds no lock on its session."""
     probe = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 4242"
              " AND pid = pg_backend_pid()")
-    batch = (fe.parse("", "SELECT pg_advisory_lock(4242)") + _bind("", "", []) + fe.execute("")
-             + fe.query("SELECT 1/0") + fe.sync())
+    fail = (fe.query("SELECT 1/0") if failing == "query"
+            else fe.parse("", "SELECT 1/0") + _bind("", "", []) + fe.execute("") + fe.query("SELECT 1"))
+    batch = fe.parse("", "SELECT pg_advisory_lock(4242)") + _bind("", "", []) + fe.execute("") + fail + fe.sync()
+    count = 2 if failing == "query" else 1
     direct = Raw(pg.host, pg.port, "postgres", APP_DB)
     try:
-        want = [direct.roundtrip(batch, count=2), direct.roundtrip(fe.query(probe))]
+        want = [direct.roundtrip(batch, count=count), direct.roundtrip(fe.query(probe))]
     finally:
         direct.close()
     assert want[1][1] == "D:1"
     r = Raw(proxy.host, proxy.port, APP_USER, APP_DB)
     with ThreadPoolExecutor(1) as pool:
         try:
-            got = [r.roundtrip(batch, count=2), r.roundtrip(fe.query(probe))]
+            got = [r.roundtrip(batch, count=count), r.roundtrip(fe.query(probe))]
             other = pool.submit(_probe_through, proxy, probe)
         finally:
             r.close()  # (its server is cleaned, the lock released, then lent to the other client)

@@ -3,12 +3,18 @@ protocol-level statements do, without pinning the client."""
 
 from __future__ import annotations
 
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
 import psycopg
 import pytest
 
+from pgdog_ev.wire import backend as be
+from pgdog_ev.wire import frontend as fe
 from tests.conftest import APP_DB, APP_PASSWORD, APP_USER
 from tests.harness.clients import connect_direct
 from tests.harness.config import app_database, app_user
+from tests.harness.rawclient import RawConn
 
 
 @pytest.fixture(scope="module")
@@ -117,6 +123,56 @@ def test_a_duplicate_prepare_fails_its_transaction_like_postgres(pg, proxy):
     assert want == ["42P05", "INERROR", "25P02", "INERROR", (1,)]
     with _connect(proxy) as conn:
         assert _duplicate_in_a_transaction(conn) == want
+
+
+def test_a_prepare_the_proxy_sends_before_the_execute_keeps_the_client_on_its_server(pg, proxy):
+    """SET, unsynced, then EXECUTE of a statement this server lacks: the proxy's PREPARE goes
+    first and ends the SET's implicit transaction, committing it or (here: its table is gone)
+    rolling it back, out of the client's sight. The client then keeps that server, whose
+    settings are the truth: another client cannot take it meanwhile (checkout_timeout), and the
+    client sees what PostgreSQL shows. It used to count the SET as done, and got it replayed
+    after another client had had the server."""
+    table = f"gone_{uuid.uuid4().hex[:8]}"
+    direct, _ = RawConn.password_login(pg.host, pg.port, APP_USER, APP_DB, APP_PASSWORD)
+    try:
+        _set_then_execute(direct, table)
+        want = _show(direct)
+    finally:
+        direct.close()
+    assert want == "4MB"
+    conn, login = RawConn.password_login(proxy.host, proxy.port, APP_USER, APP_DB, APP_PASSWORD)
+    assert login[-1] == (b"Z", b"I"), login
+    try:
+        _set_then_execute(conn, table)
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(_show_work_mem, proxy).exception(timeout=20)  # (times out: the server is kept)
+        assert _show(conn) == want
+    finally:
+        conn.close()
+
+
+def _set_then_execute(conn: RawConn, table: str) -> None:
+    """PREPARE over a table then dropped; SET work_mem (Parse/Bind/Execute), a Query EXECUTE
+    of it, a Sync."""
+    for sql in (f"CREATE TABLE {table} (a int)", f"PREPARE q_gone AS SELECT * FROM {table}", f"DROP TABLE {table}"):
+        conn.sock.sendall(fe.query(sql))
+        assert b"E" not in [t for t, _ in conn.until(b"Z")], sql
+    conn.sock.sendall(fe.parse("", "SET work_mem = '11MB'") + fe.bind("", "", [], [], []) + fe.execute("")
+                      + fe.query("EXECUTE q_gone") + fe.sync())
+    first = conn.until(b"Z")
+    assert b"E" in [t for t, _ in first], first
+    conn.until(b"Z")
+
+
+def _show(conn: RawConn) -> str:
+    conn.sock.sendall(fe.query("SHOW work_mem"))
+    rows = [body for t, body in conn.until(b"Z") if t == b"D"]
+    return bytes(be.parse_data_row(rows[0])[0]).decode()
+
+
+def _show_work_mem(proxy) -> str:
+    with _connect(proxy) as conn:
+        return conn.execute("SHOW work_mem").fetchone()[0]
 
 
 def test_a_statement_whose_plan_no_longer_fits_works_once_prepared_again(pg, proxy):
