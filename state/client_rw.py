@@ -53,12 +53,17 @@ ROLE_STATEMENT: Final = re.compile(
 )
 
 
+def role_value(match: re.Match[str]) -> str | None:
+    """The value a ROLE_STATEMENT match sets, as written (quoted or not); None if it sets none."""
+    return next((g for g in match.group(3, 4, 5) if g is not None), None)
+
+
 def role_set_in(text: str) -> str | None:
     """"primary" or "replica" if ``text`` is a SET [LOCAL] of pgdog.role to one of them."""
     match = ROLE_STATEMENT.match(text)
     if match is None or match.group(1).lower() != "set":
         return None
-    raw = next((g for g in match.group(3, 4, 5) if g is not None), None)
+    raw = role_value(match)
     return None if raw is None else ROLE_VALUES.get(raw.strip().lower())
 
 
@@ -386,7 +391,7 @@ class ReadWriteSplit(LocalAnswers):
         if match is None:
             return None
         verb, scope = match.group(1).upper(), (match.group(2) or "").upper()
-        raw = next((g for g in match.group(3, 4, 5) if g is not None), None)
+        raw = role_value(match)
         value: str | None = None
         key: str | None = None
         if verb == "SET":
