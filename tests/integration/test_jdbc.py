@@ -69,14 +69,18 @@ def tls(pg, module_proxy_factory, tmp_path_factory: pytest.TempPathFactory) -> t
     return proxy, f"?sslmode=verify-full&sslrootcert={ca.cert}"
 
 
-def _run(classes: Path, host: str, port: int, table: str, scenario: str, options: str = "") -> list[str]:
-    url = f"jdbc:postgresql://{host}:{port}/{APP_DB}{options}"
+def _java(classes: Path, url: str, table: str, scenario: str) -> subprocess.CompletedProcess[str]:
+    """One scenario in a JVM of its own, without the PG* and JAVA_TOOL* variables of this process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "JAVA_TOOL"))}
-    done = subprocess.run(
+    return subprocess.run(
         ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", f"{JAR}{os.pathsep}{classes}", "JdbcScenarios",
          url, APP_USER, APP_PASSWORD, table, scenario],
         capture_output=True, text=True, timeout=240, env=env,
     )
+
+
+def _run(classes: Path, host: str, port: int, table: str, scenario: str, options: str = "") -> list[str]:
+    done = _java(classes, f"jdbc:postgresql://{host}:{port}/{APP_DB}{options}", table, scenario)
     assert done.returncode == 0, f"{scenario} against port {port} failed:\n{done.stdout}\n{done.stderr}"
     return [line.replace(table, "T") for line in done.stdout.splitlines()]
 
@@ -103,12 +107,8 @@ def test_jdbc_over_tls_sees_what_postgres_gives(pg, tls, classes, scenario):
 
 def test_jdbc_without_tls_is_refused_by_a_proxy_that_requires_it(tls, classes):
     proxy, _ = tls
-    url = f"jdbc:postgresql://{proxy.host}:{proxy.port}/{APP_DB}?sslmode=disable"
-    done = subprocess.run(
-        ["java", "-Xshare:auto", "-XX:TieredStopAtLevel=1", "-cp", f"{JAR}{os.pathsep}{classes}", "JdbcScenarios",
-         url, APP_USER, APP_PASSWORD, "jdbc_plain", "prepared"],
-        capture_output=True, text=True, timeout=240,
-    )
+    done = _java(classes, f"jdbc:postgresql://{proxy.host}:{proxy.port}/{APP_DB}?sslmode=disable", "jdbc_plain",
+                 "prepared")
     assert done.returncode != 0
     assert "TLS is required by this proxy" in done.stderr, done.stderr
 
